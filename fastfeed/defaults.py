@@ -1,0 +1,32 @@
+"""Every tunable default in one place, with its unit and the reason for its value."""
+
+MiB = 1024 * 1024
+
+# --- journal -------------------------------------------------------------------------------
+SEGMENT_BYTES = 64 * MiB  # large enough that segment rollover is rare; small enough to recycle
+GROUP_COMMIT_MS = 2.0  # bound on the power-loss window in group mode
+GROUP_COMMIT_BYTES = 1 * MiB  # flush early when this much is unsynced: bounds one msync's cost
+MIN_FREE_BYTES = 256 * MiB  # refuse to create a segment when the disk has less than this free
+RETENTION_BYTES = 1024 * MiB  # journal kept even when fully snapshotted (for repair/verify)
+MAX_FRAME_BYTES = 16 * MiB  # a frame larger than this is refused by the WebSocket layer
+
+# --- recorder -------------------------------------------------------------------------------
+BACKOFF_INITIAL_S = 1.0  # first reconnect delay (full jitter below it)
+BACKOFF_CAP_S = 60.0  # reconnect delay never exceeds this
+BACKOFF_RESET_S = 30.0  # a connection healthy this long resets the backoff
+PING_INTERVAL_S = 5.0  # app-level {"cmd":"ping"} cadence
+STALL_TIMEOUT_S = 10.0  # no frame at all for this long: drop and reconnect
+CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
+SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
+SHUTDOWN_TIMEOUT_S = 10.0  # graceful shutdown bound after SIGTERM/SIGINT
+STATUS_INTERVAL_S = 1.0  # terminal status line refresh
+LOG_STATUS_INTERVAL_S = 10.0  # status log line cadence when not on a terminal
+MALFORMED_LOG_PER_MIN = 10  # rate limit for malformed-frame log lines
+
+# --- simulator -------------------------------------------------------------------------------
+SIM_RATE_PER_STREAM = 200.0  # msgs/s per stream: "a few hundred" like a busy equity
+SIM_HISTORY_MESSAGES = 1_000_000  # per stream, for resume
+SIM_HISTORY_BYTES = 256 * MiB  # memory cap on all history kept by the simulator
+SIM_DEPTH_LEVELS = 5  # top-N book levels per depth push
+SIM_MAX_CLIENT_BUFFER = 64 * MiB  # a slower client than this is dropped, not buffered forever
+SIM_SEED = 1  # content seed: (seed, channel, symbol, seq) fixes every byte
