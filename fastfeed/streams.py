@@ -1,0 +1,47 @@
+"""Names shared by the tracker, the store and the recorder: a stream's key and a gap in it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Gap", "GapState", "StreamKey"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamKey:
+    """One subscribed stream: a channel (``depth``, ``trade``, ``ticker``) of one symbol."""
+
+    channel: str
+    symbol: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.symbol}"
+
+
+class GapState(str, enum.Enum):
+    """Where a gap stands: still being backfilled, backfilled, or gone for good."""
+
+    OPEN = "open"
+    FILLED = "filled"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A missing range of one stream.
+
+    With sequence numbers, ``from_seq``..``to_seq`` (inclusive) is the missing range. Without
+    them (plain TickDB), the gap is the time window ``from_ns``..``to_ns`` in which the recorder
+    could not have received anything (a disconnect or a stall); its seq bounds are ``None``.
+    ``gap_id`` is stable for the life of the gap so the ledger can update it in place.
+    """
+
+    gap_id: int
+    key: StreamKey
+    from_seq: int | None
+    to_seq: int | None
+    from_ns: int
+    to_ns: int | None
+    state: GapState
+    reason: str
