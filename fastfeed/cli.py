@@ -1,0 +1,121 @@
+"""The command line: ``fastfeed [run] ...``, ``sim``, ``status``, ``gaps``, ``export``.
+
+Every expected failure (a bad flag, an unreadable path, a refused journal) ends in one line on
+stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fastfeed import __version__
+from fastfeed.errors import ConfigError, FastfeedError
+
+__all__ = ["main"]
+
+COMMANDS = ("run", "sim", "status", "gaps", "export")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem and pointing at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fastfeed",
+        description="Record a market-data WebSocket feed without losing a message.",
+        epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US",
+    )
+    parser.add_argument("--version", action="version", version=f"fastfeed {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="record a feed (the default command)")
+    run.add_argument("--venue", choices=("tickdb", "sim"), help="venue (default tickdb)")
+    run.add_argument("--endpoint", help="WebSocket URL (default TickDB's wss endpoint)")
+    run.add_argument(
+        "--channels",
+        action="append",
+        metavar="CHANNEL:SYM[,SYM...]",
+        help="what to record, e.g. depth:AAPL.US,TSLA.US (repeatable)",
+    )
+    run.add_argument("--data-dir", type=Path, help="where to keep data (default ./fastfeed-data)")
+    run.add_argument("--fsync", choices=("group", "always", "none"), help="journal durability")
+    run.add_argument("--config", type=Path, help="TOML file with the same keys as these flags")
+    run.add_argument("--api-key-file", type=Path, help="file holding the API key")
+    run.add_argument("--ca-file", type=Path, help="extra CA bundle for wss:// verification")
+    run.add_argument("--log-format", choices=("text", "json"), help="log line format")
+    run.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="log level"
+    )
+    run.add_argument(
+        "--repair-journal",
+        action="store_true",
+        default=None,
+        help="truncate the journal at mid-log corruption instead of refusing to start",
+    )
+
+    sim = sub.add_parser("sim", help="run the built-in venue simulator")
+    from fastfeed.sim import add_sim_arguments
+
+    add_sim_arguments(sim)
+
+    for name, text in (
+        ("status", "per-stream record counts, sequence ranges and open gaps"),
+        ("gaps", "the gap ledger"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+        cmd.add_argument("--format", choices=("text", "json"), default="text")
+
+    export = sub.add_parser("export", help="recorded messages, one JSON line each")
+    export.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    export.add_argument("--format", choices=("jsonl",), default="jsonl")
+    export.add_argument("--channel")
+    export.add_argument("--symbol")
+    export.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
+    return parser
+
+
+def _with_default_command(argv: list[str]) -> list[str]:
+    if not argv or argv[0] in (*COMMANDS, "-h", "--help", "--version"):
+        return argv
+    return ["run", *argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fastfeed`` and ``python -m fastfeed``; returns the exit code."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = _build_parser().parse_args(_with_default_command(raw))
+    try:
+        if args.command == "run":
+            from fastfeed.recorder.app import run_from_args
+
+            return run_from_args(args)
+        if args.command == "sim":
+            from fastfeed.sim import main_sim
+
+            return main_sim(args)
+        if args.command in ("status", "gaps", "export"):
+            from fastfeed import reports
+
+            return reports.main(args)
+        _build_parser().print_help()
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"fastfeed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FastfeedError as exc:
+        print(f"fastfeed: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+

@@ -1,0 +1,122 @@
+"""The recorder's settings: command line and TOML merged, validated, the API key kept apart."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastfeed.errors import ConfigError
+from fastfeed.journal import FsyncMode
+from fastfeed.venues.tickdb import CHANNELS, validate_symbol
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "RecorderConfig",
+    "Subscriptions",
+    "load_api_key",
+    "load_toml",
+    "parse_channel_specs",
+    "validate",
+]
+
+DEFAULT_ENDPOINT = "wss://api.tickdb.ai/v1/realtime"
+API_KEY_ENV = "TICKDB_API_KEY"
+VENUES = ("tickdb", "sim")
+
+Subscriptions = dict[str, list[str]]  # channel -> symbols, in the order first given
+
+
+@dataclass(slots=True)
+class RecorderConfig:
+    """Everything `fastfeed run` needs. The API key is deliberately not a field: see load_api_key."""
+
+    venue: str = "tickdb"
+    endpoint: str = DEFAULT_ENDPOINT
+    channels: Subscriptions = field(default_factory=dict)
+    data_dir: Path = Path("fastfeed-data")
+    fsync: FsyncMode = FsyncMode.GROUP
+    api_key_file: Path | None = None
+    ca_file: Path | None = None
+    config_file: Path | None = None
+    log_format: str = "text"
+    log_level: str = "info"
+    repair_journal: bool = False
+
+
+def parse_channel_specs(specs: list[str]) -> Subscriptions:
+    """Turn ``["depth:AAPL.US,TSLA.US", "trade:BTC.CC"]`` into ``{"depth": [...], ...}``.
+
+    Raises:
+        ConfigError: a spec without ``:``, an unknown channel or an invalid symbol.
+    """
+    subs: Subscriptions = {}
+    for spec in specs:
+        channel, sep, rest = spec.partition(":")
+        channel = channel.strip()
+        if not sep or not rest.strip():
+            raise ConfigError(f"bad channel spec {spec!r}: expected CHANNEL:SYM[,SYM...]")
+        if channel not in CHANNELS:
+            raise ConfigError(
+                f"unknown channel {channel!r} in {spec!r}: expected one of {', '.join(CHANNELS)}"
+            )
+        symbols = subs.setdefault(channel, [])
+        for raw in rest.split(","):
+            symbol = raw.strip()
+            problem = validate_symbol(symbol)
+            if problem:
+                raise ConfigError(f"bad symbol {symbol!r} in {spec!r}: {problem}")
+            if symbol not in symbols:
+                symbols.append(symbol)
+    return subs
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config with the same keys as the flags (``data-dir`` or ``data_dir``)."""
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    known = {f for f in RecorderConfig.__dataclass_fields__ if f != "config_file"}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"config {path}: unknown key {key!r}")
+        out[name] = value
+    return out
+
+
+def load_api_key(config: RecorderConfig) -> str | None:
+    """The key from ``--api-key-file`` or ``$TICKDB_API_KEY`` (never a flag: flags show in ps)."""
+    if config.api_key_file is not None:
+        try:
+            key = config.api_key_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read API key file {config.api_key_file}: {exc.strerror}"
+            ) from None
+        if not key:
+            raise ConfigError(f"API key file {config.api_key_file} is empty")
+        return key
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def validate(config: RecorderConfig, api_key: str | None) -> None:
+    """Refuse a configuration that cannot record, with one line saying what to change."""
+    if config.venue not in VENUES:
+        raise ConfigError(f"unknown venue {config.venue!r}: expected one of {', '.join(VENUES)}")
+    if not config.channels:
+        raise ConfigError("nothing to record: give at least one --channels CHANNEL:SYM[,SYM...]")
+    if config.venue == "tickdb" and api_key is None:
+        raise ConfigError(
+            f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE "
+            "(or use --venue sim, which runs without one)"
+        )
+    if not config.endpoint.startswith(("ws://", "wss://")):
+        raise ConfigError(f"bad endpoint {config.endpoint!r}: expected a ws:// or wss:// URL")
