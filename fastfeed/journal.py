@@ -1,0 +1,486 @@
+"""The write-ahead journal: append every frame durably before anything parses it.
+
+``Journal.open(directory)`` takes the journal directory itself (the recorder passes
+``<data-dir>/journal``): it holds ``LOCK`` and the ``seg-<index>.wal`` segments. The on-disk format
+is in docs/architecture.md; the per-record work is in fastfeed/_wal.pyx.
+
+Durability modes (``FsyncMode``):
+
+* GROUP (default): a commit thread syncs what was appended every ``group_commit_ms`` (sooner
+  when more than ``group_commit_bytes`` are waiting, at once after an idle spell) and publishes
+  ``durable_lsn``; ``wait_durable`` resolves from it.
+* ALWAYS: ``append`` syncs before it returns: slow, but every returned LSN is durable.
+* NONE: never syncs until ``sync()``/``close()``. Survives a process crash (the kernel still has
+  the pages), not a power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import errno
+import heapq
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+from fastfeed._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
+from fastfeed.defaults import (
+    GROUP_COMMIT_BYTES,
+    GROUP_COMMIT_MS,
+    MIN_FREE_BYTES,
+    SEGMENT_BYTES,
+)
+from fastfeed.errors import DiskFull, JournalError, JournalSyncError
+from fastfeed.journal_files import (
+    JournalRecord,
+    create_segment,
+    fsync_dir,
+    iter_records,
+    list_segments,
+    lock_directory,
+    remove_stale_temps,
+    segment_path,
+)
+from fastfeed.journal_recovery import RecoveryReport, recover
+
+__all__ = [
+    "FsyncMode",
+    "Journal",
+    "JournalRecord",
+    "RecordKind",
+    "RecoveryReport",
+    "SyncHook",
+    "read_journal",
+]
+
+SyncHook = Callable[[str, int, int], int]
+_NEVER = 2**64 - 1  # wake threshold meaning "do not wake the commit thread"
+
+
+class RecordKind(enum.IntEnum):
+    """What a journal record holds."""
+
+    INBOUND = 1  # a WebSocket frame received (text or binary: see flags)
+    OUTBOUND = 2  # a command we sent
+    CONNECTION = 3  # connection event (JSON payload)
+    GAP = 4  # gap marker written by the recorder (JSON payload)
+    SNAPSHOT = 5  # reserved: marks a snapshot reaching an LSN
+    CONTROL = 6  # recorder control info (subscription set changes, stream registry)
+
+
+class FsyncMode(enum.StrEnum):
+    """When appended records are made durable (see the module docstring)."""
+
+    GROUP = "group"
+    ALWAYS = "always"
+    NONE = "none"
+
+
+class Journal(WalWriter):
+    """The single writer of a journal directory; create it with ``Journal.open``."""
+
+    recovery: RecoveryReport
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        segment_bytes: int = SEGMENT_BYTES,
+        fsync: FsyncMode | str = FsyncMode.GROUP,
+        group_commit_ms: float = GROUP_COMMIT_MS,
+        group_commit_bytes: int = GROUP_COMMIT_BYTES,
+        min_free_bytes: int = MIN_FREE_BYTES,
+        repair: bool = False,
+        sync_hook: SyncHook | None = None,
+    ) -> Journal:
+        """Lock ``directory``, recover the log in it and start the commit thread.
+
+        Raises:
+            JournalLocked: another process is writing this journal.
+            JournalCorrupt: damage followed by valid records, and ``repair`` is False.
+            JournalFormatError: a segment of another format version.
+            DiskFull: no segment exists yet and there is no room to create one.
+        """
+        return cls(
+            directory,
+            segment_bytes=segment_bytes,
+            fsync=fsync,
+            group_commit_ms=group_commit_ms,
+            group_commit_bytes=group_commit_bytes,
+            min_free_bytes=min_free_bytes,
+            repair=repair,
+            sync_hook=sync_hook,
+        )
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = SEGMENT_BYTES,
+        fsync: FsyncMode | str = FsyncMode.GROUP,
+        group_commit_ms: float = GROUP_COMMIT_MS,
+        group_commit_bytes: int = GROUP_COMMIT_BYTES,
+        min_free_bytes: int = MIN_FREE_BYTES,
+        repair: bool = False,
+        sync_hook: SyncHook | None = None,
+    ) -> None:
+        """See ``Journal.open``, the documented way to call this."""
+        if segment_bytes % 8 or not 4096 <= segment_bytes < 2**32:
+            raise ValueError(
+                f"segment_bytes {segment_bytes} must be a multiple of 8 in [4 KiB, 4 GiB)"
+            )
+        mode = FsyncMode(fsync)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = lock_directory(directory)
+        self._dir: Path = directory
+        self._lock_fd = lock_fd
+        self._segment_bytes = segment_bytes
+        self._mode = mode
+        self._period_s = group_commit_ms / 1000.0
+        self._group_bytes = group_commit_bytes
+        self._min_free = min_free_bytes
+        self._hook = sync_hook
+        self._repair = repair
+        self._durable = 0
+        self._failure: JournalError | None = None
+        self._closed = False
+        self._stopping = False
+        self._commit_lock = threading.Lock()
+        self._prep_lock = threading.Lock()
+        self._event = threading.Event()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
+        self._seq = itertools.count()
+        self._prep_error: Exception | None = None
+        self._unsynced_paths: list[tuple[str, int, int]] = []  # NONE mode: retired, not synced
+        try:
+            self._start()
+        except BaseException:
+            os.close(lock_fd)
+            raise
+
+    def _start(self) -> None:
+        """Recover, install the segment to append to, make the recovered log durable."""
+        remove_stale_temps(self._dir)
+        rec = recover(self._dir, repair=self._repair, sync=self._sync_range)
+        self.recovery = rec.report
+        self._first_lsns = rec.first_lsns
+        segments = rec.segments
+        try:
+            if not segments:
+                create_segment(self._dir, 0, self._segment_bytes, self._min_free)
+                segments = [Segment(str(segment_path(self._dir, 0)), writable=True)]
+                rec.resume, rec.offset = 0, HEADER_BYTES
+            # The recovered records were accepted by the last writer but maybe never synced
+            # (a process crash leaves them in the page cache): sync them before calling them
+            # durable.
+            for seg in segments[: rec.resume + 1]:
+                end = seg.extent(HEADER_BYTES) if seg is not segments[rec.resume] else rec.offset
+                if end > HEADER_BYTES:
+                    self._sync_range(seg, HEADER_BYTES, end)
+        except BaseException:
+            for seg in segments:
+                seg.close()
+            raise
+        current = segments[rec.resume]
+        for seg in segments:
+            if seg is not current:
+                seg.close()
+        self._install(current, rec.offset, rec.report.last_lsn + 1)
+        self._durable = rec.report.last_lsn
+        self._writer_setup(self._mode is FsyncMode.ALWAYS, self._event.set)
+        self._thread = threading.Thread(
+            target=self._run, name=f"journal-commit:{self._dir}", daemon=True
+        )
+        self._thread.start()
+
+    # --- the commit thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Commit thread: prepare the next segment, then sync per the mode until closed."""
+        while not self._stopping:
+            self._prepare_next()
+            if self._mode is not FsyncMode.GROUP:
+                self._event.wait()
+                self._event.clear()
+                if self._mode is FsyncMode.NONE:
+                    self._release_retired()
+                continue
+            if self.unsynced_bytes == 0:
+                # Idle: sleep until the first append (it sees the 0 threshold and wakes us).
+                self._arm(0)
+                if self.unsynced_bytes == 0:
+                    self._event.wait()
+            else:
+                # Busy: batch for one period, or less if group_commit_bytes pile up.
+                self._arm(self._group_bytes)
+                if self.unsynced_bytes <= self._group_bytes:
+                    self._event.wait(self._period_s)
+            self._event.clear()
+            self._arm(_NEVER)
+            if self._stopping:
+                break
+            try:
+                self._commit()
+            except JournalError:
+                pass  # recorded in self._failure; appends and waiters now raise it
+            except Exception as exc:  # a bug must not silently stop durability
+                self._set_failure(
+                    JournalSyncError(f"journal commit thread failed: {exc!r}", errno=errno.EIO)
+                )
+
+    def _set_failure(self, exc: JournalError) -> None:
+        """Make ``exc`` the answer to every later append, sync and wait_durable."""
+        self._failure = exc
+        self._fail(exc)
+        self._notify_waiters()
+
+    def _prepare_next(self) -> None:
+        """Create the segment after the current one now, so rollover finds it ready."""
+        index = self.write_offset[0] + 1
+        if self._prep_error is not None or segment_path(self._dir, index).exists():
+            return
+        with self._prep_lock:
+            try:
+                create_segment(self._dir, index, self._segment_bytes, self._min_free)
+            except (DiskFull, OSError) as exc:
+                # Not fatal yet: rollover retries and raises it to the appender if still so.
+                self._prep_error = exc
+
+    def _release_retired(self) -> None:
+        """NONE mode: unmap segments rolled away from, remembering them for the final sync."""
+        _, ranges = self._take_retired()
+        for seg, start, end in ranges:
+            self._unsynced_paths.append((seg.path, start, end))
+            seg.close()
+
+    # --- syncing ----------------------------------------------------------------------------
+
+    def _sync_range(self, seg: Segment, start: int, end: int) -> None:
+        """Make [start, end) of ``seg`` durable, through the test hook if one was given."""
+        self._sync_path(seg.path, start, end, seg)
+
+    def _sync_path(self, path: str, start: int, end: int, seg: Segment | None) -> None:
+        if self._hook is not None:
+            try:
+                rc = self._hook(path, start, end)
+            except OSError as exc:
+                rc = exc.errno or errno.EIO
+        elif seg is not None:
+            rc = seg.sync(start, end)
+        else:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                rc = 0
+            except OSError as exc:
+                rc = exc.errno or errno.EIO
+        if rc:
+            raise JournalSyncError(
+                f"syncing journal segment {path} bytes [{start}, {end}) failed: {os.strerror(rc)}",
+                errno=rc,
+                hint="the disk may have dropped writes; check it, then restart (recovery"
+                " keeps what is valid)",
+            )
+
+    def _commit(self) -> int:
+        """Sync everything accepted so far and publish it as durable; return durable_lsn."""
+        with self._commit_lock:
+            if self._failure is not None:
+                raise self._failure
+            current = self.segment
+            lsn, ranges = self._take_unsynced()
+            try:
+                for path, start, end in self._unsynced_paths:
+                    self._sync_path(path, start, end, None)
+                self._unsynced_paths = []
+                for seg, start, end in ranges:
+                    self._sync_range(seg, start, end)
+            except JournalSyncError as exc:
+                # Fatal: after a failed fsync Linux may have marked the pages clean, so a
+                # retry could "succeed" without the data. Never retry, never advance.
+                self._set_failure(exc)
+                raise
+            for seg, _, _ in ranges:
+                if seg is not current:
+                    seg.close()  # rolled away from before this commit, now synced: done
+            if lsn > self._durable:
+                self._durable = lsn
+        self._notify_waiters()
+        return lsn
+
+    def _commit_now(self) -> None:
+        """ALWAYS mode, called by append: sync before the LSN is returned."""
+        self._commit()
+
+    # --- rollover ---------------------------------------------------------------------------
+
+    def _rollover(self, total: int) -> None:
+        """Called by append when a ``total``-byte record does not fit: move to a new segment."""
+        if self._closed:
+            raise JournalError(f"journal {self._dir} is closed")
+        limit = self._segment_bytes - HEADER_BYTES
+        if total > limit:
+            raise ValueError(
+                f"record of {total - RECORD_HEADER_BYTES} payload bytes exceeds the maximum"
+                f" {limit - RECORD_HEADER_BYTES} for {self._segment_bytes}-byte segments"
+            )
+        index = self.write_offset[0] + 1
+        with self._prep_lock:
+            create_segment(self._dir, index, self._segment_bytes, self._min_free)
+            self._prep_error = None
+        seg = Segment(str(segment_path(self._dir, index)), writable=True)
+        lsn = self.accepted_lsn + 1
+        self._first_lsns[index] = lsn
+        self._install(seg, HEADER_BYTES, lsn)
+        self._event.set()  # prepare the segment after this one, off the hot path
+
+    # --- waiting for durability -------------------------------------------------------------
+
+    def _notify_waiters(self) -> None:
+        """Resolve waiters now covered: one call_soon_threadsafe per loop per commit."""
+        ready: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Exception | None]]]
+        ready = {}
+        with self._waiters_lock:
+            while self._waiters and (
+                self._failure is not None or self._closed or self._waiters[0][0] <= self._durable
+            ):
+                lsn, _, fut = heapq.heappop(self._waiters)
+                outcome: Exception | None = None
+                if lsn > self._durable:
+                    outcome = self._failure or JournalError(f"journal {self._dir} closed")
+                ready.setdefault(fut.get_loop(), []).append((fut, outcome))
+        for loop, futs in ready.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
+                loop.call_soon_threadsafe(_resolve, futs)
+
+    async def wait_durable(self, lsn: int) -> None:
+        """Return once ``durable_lsn >= lsn``.
+
+        Raises:
+            JournalSyncError: a sync failed (before or while waiting).
+            JournalError: the journal closed before ``lsn`` became durable.
+        """
+        if self._failure is not None:
+            raise self._failure
+        if lsn <= self._durable:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._waiters_lock:
+            heapq.heappush(self._waiters, (lsn, next(self._seq), fut))
+        # A commit may have published between the check above and the push.
+        self._notify_waiters()
+        await fut
+
+    # --- public surface ---------------------------------------------------------------------
+
+    @property
+    def durable_lsn(self) -> int:
+        """LSN up to which everything has been synced to disk (survives power loss)."""
+        return self._durable
+
+    @property
+    def directory(self) -> Path:
+        """The journal directory."""
+        return self._dir
+
+    def sync(self) -> int:
+        """Block until everything appended so far is durable; return durable_lsn.
+
+        Raises:
+            JournalSyncError: the sync failed now or earlier.
+        """
+        if self._closed:
+            raise JournalError(f"journal {self._dir} is closed")
+        return self._commit()
+
+    def read(self, from_lsn: int = 1, upto_lsn: int | None = None) -> Iterator[JournalRecord]:
+        """Records from ``from_lsn`` up to ``upto_lsn`` (default and cap: accepted_lsn)."""
+        accepted = self.accepted_lsn
+        upto = accepted if upto_lsn is None else min(upto_lsn, accepted)
+        return iter_records(self._dir, from_lsn, upto)
+
+    def release_before(self, lsn: int) -> int:
+        """Delete segments whose every record has LSN < ``lsn`` (never the current one).
+
+        Returns:
+            How many segments were deleted.
+        """
+        current = self.write_offset[0]
+        removed = 0
+        for index, path in list_segments(self._dir):
+            if index >= current:
+                break
+            following = self._first_lsns.get(index + 1)
+            if following is None or following > lsn:
+                break
+            os.unlink(path)
+            self._first_lsns.pop(index, None)
+            removed += 1
+        if removed:
+            fsync_dir(self._dir)
+        return removed
+
+    def close(self) -> None:
+        """Final sync (in every mode), stop the commit thread, unmap, release the lock.
+
+        Raises:
+            JournalSyncError: the final sync failed (everything is still released).
+        """
+        if self._closed:
+            return
+        self._stopping = True
+        self._event.set()
+        self._thread.join()
+        try:
+            if self._failure is None:
+                self._commit()
+        finally:
+            self._closed = True
+            if self._failure is None:
+                self._fail(JournalError(f"journal {self._dir} is closed"))
+            self._close_mappings()
+            self._notify_waiters()
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _resolve(futs: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
+    """On the waiters' loop: complete each future (a waiter may have been cancelled)."""
+    for fut, outcome in futs:
+        if fut.done():
+            continue
+        if outcome is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(outcome)
+
+
+def read_journal(
+    directory: Path, from_lsn: int = 1, upto_lsn: int | None = None
+) -> Iterator[JournalRecord]:
+    """Read a journal from any process without its lock (status, export, verify, tail).
+
+    Stops at the first invalid or missing record: for a live journal, the end written so far.
+    """
+    return iter_records(Path(directory), from_lsn, upto_lsn)

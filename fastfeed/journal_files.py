@@ -1,0 +1,209 @@
+"""Journal directory layout: segment names, creation, the writer lock, and the record reader.
+
+The reader here serves both ``Journal.read`` (same process) and ``read_journal`` (any other
+process): it maps segments read-only and needs no lock, because a record's ``length`` is stored
+last and its CRC covers everything else, so a half-written record never validates.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastfeed._wal import FORMAT_VERSION, HEADER_BYTES, MAGIC, Segment
+from fastfeed.defaults import MiB
+from fastfeed.errors import DiskFull, JournalLocked
+
+__all__ = [
+    "JournalRecord",
+    "create_segment",
+    "fsync_dir",
+    "iter_records",
+    "list_segments",
+    "lock_directory",
+    "remove_stale_temps",
+    "segment_path",
+]
+
+_SEGMENT_RE = re.compile(r"^seg-(\d{16})\.wal$")
+_TEMP_RE = re.compile(r"^\.seg-\d{16}\.wal\.tmp$")
+_ZERO_CHUNK = bytes(1 * MiB)
+_HEADER = struct.Struct("<8sIIQQ32x")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One record as read back: its LSN, header fields and a copy of the payload."""
+
+    lsn: int
+    kind: int
+    stream: int
+    flags: int
+    recv_ns: int
+    payload: bytes
+
+
+def segment_path(directory: Path, index: int) -> Path:
+    """The final name of segment ``index``: names sort in log order."""
+    return directory / f"seg-{index:016d}.wal"
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """(index, path) of every segment in ``directory``, in index order."""
+    found = []
+    for name in os.listdir(directory):
+        m = _SEGMENT_RE.match(name)
+        if m:
+            found.append((int(m.group(1)), directory / name))
+    found.sort()
+    return found
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Delete half-prepared segments left by a crash (they were never renamed into the log)."""
+    for name in os.listdir(directory):
+        if _TEMP_RE.match(name):
+            os.unlink(directory / name)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so the names created, renamed or removed in it survive power loss."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def lock_directory(directory: Path) -> int:
+    """Take the exclusive writer lock ``LOCK``; return its fd (closing it releases the lock)."""
+    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise JournalLocked(
+            f"journal {directory} is in use by another writer (pid {holder})",
+            hint="stop the other recorder, or give this one a different --data-dir",
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # The pid is only for the message above; the flock is what excludes.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def create_segment(directory: Path, index: int, size: int, min_free_bytes: int) -> Path:
+    """Create segment ``index`` of ``size`` real zero bytes, crash-safely; return its path.
+
+    Raises:
+        DiskFull: the filesystem would keep less than ``min_free_bytes`` free, or ran out.
+    """
+    final = segment_path(directory, index)
+    if final.exists():
+        return final
+    st = os.statvfs(directory)
+    free = st.f_bavail * st.f_frsize
+    if free - size < min_free_bytes:
+        raise DiskFull(
+            f"not creating journal segment {final}: {free} bytes free, need {size} for the"
+            f" segment and {min_free_bytes} kept free",
+            hint="free disk space, move --data-dir, or lower the minimum free space",
+        )
+    tmp = directory / f".seg-{index:016d}.wal.tmp"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        # 1. Write real zeros (not a sparse ftruncate): every block is allocated now, so a
+        #    later store into the mapping cannot hit ENOSPC as a SIGBUS, and msync never has
+        #    to allocate.
+        left = size
+        while left:
+            left -= os.write(fd, _ZERO_CHUNK[: min(left, len(_ZERO_CHUNK))])
+        # 2. The header, so the file identifies itself (index, size, format version).
+        os.pwrite(fd, _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_BYTES, index, size), 0)
+        # 3. fsync before the rename: the name must never point at unwritten blocks.
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        os.unlink(tmp)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(
+                f"disk full while creating journal segment {final} ({size} bytes)",
+                hint="free disk space or move --data-dir",
+            ) from exc
+        raise
+    os.close(fd)
+    # 4. Rename into the log, then fsync the directory so the new name survives power loss.
+    os.rename(tmp, final)
+    fsync_dir(directory)
+    return final
+
+
+def _open_segment(directory: Path, index: int) -> Segment | None:
+    try:
+        return Segment(str(segment_path(directory, index)))
+    except FileNotFoundError:
+        return None
+
+
+def iter_records(directory: Path, from_lsn: int, upto_lsn: int | None) -> Iterator[JournalRecord]:
+    """Records with ``from_lsn <= lsn <= upto_lsn`` (no upper bound if None), in LSN order.
+
+    Stops at the first record that is missing, invalid or out of sequence: for a live journal
+    that is the end of what has been written so far.
+    """
+    segments = list_segments(directory)
+    if not segments or (upto_lsn is not None and upto_lsn < from_lsn):
+        return
+    # Skip whole segments: start at the last one whose first record is <= from_lsn.
+    start = segments[0][0]
+    for index, path in segments[1:]:
+        try:
+            probe = Segment(str(path))
+        except FileNotFoundError:
+            continue
+        first = probe.first_lsn()
+        probe.close()
+        if first == 0 or first > from_lsn:
+            break
+        start = index
+    index = start
+    prev = 0
+    first_seg = _open_segment(directory, index)
+    if first_seg is None:
+        return
+    seg = first_seg
+    offset, prev = seg.seek(from_lsn)
+    try:
+        while True:
+            rec = seg.record(offset, prev)
+            if rec is None:
+                # End of this segment's records: the log continues only in the next segment,
+                # at prev + 1 (checked by seg.record with prev).
+                seg.close()
+                index += 1
+                next_seg = _open_segment(directory, index)
+                if next_seg is None:
+                    return
+                seg = next_seg
+                offset = HEADER_BYTES
+                if seg.record(offset, prev) is None:
+                    return
+                continue
+            lsn, kind, stream, flags, recv_ns, payload, offset = rec
+            if upto_lsn is not None and lsn > upto_lsn:
+                return
+            prev = lsn
+            if lsn >= from_lsn:
+                yield JournalRecord(lsn, kind, stream, flags, recv_ns, payload)
+    finally:
+        seg.close()
