@@ -153,7 +153,7 @@ def recover(directory: Path, *, repair: bool, sync: SyncRange) -> Recovered:
                 hint="restart with --repair-journal to truncate the log there (the records"
                 " after it are dropped)",
             )
-        dropped = _count_valid(stop_seg, offset, prev)
+        dropped = 1 + _count_valid(stop_seg, offset, prev)  # the damaged one and those after
         dropped += sum(_count_valid(s, HEADER_BYTES, 0) for s in segments[pos + 1 :])
         # Truncate: later segments go entirely (last first, so a crash midway still leaves
         # a prefix of the log), then the rest of the stop segment is zeroed.

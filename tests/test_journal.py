@@ -1,0 +1,413 @@
+"""The journal: round trips, recovery of torn tails and corruption, durability modes, readers."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastfeed.errors import (
+    DiskFull,
+    JournalCorrupt,
+    JournalError,
+    JournalFormatError,
+    JournalLocked,
+    JournalSyncError,
+)
+from fastfeed.journal import FsyncMode, Journal, JournalRecord, RecordKind, read_journal
+
+SEG = 4096  # small segments: rollover every few records
+HDR = 64
+REC = 32
+
+
+def payload(lsn: int, size: int | None = None) -> bytes:
+    """Deterministic payload for an LSN, so reads can be checked byte for byte."""
+    n = (lsn * 37) % 700 if size is None else size
+    return bytes((lsn + i) % 251 for i in range(n))
+
+
+def open_journal(directory: Path, **kw: object) -> Journal:
+    kw.setdefault("segment_bytes", SEG)
+    kw.setdefault("min_free_bytes", 0)
+    return Journal.open(directory, **kw)  # type: ignore[arg-type]
+
+
+def fill(j: Journal, count: int) -> None:
+    for _ in range(count):
+        lsn = j.accepted_lsn + 1
+        assert j.append(RecordKind.INBOUND, lsn % 3, lsn * 1000, payload(lsn), lsn & 1) == lsn
+
+
+def expected(lsn: int) -> JournalRecord:
+    return JournalRecord(lsn, RecordKind.INBOUND, lsn % 3, lsn & 1, lsn * 1000, payload(lsn))
+
+
+def records_on_disk(directory: Path) -> Iterator[tuple[Path, int, int, int]]:
+    """(segment path, offset, length, lsn) of every record, parsed independently of the core."""
+    for path in sorted(directory.glob("seg-*.wal")):
+        data = path.read_bytes()
+        off = HDR
+        while off + REC <= len(data):
+            length, _, lsn = struct.unpack_from("<IIQ", data, off)
+            if length == 0:
+                break
+            yield path, off, length, lsn
+            off = (off + length + 7) & ~7
+
+
+def locate(directory: Path, lsn: int) -> tuple[Path, int, int]:
+    for path, off, length, found in records_on_disk(directory):
+        if found == lsn:
+            return path, off, length
+    raise AssertionError(f"LSN {lsn} not on disk")
+
+
+def patch(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def flip_bit(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x10]))
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(0, SEG - HDR - REC), min_size=1, max_size=60), data=st.data())
+def test_round_trip_across_segments(sizes: list[int], data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "journal"
+        with open_journal(directory, fsync=FsyncMode.NONE) as j:
+            for lsn, size in enumerate(sizes, 1):
+                assert j.append(2, 7, -lsn, payload(lsn, size), 0) == lsn
+            start = data.draw(st.integers(1, len(sizes)))
+            got = list(j.read(start))
+        want = [JournalRecord(n, 2, 7, 0, -n, payload(n, s)) for n, s in enumerate(sizes, 1)]
+        assert got == want[start - 1 :]
+        assert list(read_journal(directory)) == want
+        with open_journal(directory) as j:
+            assert j.recovery.last_lsn == len(sizes)
+            assert j.recovery.records_kept == len(sizes)
+            assert not j.recovery.repaired
+
+
+def test_lsn_continues_across_reopen(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 50)
+    with open_journal(tmp_path) as j:
+        assert (j.accepted_lsn, j.durable_lsn) == (50, 50)
+        fill(j, 50)
+        assert j.accepted_lsn == 100
+    assert list(read_journal(tmp_path)) == [expected(n) for n in range(1, 101)]
+    assert list(read_journal(tmp_path, 42, 44)) == [expected(42), expected(43), expected(44)]
+
+
+def test_payload_is_copied_and_any_buffer_is_accepted(tmp_path: Path) -> None:
+    buf = bytearray(b"frame-one")
+    with open_journal(tmp_path) as j:
+        j.append(1, 0, 0, buf)
+        buf[:] = b"XXXXXXXXX"  # the caller reuses its buffer (picows frame memory)
+        j.append(1, 0, 0, memoryview(b"__frame-two__")[2:-2])
+        j.append(1, 0, 0, b"")
+        assert [r.payload for r in j.read()] == [b"frame-one", b"frame-two", b""]
+
+
+def test_oversized_record_and_bad_fields_are_refused(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        with pytest.raises(ValueError, match="exceeds the maximum 4000"):
+            j.append(1, 0, 0, bytes(SEG - HDR - REC + 1))
+        with pytest.raises(ValueError, match="16 bits"):
+            j.append(70000, 0, 0, b"x")
+        assert j.append(1, 0, 0, bytes(SEG - HDR - REC)) == 1
+
+
+# --- recovery ------------------------------------------------------------------------------
+
+
+def _torn_zero_length(path: Path, off: int, length: int) -> None:
+    patch(path, off, b"\0\0\0\0")  # the length store never happened
+
+
+def _torn_payload(path: Path, off: int, length: int) -> None:
+    patch(path, off + length - 3, b"\0\0\0")  # the end of the payload never reached the disk
+
+
+def _torn_bit(path: Path, off: int, length: int) -> None:
+    flip_bit(path, off + REC + 1)
+
+
+@pytest.mark.parametrize("damage", [_torn_zero_length, _torn_payload, _torn_bit])
+def test_torn_tail_is_repaired_and_appending_resumes(tmp_path: Path, damage: object) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 30)
+    path, off, length = locate(tmp_path, 30)
+    assert callable(damage)
+    damage(path, off, length)
+    with open_journal(tmp_path) as j:
+        report = j.recovery
+        assert (report.last_lsn, report.records_kept, report.records_dropped) == (29, 29, 1)
+        assert report.repaired and report.bytes_dropped > 0
+        assert "dropped 1" in str(report)
+        fill(j, 5)
+    assert list(read_journal(tmp_path)) == [expected(n) for n in range(1, 35)]
+    assert path.read_bytes()[off : off + 4] != b"\0\0\0\0"  # LSN 30 was rewritten in place
+
+
+def test_mid_log_bit_flip_is_refused_then_repaired(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 40)
+    path, off, _ = locate(tmp_path, 20)
+    flip_bit(path, off + REC + 2)
+    with pytest.raises(JournalCorrupt) as info:
+        open_journal(tmp_path)
+    assert (info.value.segment, info.value.offset) == (str(path), off)
+    assert f"offset {off}" in str(info.value) and "--repair-journal" in str(info.value)
+    with open_journal(tmp_path, repair=True) as j:
+        report = j.recovery
+        assert (report.last_lsn, report.records_kept, report.records_dropped) == (19, 19, 21)
+        assert report.repaired
+        fill(j, 2)
+    assert list(read_journal(tmp_path)) == [expected(n) for n in range(1, 22)]
+
+
+def test_damage_at_a_segment_end_with_later_segments_is_corruption(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 40)
+    first = sorted(tmp_path.glob("seg-*.wal"))[0]
+    last_in_first = [r for r in records_on_disk(tmp_path) if r[0] == first][-1]
+    _, off, _, lsn = last_in_first
+    patch(first, off, b"\0\0\0\0")  # a zero length mid-log must not look like a clean end
+    with pytest.raises(JournalCorrupt) as info:
+        open_journal(tmp_path)
+    assert (info.value.segment, info.value.offset) == (str(first), off)
+    with open_journal(tmp_path, repair=True) as j:
+        assert j.recovery.last_lsn == lsn - 1
+    assert sorted(tmp_path.glob("seg-*.wal"))[0] == first
+
+
+def test_other_format_version_is_refused(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 3)
+    patch(tmp_path / "seg-0000000000000000.wal", 8, struct.pack("<I", 2))
+    with pytest.raises(JournalFormatError, match="format version 2"):
+        open_journal(tmp_path)
+
+
+# --- locking and disk space ----------------------------------------------------------------
+
+
+def test_second_writer_in_another_process_is_refused(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fastfeed.errors import JournalLocked\n"
+        "from fastfeed.journal import Journal\n"
+        "try:\n"
+        "    Journal.open(Path(sys.argv[1]), segment_bytes=4096, min_free_bytes=0)\n"
+        "except JournalLocked as exc:\n"
+        "    print('locked:', exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open_journal(tmp_path):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            check=True,
+        ).stdout
+        assert out.startswith(f"locked: journal {tmp_path} is in use by another writer (pid")
+        assert str(os.getpid()) in out
+    with open_journal(tmp_path) as j:  # released at close
+        assert j.accepted_lsn == 0
+
+
+def test_second_writer_in_this_process_is_refused(tmp_path: Path) -> None:
+    with open_journal(tmp_path), pytest.raises(JournalLocked):
+        open_journal(tmp_path)
+
+
+def test_disk_full_refuses_new_segments_with_a_clear_message(tmp_path: Path) -> None:
+    with pytest.raises(DiskFull, match=r"not creating journal segment .*seg-0+\.wal: \d+ bytes"):
+        open_journal(tmp_path, min_free_bytes=2**62)
+    with open_journal(tmp_path) as j:
+        fill(j, 3)
+    with open_journal(tmp_path, min_free_bytes=2**62) as j:  # existing segments still usable
+        fill(j, 5)  # fits in segment 0
+        with pytest.raises(DiskFull):
+            j.append(1, 0, 0, bytes(3000))
+            j.append(1, 0, 0, bytes(3000))
+
+
+# --- durability ----------------------------------------------------------------------------
+
+
+class Hook:
+    """A sync_hook that records calls and fails with ``errno_`` from call number ``fail_at``."""
+
+    def __init__(self, fail_at: int | None = None, errno_: int = errno.EIO) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+        self.fail_at = fail_at
+        self.errno = errno_
+        self.lock = threading.Lock()
+
+    def __call__(self, path: str, start: int, end: int) -> int:
+        with self.lock:
+            self.calls.append((path, start, end))
+            if self.fail_at is not None and len(self.calls) >= self.fail_at:
+                return self.errno
+        return 0
+
+
+def test_sync_failure_is_fatal(tmp_path: Path) -> None:
+    hook = Hook()
+    j = open_journal(tmp_path, sync_hook=hook, fsync=FsyncMode.NONE)
+    fill(j, 3)
+    assert j.sync() == 3
+    hook.fail_at = len(hook.calls) + 1
+    fill(j, 2)
+    with pytest.raises(JournalSyncError, match="Input/output error") as info:
+        j.sync()
+    assert info.value.errno == errno.EIO
+    assert j.durable_lsn == 3
+    with pytest.raises(JournalSyncError):
+        j.append(1, 0, 0, b"after")
+    with pytest.raises(JournalSyncError):
+        asyncio.run(j.wait_durable(5))
+    j.close()  # releases everything; the failure stands
+    assert j.durable_lsn == 3
+
+
+def test_group_commit_makes_records_durable(tmp_path: Path) -> None:
+    hook = Hook()
+
+    async def main() -> None:
+        with open_journal(tmp_path, sync_hook=hook, group_commit_ms=1.0) as j:
+            fill(j, 10)
+            await asyncio.wait_for(j.wait_durable(10), timeout=10)
+            assert j.durable_lsn >= 10
+            waiters = [j.wait_durable(n) for n in (11, 12, 13)]
+            fill(j, 3)
+            await asyncio.wait_for(asyncio.gather(*waiters), timeout=10)
+            assert j.durable_lsn == 13
+
+    asyncio.run(main(), debug=True)
+    end_of_13 = locate(tmp_path, 13)
+    covered = [(s, e) for p, s, e in hook.calls if p == str(end_of_13[0])]
+    assert max(e for _, e in covered) >= end_of_13[1] + end_of_13[2]
+
+
+def test_group_commit_sync_failure_fails_waiters(tmp_path: Path) -> None:
+    hook = Hook(fail_at=1)
+
+    async def main() -> None:
+        with open_journal(tmp_path, sync_hook=hook) as j:
+            fill(j, 2)
+            with pytest.raises(JournalSyncError):
+                await asyncio.wait_for(j.wait_durable(2), timeout=10)
+            assert j.durable_lsn == 0
+            with pytest.raises(JournalSyncError):
+                fill(j, 1)
+
+    asyncio.run(main())
+
+
+def test_always_mode_is_durable_on_return(tmp_path: Path) -> None:
+    hook = Hook()
+    with open_journal(tmp_path, fsync=FsyncMode.ALWAYS, sync_hook=hook) as j:
+        for n in range(1, 30):
+            assert j.append(1, 0, 0, payload(n)) == n
+            assert j.durable_lsn == n
+            path, off, length = locate(tmp_path, n)
+            assert hook.calls[-1] == (str(path), off, (off + length + 7) & ~7)
+
+
+def test_none_mode_syncs_only_at_close(tmp_path: Path) -> None:
+    hook = Hook()
+    j = open_journal(tmp_path, fsync=FsyncMode.NONE, sync_hook=hook)
+    fill(j, 40)  # several rollovers
+    assert j.durable_lsn == 0 and hook.calls == []
+    j.close()
+    assert j.durable_lsn == 40
+    synced = {p for p, _, _ in hook.calls}
+    assert synced == {str(p) for p, _, _, _ in records_on_disk(tmp_path)}
+    with pytest.raises(JournalError, match="closed"):
+        j.append(1, 0, 0, b"late")
+    j.close()  # idempotent
+
+
+# --- readers and retention -----------------------------------------------------------------
+
+
+def test_reader_concurrent_with_writer(tmp_path: Path) -> None:
+    total = 3000
+    with open_journal(tmp_path, segment_bytes=16384) as j:
+        done = threading.Event()
+
+        def writer() -> None:
+            fill(j, total)
+            done.set()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        seen = 0
+        while True:
+            finished = done.is_set()
+            got = list(read_journal(tmp_path, seen + 1))
+            assert got == [expected(n) for n in range(seen + 1, seen + 1 + len(got))]
+            seen += len(got)
+            inproc = list(j.read(max(1, seen - 5)))
+            assert [r.lsn for r in inproc] == list(range(max(1, seen - 5), inproc[-1].lsn + 1))
+            if finished and seen == total:
+                break
+        t.join()
+
+
+def test_read_is_bounded_by_accepted(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 10)
+        assert [r.lsn for r in j.read(8, 99)] == [8, 9, 10]
+        assert list(j.read(11)) == []
+        assert [r.lsn for r in j.read(3, 4)] == [3, 4]
+
+
+def test_release_before_deletes_only_covered_segments(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 60)
+        firsts: dict[Path, int] = {}
+        for path, _, _, lsn in records_on_disk(tmp_path):
+            firsts.setdefault(path, lsn)
+        ordered = sorted(firsts.items())
+        assert len(ordered) >= 4
+        # every record of the first two segments is < the third segment's first LSN
+        cut = ordered[2][1]
+        assert j.release_before(cut) == 2
+        assert j.release_before(cut) == 0
+        assert not ordered[0][0].exists() and not ordered[1][0].exists()
+        assert ordered[2][0].exists()
+        assert [r.lsn for r in j.read()] == list(range(cut, 61))
+        assert j.release_before(10**9) == len(ordered) - 3  # never the current segment
+        fill(j, 1)
+    with open_journal(tmp_path) as j:
+        assert j.recovery.last_lsn == 61
+        assert [r.lsn for r in read_journal(tmp_path)][-1] == 61
