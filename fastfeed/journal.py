@@ -205,8 +205,10 @@ class Journal(WalWriter):
 
     def _run(self) -> None:
         """Commit thread: prepare the next segment, then sync per the mode until closed."""
-        while not self._stopping:
-            self._prepare_next()
+        while True:
+            self._prepare_next()  # first, so even a short-lived journal leaves one ready
+            if self._stopping:
+                break
             if self._mode is not FsyncMode.GROUP:
                 self._event.wait()
                 self._event.clear()
