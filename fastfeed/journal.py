@@ -16,12 +16,8 @@ Durability modes (``FsyncMode``):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
 import errno
-import heapq
-import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -45,8 +41,10 @@ from fastfeed.journal_files import (
     lock_directory,
     remove_stale_temps,
     segment_path,
+    sync_segment,
 )
 from fastfeed.journal_recovery import RecoveryReport, recover
+from fastfeed.journal_waiters import DurableWaiters
 
 __all__ = [
     "FsyncMode",
@@ -155,9 +153,7 @@ class Journal(WalWriter):
         self._commit_lock = threading.Lock()
         self._prep_lock = threading.Lock()
         self._event = threading.Event()
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._waiters_lock = threading.Lock()
-        self._seq = itertools.count()
+        self._waiters = DurableWaiters()
         self._prep_error: Exception | None = None
         self._unsynced_paths: list[tuple[str, int, int]] = []  # NONE mode: retired, not synced
         try:
@@ -270,23 +266,7 @@ class Journal(WalWriter):
         self._sync_path(seg.path, start, end, seg)
 
     def _sync_path(self, path: str, start: int, end: int, seg: Segment | None) -> None:
-        if self._hook is not None:
-            try:
-                rc = self._hook(path, start, end)
-            except OSError as exc:
-                rc = exc.errno or errno.EIO
-        elif seg is not None:
-            rc = seg.sync(start, end)
-        else:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-                try:
-                    os.fdatasync(fd)
-                finally:
-                    os.close(fd)
-                rc = 0
-            except OSError as exc:
-                rc = exc.errno or errno.EIO
+        rc = sync_segment(path, start, end, seg, self._hook)
         if rc:
             raise JournalSyncError(
                 f"syncing journal segment {path} bytes [{start}, {end}) failed: {os.strerror(rc)}",
@@ -350,21 +330,11 @@ class Journal(WalWriter):
     # --- waiting for durability -------------------------------------------------------------
 
     def _notify_waiters(self) -> None:
-        """Resolve waiters now covered: one call_soon_threadsafe per loop per commit."""
-        ready: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Exception | None]]]
-        ready = {}
-        with self._waiters_lock:
-            while self._waiters and (
-                self._failure is not None or self._closed or self._waiters[0][0] <= self._durable
-            ):
-                lsn, _, fut = heapq.heappop(self._waiters)
-                outcome: Exception | None = None
-                if lsn > self._durable:
-                    outcome = self._failure or JournalError(f"journal {self._dir} closed")
-                ready.setdefault(fut.get_loop(), []).append((fut, outcome))
-        for loop, futs in ready.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
-                loop.call_soon_threadsafe(_resolve, futs)
+        """Wake the waiters this commit covers; after failure or close, fail the rest."""
+        error: BaseException | None = self._failure
+        if error is None and self._closed:
+            error = JournalError(f"journal {self._dir} closed")
+        self._waiters.release(self._durable, error)
 
     async def wait_durable(self, lsn: int) -> None:
         """Return once ``durable_lsn >= lsn``.
@@ -377,9 +347,7 @@ class Journal(WalWriter):
             raise self._failure
         if lsn <= self._durable:
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._waiters_lock:
-            heapq.heappush(self._waiters, (lsn, next(self._seq), fut))
+        fut = self._waiters.add(lsn)
         # A commit may have published between the check above and the push.
         self._notify_waiters()
         await fut
@@ -465,17 +433,6 @@ class Journal(WalWriter):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _resolve(futs: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
-    """On the waiters' loop: complete each future (a waiter may have been cancelled)."""
-    for fut, outcome in futs:
-        if fut.done():
-            continue
-        if outcome is None:
-            fut.set_result(None)
-        else:
-            fut.set_exception(outcome)
 
 
 def read_journal(

@@ -12,7 +12,7 @@ import fcntl
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ __all__ = [
     "lock_directory",
     "remove_stale_temps",
     "segment_path",
+    "sync_segment",
 ]
 
 _SEGMENT_RE = re.compile(r"^seg-(\d{16})\.wal$")
@@ -146,6 +147,33 @@ def create_segment(directory: Path, index: int, size: int, min_free_bytes: int) 
     os.rename(tmp, final)
     fsync_dir(directory)
     return final
+
+
+def sync_segment(
+    path: str,
+    start: int,
+    end: int,
+    seg: Segment | None,
+    hook: Callable[[str, int, int], int] | None,
+) -> int:
+    """Make [start, end) of a segment durable; 0 or an errno (never raises OSError).
+
+    With a test ``hook`` it decides instead. Without a live mapping (``seg`` None: a segment
+    already unmapped) fdatasync on the file covers every byte written through any mapping.
+    """
+    try:
+        if hook is not None:
+            return hook(path, start, end)
+        if seg is not None:
+            return seg.sync(start, end)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        return 0
+    except OSError as exc:
+        return exc.errno or errno.EIO
 
 
 def _open_segment(directory: Path, index: int) -> Segment | None:
