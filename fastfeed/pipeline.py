@@ -1,0 +1,203 @@
+"""Journal records in, derived rows out: the one path from the journal to SQLite.
+
+The recorder feeds it each record right after appending it; start-up recovery feeds it the
+journal records after SQLite's applied LSN. Both go through ``feed``, so what recovery rebuilds
+is exactly what live recording derived. No I/O and no clock: every input carries its LSN and
+receive time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fastfeed import defaults
+from fastfeed.journal import RecordKind
+from fastfeed.logs import RateLimiter
+from fastfeed.sequence import SequenceTracker
+from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
+from fastfeed.streams import StreamKey
+from fastfeed.venues.events import (
+    Malformed,
+    Message,
+    Pong,
+    Subscribed,
+    VenueRejected,
+)
+from fastfeed.venues.tickdb import TickDBAdapter
+
+__all__ = ["Pipeline", "Rejection"]
+
+log = logging.getLogger("fastfeed.pipeline")
+
+FLAG_BINARY = 1  # journal record flag: the frame was a binary WebSocket frame
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A fatal refusal by the venue (invalid key): the recorder must stop, not reconnect."""
+
+    code: int
+    message: str
+
+
+class Pipeline:
+    """Adapter + sequence tracker + the rows waiting for the next snapshot."""
+
+    def __init__(self, venue: str, adapter: TickDBAdapter) -> None:
+        self.venue = venue
+        self._adapter = adapter
+        self._tracker = SequenceTracker()
+        self._messages: list[MessageRow] = []
+        self._books: dict[StreamKey, BookRow] = {}
+        self._last_lsn = 0
+        self._cut_lsn = 0
+        self._subscriptions: dict[str, list[str]] | None = None
+        self._malformed_log = RateLimiter(defaults.MALFORMED_LOG_PER_MIN)
+        self.resync: set[StreamKey] = set()
+        self.fatal: Rejection | None = None
+        self.messages = 0
+        self.malformed = 0
+        self.rejected = 0
+        self.reconnects = 0
+
+    # -- state from a checkpoint ---------------------------------------------------------------
+    def restore(self, tracker_state: dict[str, Any] | None, counters: dict[str, int],
+                applied_lsn: int) -> None:
+        """Start from the state SQLite holds as of ``applied_lsn``."""
+        if tracker_state is not None:
+            self._tracker = SequenceTracker.from_checkpoint(tracker_state)
+        self.malformed = counters.get("malformed", 0)
+        self.rejected = counters.get("rejected", 0)
+        self.reconnects = counters.get("reconnects", 0)
+        self._last_lsn = self._cut_lsn = applied_lsn
+
+    # -- the hot path --------------------------------------------------------------------------
+    def feed(self, lsn: int, kind: int, recv_ns: int, payload: bytes, flags: int = 0) -> None:
+        """Derive whatever one journal record means. Never raises on bad input."""
+        self._last_lsn = lsn
+        if kind == RecordKind.INBOUND:
+            self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY))
+        elif kind == RecordKind.OUTBOUND:
+            self._outbound(payload)
+        elif kind == RecordKind.CONNECTION:
+            self._connection_event(recv_ns, payload)
+        elif kind == RecordKind.CONTROL:
+            doc = _loads(payload)
+            if isinstance(doc, dict) and isinstance(doc.get("subscriptions"), dict):
+                self._subscriptions = doc["subscriptions"]
+
+    def _inbound(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
+        event = self._adapter.parse(payload, recv_ns, binary=binary)
+        if type(event) is Message:
+            key = StreamKey(event.channel, event.symbol)
+            if event.seq is not None:
+                obs = self._tracker.observe(key, event.seq, recv_ns)
+                if obs.duplicate:
+                    return
+                if obs.resync_from is not None:
+                    self.resync.add(key)
+            else:
+                self._tracker.observe_unsequenced(key, recv_ns)
+            self.messages += 1
+            self._messages.append(
+                MessageRow(self.venue, key.channel, key.symbol, event.seq, recv_ns, lsn,
+                           payload, binary)
+            )
+            if key.channel == "depth":
+                data = event.data
+                self._books[key] = BookRow(
+                    self.venue, key.channel, key.symbol, event.seq, recv_ns, event.ts_ms,
+                    data.get("bids", []), data.get("asks", []),
+                )
+        elif type(event) is Pong:
+            pass
+        elif type(event) is Subscribed:
+            if event.streams:
+                for symbol, rng in event.streams.items():
+                    self._tracker.on_ack(StreamKey(event.channel, symbol), rng.first_seq,
+                                         rng.head_seq, recv_ns)
+        elif type(event) is Malformed:
+            self.malformed += 1
+            if self._malformed_log.allow():
+                log.warning("malformed frame at LSN %d kept in the journal: %s", lsn, event.reason)
+        elif type(event) is VenueRejected:
+            self.rejected += 1
+            log.error("venue refused %s (code %d): %s", event.cmd, event.code, event.message)
+            if event.fatal:
+                self.fatal = Rejection(event.code, event.message)
+
+    def _outbound(self, payload: bytes) -> None:
+        # A subscribe with resume tells the tracker where each stream was asked to restart, so
+        # the ack's first_seq can be judged against it (history lost or not).
+        doc = _loads(payload)
+        if not isinstance(doc, dict) or doc.get("cmd") != "subscribe":
+            return
+        data = doc.get("data")
+        if isinstance(data, dict) and isinstance(data.get("resume"), dict):
+            channel = data.get("channel")
+            for symbol, seq in data["resume"].items():
+                if isinstance(channel, str) and isinstance(seq, int):
+                    self._tracker.resume_requested(StreamKey(channel, symbol), seq)
+
+    def _connection_event(self, recv_ns: int, payload: bytes) -> None:
+        doc = _loads(payload)
+        event = doc.get("event") if isinstance(doc, dict) else None
+        if event == "connected":
+            self._tracker.connection_restored(recv_ns)
+        elif event == "disconnected":
+            self.reconnects += 1
+            self._tracker.connection_lost(recv_ns)
+
+    # -- what the recorder asks ----------------------------------------------------------------
+    def take_resync(self) -> list[StreamKey]:
+        """Streams that opened a gap since the last call and need a resume subscribe."""
+        keys = sorted(self.resync)
+        self.resync.clear()
+        return keys
+
+    def resume_point(self, key: StreamKey) -> int | None:
+        """The next seq to ask the venue for on this stream (None: start live)."""
+        return self._tracker.resume_point(key)
+
+    def tracker_streams(self) -> list[StreamKey]:
+        return self._tracker.streams()
+
+    def gaps_open(self) -> int:
+        return self._tracker.open_gap_count()
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def cut(self) -> Batch | None:
+        """Everything derived up to the last fed LSN, as one batch (None if nothing new)."""
+        if self._last_lsn == self._cut_lsn:
+            return None
+        streams = [
+            StreamCheckpoint(self.venue, key.channel, key.symbol, st.last_seq, st.last_recv_ns,
+                             st.records, st.duplicates, st.first_seq)
+            for key, st in self._tracker.changed_stats()
+        ]
+        batch = Batch(
+            applied_lsn=self._last_lsn,
+            messages=self._messages,
+            books=list(self._books.values()),
+            gaps=self._tracker.changed_gaps(),
+            streams=streams,
+            tracker_state=self._tracker.to_checkpoint(),
+            subscriptions=self._subscriptions,
+            counters={"malformed": self.malformed, "rejected": self.rejected,
+                      "reconnects": self.reconnects},
+        )
+        self._messages = []
+        self._books = {}
+        self._cut_lsn = self._last_lsn
+        return batch
+
+
+def _loads(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None

@@ -1,0 +1,315 @@
+"""`fastfeed run`: one recorder process from start-up recovery to a clean exit.
+
+Order of things, each for a reason:
+1. signal handlers first, so a SIGTERM during recovery is a graceful stop, not a dead process;
+2. journal opened (torn tail repaired) and records after SQLite's applied LSN replayed through
+   the same pipeline as live frames, so the tracker knows every stream's last seq;
+3. connect and subscribe with ``resume`` = last seq + 1 from that state;
+4. on stop: stop reading, journal what was read, sync, final snapshot, close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import time
+from pathlib import Path
+
+import orjson
+import uvloop
+
+from fastfeed import defaults
+from fastfeed.config import (
+    RecorderConfig,
+    load_api_key,
+    load_toml,
+    parse_channel_specs,
+    validate,
+)
+from fastfeed.datadir import prepare_data_dir
+from fastfeed.errors import ConfigError, FastfeedError, JournalError, VenueError
+from fastfeed.journal import FsyncMode, Journal, RecordKind
+from fastfeed.logs import setup_logging
+from fastfeed.pipeline import Pipeline
+from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.snapshotter import Snapshotter
+from fastfeed.recorder.statusline import Status, StatusReporter
+from fastfeed.recovery import replay_into
+from fastfeed.streams import StreamKey
+from fastfeed.venues.tickdb import TickDBAdapter
+
+__all__ = ["Recorder", "config_from_args", "run_from_args"]
+
+log = logging.getLogger("fastfeed.recorder")
+
+CONNECTION_SLOT = 1  # the journal header's stream field: this recorder's one venue connection
+EXIT_SIGNAL_FORCED = 130
+
+
+def config_from_args(args: argparse.Namespace) -> RecorderConfig:
+    """Merge defaults < TOML file < flags into one validated-shape config."""
+    values: dict[str, object] = {}
+    if args.config is not None:
+        values.update(load_toml(args.config))
+    for name in ("venue", "endpoint", "data_dir", "fsync", "api_key_file", "ca_file",
+                 "log_format", "log_level", "repair_journal"):
+        flag = getattr(args, name, None)
+        if flag is not None:
+            values[name] = flag
+    specs = args.channels if args.channels else values.pop("channels", [])
+    values.pop("channels", None)
+    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+        raise ConfigError('config: "channels" must be a list of "CHANNEL:SYM[,SYM...]" strings')
+    config = RecorderConfig(channels=parse_channel_specs(specs), config_file=args.config)
+    for name, value in values.items():
+        if name in ("data_dir", "api_key_file", "ca_file"):
+            value = Path(str(value))
+        elif name == "fsync":
+            try:
+                value = FsyncMode(value)
+            except ValueError:
+                raise ConfigError(f"bad fsync mode {value!r}: expected group, always or none") from None
+        setattr(config, name, value)
+    return config
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Parse, validate and run; returns the process exit code."""
+    config = config_from_args(args)
+    api_key = load_api_key(config)
+    setup_logging(config.log_format, config.log_level, secrets=[api_key] if api_key else [])
+    validate(config, api_key)
+    recorder = Recorder(config, api_key)
+    return uvloop.run(recorder.main())
+
+
+class Recorder:
+    """Owns the journal, pipeline, snapshotter, connection and (with ``--venue sim``) the sim."""
+
+    def __init__(self, config: RecorderConfig, api_key: str | None) -> None:
+        self.config = config
+        self._api_key = api_key
+        self._adapter = TickDBAdapter()
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._fatal: FastfeedError | None = None
+        self._connection: Connection | None = None
+        self._frames = 0
+        self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
+
+    # -- process lifecycle ---------------------------------------------------------------------
+    async def main(self) -> int:
+        """Run until a signal or a fatal error; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        data_dir = prepare_data_dir(self.config.data_dir)
+        self.journal = Journal.open(
+            data_dir / "journal", fsync=self.config.fsync, repair=self.config.repair_journal
+        )
+        try:
+            return await self._run_with_journal(data_dir)
+        finally:
+            self.journal.close()
+
+    async def _run_with_journal(self, data_dir: Path) -> int:
+        log.info("journal: %s", self.journal.recovery)
+        self.pipeline = Pipeline(self.config.venue, self._adapter)
+        self.snapshotter = Snapshotter(
+            self.journal, self.pipeline, data_dir / "fastfeed.db",
+            fsync=self.config.fsync, venue=self.config.venue,
+        )
+        try:
+            replayed = replay_into(self.journal, self.pipeline, self.snapshotter)
+            log.info(
+                "recovered: replayed %d journal records into SQLite; %d streams, %d gaps open",
+                replayed, len(self.pipeline.tracker_streams()), self.pipeline.gaps_open(),
+            )
+            self._journal_control({"subscriptions": self._subscriptions})
+            if self._stop.is_set():
+                return 0
+            return await self._record()
+        finally:
+            self.snapshotter.close()
+
+    async def _record(self) -> int:
+        sim = None
+        endpoint = self.config.endpoint
+        if self.config.venue == "sim":
+            from fastfeed.sim import SimConfig, serve
+
+            sim = await serve(SimConfig(), host="127.0.0.1", port=0)
+            endpoint = f"ws://127.0.0.1:{sim.port}/v1/realtime"
+            log.info("built-in simulator listening on %s", endpoint)
+        self._connection = Connection(
+            self._adapter.url(endpoint, self._api_key),
+            self._adapter.redacted_url(endpoint),
+            self,
+            ssl_context=self._ssl_context(endpoint),
+        )
+        reporter = StatusReporter(self._status)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                conn_task = tasks.create_task(self._connection.run(), name="connection")
+                tasks.create_task(self.snapshotter.run(self._stop), name="snapshotter")
+                tasks.create_task(reporter.run(self._stop), name="status")
+                await self._stop.wait()
+                await self._shutdown(conn_task)
+        finally:
+            if sim is not None:
+                await sim.close()
+        if self._fatal is not None:
+            raise self._fatal
+        return 0
+
+    async def _shutdown(self, conn_task: asyncio.Task[None]) -> None:
+        """Graceful stop, bounded by SHUTDOWN_TIMEOUT_S; the journal is synced either way."""
+        assert self._connection is not None
+        self._connection.stop_reading()
+        await asyncio.sleep(0)  # let callbacks already scheduled by picows deliver their frames
+        self._connection.stop()
+        try:
+            async with asyncio.timeout(defaults.SHUTDOWN_TIMEOUT_S):
+                await conn_task
+                self.journal.sync()
+                await self.snapshotter.flush()
+        except TimeoutError:
+            log.error("graceful shutdown took over %g s; the journal is synced, SQLite "
+                      "will catch up at the next start", defaults.SHUTDOWN_TIMEOUT_S)
+            conn_task.cancel()
+            self.journal.sync()
+        log.info("stopped: journal durable to LSN %d, SQLite applied to LSN %d",
+                 self.journal.durable_lsn, self.snapshotter.applied_lsn)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # Second signal: leave now. Everything accepted is in the shared mapping, so the
+            # page cache still holds it and the next start recovers it (kill -9 safe).
+            log.warning("second %s: exiting without waiting", sig.name)
+            os._exit(EXIT_SIGNAL_FORCED)
+        log.info("%s: stopping (send it again to exit at once)", sig.name)
+        self._stop.set()
+
+    def _on_reload_signal(self) -> None:
+        if self.config.config_file is None:
+            log.info("SIGHUP ignored: no --config file to reload")
+            return
+        try:
+            specs = load_toml(self.config.config_file).get("channels", [])
+            new = parse_channel_specs(list(specs))
+        except FastfeedError as exc:
+            log.error("SIGHUP: keeping the current channels: %s", exc)
+            return
+        self._apply_subscriptions(new)
+
+    def _fail(self, error: FastfeedError) -> None:
+        if self._fatal is None:
+            self._fatal = error
+        self._stop.set()
+
+    def _ssl_context(self, endpoint: str) -> ssl.SSLContext | None:
+        if not endpoint.startswith("wss://"):
+            return None
+        context = ssl.create_default_context()  # verifies certificates and host names
+        if self.config.ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.config.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load CA file {self.config.ca_file}: {exc}") from None
+        return context
+
+    def _status(self) -> Status:
+        return Status(
+            frames=self._frames,
+            records=self.pipeline.messages,
+            accepted_lsn=self.journal.accepted_lsn,
+            durable_lsn=self.journal.durable_lsn,
+            applied_lsn=self.snapshotter.applied_lsn,
+            gaps_open=self.pipeline.gaps_open(),
+            reconnects=self._connection.reconnects if self._connection else 0,
+            malformed=self.pipeline.malformed,
+            connected=bool(self._connection and self._connection.connected),
+        )
+
+    # -- the journal-first data path -----------------------------------------------------------
+    def _append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> None:
+        """Journal one record, then derive from it: the only way anything enters the pipeline."""
+        recv_ns = time.time_ns()
+        try:
+            lsn = self.journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
+        except JournalError as exc:
+            log.error("journal refused a record: %s", exc)
+            self._fail(exc)
+            if self._connection is not None:
+                self._connection.stop_reading()
+            return
+        self.pipeline.feed(lsn, kind, recv_ns, payload, flags)
+
+    def _journal_control(self, doc: dict[str, object]) -> None:
+        self._append(RecordKind.CONTROL, orjson.dumps(doc))
+
+    def _send(self, connection: Connection, payload: bytes) -> None:
+        # Journal first: after a crash the journal shows what we asked for and when.
+        self._append(RecordKind.OUTBOUND, payload)
+        connection.send(payload)
+
+    def _subscribe(self, connection: Connection, channel: str, symbols: list[str]) -> None:
+        resume = {
+            s: point
+            for s in symbols
+            if (point := self.pipeline.resume_point(StreamKey(channel, s))) is not None
+        }
+        self._send(connection, self._adapter.subscribe(channel, symbols, resume or None))
+
+    def _apply_subscriptions(self, new: dict[str, list[str]]) -> None:
+        old = self._subscriptions
+        self._subscriptions = new
+        self._journal_control({"subscriptions": new})
+        conn = self._connection
+        if conn is None or not conn.connected:
+            return  # the next connect subscribes to the new set
+        for channel, symbols in old.items():
+            gone = [s for s in symbols if s not in new.get(channel, [])]
+            if gone:
+                self._send(conn, self._adapter.unsubscribe(channel, gone))
+        for channel, symbols in new.items():
+            added = [s for s in symbols if s not in old.get(channel, [])]
+            if added:
+                self._subscribe(conn, channel, added)
+        log.info("SIGHUP: now recording %s", _describe_subs(new))
+
+    # -- FeedHandler ---------------------------------------------------------------------------
+    def on_connected(self, connection: Connection) -> None:
+        self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
+        for channel, symbols in self._subscriptions.items():
+            self._subscribe(connection, channel, symbols)
+
+    def on_frame(self, payload: bytes, binary: bool) -> None:
+        self._frames += 1
+        self._append(RecordKind.INBOUND, payload, 1 if binary else 0)
+        pipeline = self.pipeline
+        if pipeline.fatal is not None:
+            self._fail(VenueError(pipeline.fatal.message, code=pipeline.fatal.code,
+                                  hint="check TICKDB_API_KEY / --api-key-file"))
+        elif pipeline.resync and self._connection is not None:
+            for key in pipeline.take_resync():
+                log.warning("gap on %s: re-subscribing from seq %s", key,
+                            pipeline.resume_point(key))
+                self._subscribe(self._connection, key.channel, [key.symbol])
+
+    def on_disconnected(self, reason: str) -> None:
+        self._append(RecordKind.CONNECTION, orjson.dumps({"event": "disconnected", "reason": reason}))
+
+    def on_heartbeat(self, connection: Connection) -> None:
+        self._send(connection, self._adapter.ping())
+
+
+def _describe_subs(subs: dict[str, list[str]]) -> str:
+    return " ".join(f"{ch}:{','.join(syms)}" for ch, syms in subs.items()) or "nothing"
+
