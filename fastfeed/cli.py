@@ -53,9 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-key-file", type=Path, help="file holding the API key")
     run.add_argument("--ca-file", type=Path, help="extra CA bundle for wss:// verification")
     run.add_argument("--log-format", choices=("text", "json"), help="log line format")
-    run.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), help="log level"
-    )
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")
     run.add_argument(
         "--repair-journal",
         action="store_true",
@@ -118,4 +116,3 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-

@@ -31,7 +31,7 @@ Subscriptions = dict[str, list[str]]  # channel -> symbols, in the order first g
 
 @dataclass(slots=True)
 class RecorderConfig:
-    """Everything `fastfeed run` needs. The API key is deliberately not a field: see load_api_key."""
+    """Everything `fastfeed run` needs. The API key is not a field on purpose: load_api_key."""
 
     venue: str = "tickdb"
     endpoint: str = DEFAULT_ENDPOINT

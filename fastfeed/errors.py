@@ -1,15 +1,15 @@
 """Every error fastfeed raises on purpose, with fields an operator can act on.
 
-    FastfeedError                 base; ``hint`` says what to do, ``recoverable`` whether a retry helps
-    ├── ConfigError               a bad flag, config file, channel spec or path
-    ├── JournalError              anything wrong with the write-ahead log
-    │   ├── JournalLocked         another process holds the journal directory
-    │   ├── JournalCorrupt        damage followed by valid records (segment, offset)
-    │   ├── JournalFormatError    a data dir written by another format version
-    │   ├── JournalSyncError      msync/fdatasync failed: fatal, nothing acknowledged after it
-    │   └── DiskFull              not enough free space to continue safely
-    ├── StoreError                the SQLite side (snapshots, checkpoints, gap ledger)
-    └── VenueError                the venue refused us (bad key, rejected subscription)
+FastfeedError                 base; ``hint`` says what the operator can do about it
+├── ConfigError               a bad flag, config file, channel spec or path
+├── JournalError              anything wrong with the write-ahead log
+│   ├── JournalLocked         another process holds the journal directory
+│   ├── JournalCorrupt        damage followed by valid records (segment, offset)
+│   ├── JournalFormatError    a data dir written by another format version
+│   ├── JournalSyncError      msync/fdatasync failed: fatal, nothing acknowledged after it
+│   └── DiskFull              not enough free space to continue safely
+├── StoreError                the SQLite side (snapshots, checkpoints, gap ledger)
+└── VenueError                the venue refused us (bad key, rejected subscription)
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ __all__ = [
 
 
 class FastfeedError(Exception):
-    """Base of fastfeed's errors: a message, an optional operator hint, and recoverability."""
-
-    recoverable = False
+    """Base of fastfeed's errors: a message and an optional hint for the operator."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

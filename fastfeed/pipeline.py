@@ -65,8 +65,9 @@ class Pipeline:
         self.reconnects = 0
 
     # -- state from a checkpoint ---------------------------------------------------------------
-    def restore(self, tracker_state: dict[str, Any] | None, counters: dict[str, int],
-                applied_lsn: int) -> None:
+    def restore(
+        self, tracker_state: dict[str, Any] | None, counters: dict[str, int], applied_lsn: int
+    ) -> None:
         """Start from the state SQLite holds as of ``applied_lsn``."""
         if tracker_state is not None:
             self._tracker = SequenceTracker.from_checkpoint(tracker_state)
@@ -104,22 +105,30 @@ class Pipeline:
                 self._tracker.observe_unsequenced(key, recv_ns)
             self.messages += 1
             self._messages.append(
-                MessageRow(self.venue, key.channel, key.symbol, event.seq, recv_ns, lsn,
-                           payload, binary)
+                MessageRow(
+                    self.venue, key.channel, key.symbol, event.seq, recv_ns, lsn, payload, binary
+                )
             )
             if key.channel == "depth":
                 data = event.data
                 self._books[key] = BookRow(
-                    self.venue, key.channel, key.symbol, event.seq, recv_ns, event.ts_ms,
-                    data.get("bids", []), data.get("asks", []),
+                    self.venue,
+                    key.channel,
+                    key.symbol,
+                    event.seq,
+                    recv_ns,
+                    event.ts_ms,
+                    data.get("bids", []),
+                    data.get("asks", []),
                 )
         elif type(event) is Pong:
             pass
         elif type(event) is Subscribed:
             if event.streams:
                 for symbol, rng in event.streams.items():
-                    self._tracker.on_ack(StreamKey(event.channel, symbol), rng.first_seq,
-                                         rng.head_seq, recv_ns)
+                    self._tracker.on_ack(
+                        StreamKey(event.channel, symbol), rng.first_seq, rng.head_seq, recv_ns
+                    )
         elif type(event) is Malformed:
             self.malformed += 1
             if self._malformed_log.allow():
@@ -175,8 +184,16 @@ class Pipeline:
         if self._last_lsn == self._cut_lsn:
             return None
         streams = [
-            StreamCheckpoint(self.venue, key.channel, key.symbol, st.last_seq, st.last_recv_ns,
-                             st.records, st.duplicates, st.first_seq)
+            StreamCheckpoint(
+                self.venue,
+                key.channel,
+                key.symbol,
+                st.last_seq,
+                st.last_recv_ns,
+                st.records,
+                st.duplicates,
+                st.first_seq,
+            )
             for key, st in self._tracker.changed_stats()
         ]
         batch = Batch(
@@ -187,8 +204,11 @@ class Pipeline:
             streams=streams,
             tracker_state=self._tracker.to_checkpoint(),
             subscriptions=self._subscriptions,
-            counters={"malformed": self.malformed, "rejected": self.rejected,
-                      "reconnects": self.reconnects},
+            counters={
+                "malformed": self.malformed,
+                "rejected": self.rejected,
+                "reconnects": self.reconnects,
+            },
         )
         self._messages = []
         self._books = {}

@@ -32,7 +32,7 @@ def replay_into(journal: Journal, pipeline: Pipeline, snapshotter: Snapshotter) 
     if applied > journal.accepted_lsn:
         raise StoreError(
             f"SQLite has applied journal LSN {applied} but the journal ends at "
-            f"{journal.accepted_lsn}: the journal lost records SQLite saw (fsync none + power cut?)",
+            f"{journal.accepted_lsn}: records SQLite saw are gone (fsync none and a power cut?)",
             hint="move fastfeed.db aside to rebuild it from the journal",
         )
     pipeline.restore(
@@ -56,8 +56,8 @@ def catch_up(data_dir: Path) -> int:
     Used by the read-only commands so a data dir copied after a crash shows everything its
     journal holds. While a recorder runs it holds the journal lock and keeps SQLite current.
     """
-    from fastfeed.recorder.snapshotter import Snapshotter
     from fastfeed.journal import FsyncMode
+    from fastfeed.recorder.snapshotter import Snapshotter
 
     journal_dir = data_dir / "journal"
     if not journal_dir.is_dir():
@@ -84,9 +84,11 @@ def catch_up(data_dir: Path) -> int:
 def _venue_of(data_dir: Path) -> str:
     from fastfeed.store import Store
 
-    store = Store.open(data_dir / "fastfeed.db", readonly=True) if (
-        data_dir / "fastfeed.db"
-    ).exists() else None
+    store = (
+        Store.open(data_dir / "fastfeed.db", readonly=True)
+        if (data_dir / "fastfeed.db").exists()
+        else None
+    )
     if store is None:
         return "tickdb"
     try:

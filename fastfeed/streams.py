@@ -19,7 +19,7 @@ class StreamKey:
         return f"{self.channel}:{self.symbol}"
 
 
-class GapState(str, enum.Enum):
+class GapState(enum.StrEnum):
     """Where a gap stands: still being backfilled, backfilled, or gone for good."""
 
     OPEN = "open"

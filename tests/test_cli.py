@@ -17,7 +17,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "fastfeed", *args],
-        capture_output=True, text=True, timeout=60, env=full_env, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        cwd=cwd,
     )
 
 
@@ -50,8 +54,10 @@ def test_missing_api_key_says_what_to_set(tmp_path: Path) -> None:
         (["--channels", "depth:" + "A" * 100], "bad symbol"),
         (["--fsync", "sometimes"], "invalid choice"),
         (["--venue", "sim"], "nothing to record"),
-        (["--venue", "sim", "--channels", "depth:X", "--config", "/nonexistent.toml"],
-         "cannot read config"),
+        (
+            ["--venue", "sim", "--channels", "depth:X", "--config", "/nonexistent.toml"],
+            "cannot read config",
+        ),
     ],
 )
 def test_bad_flags_get_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -62,8 +68,9 @@ def test_bad_flags_get_one_line(args: list[str], needle: str, tmp_path: Path) ->
 def test_unreadable_data_dir_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a dir")
-    proc = run_cli("--venue", "sim", "--channels", "depth:AAPL.US", "--data-dir",
-                   str(blocker / "sub"))
+    proc = run_cli(
+        "--venue", "sim", "--channels", "depth:AAPL.US", "--data-dir", str(blocker / "sub")
+    )
     assert_one_line_error(proc, "data dir")
 
 

@@ -55,8 +55,17 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
     values: dict[str, object] = {}
     if args.config is not None:
         values.update(load_toml(args.config))
-    for name in ("venue", "endpoint", "data_dir", "fsync", "api_key_file", "ca_file",
-                 "log_format", "log_level", "repair_journal"):
+    for name in (
+        "venue",
+        "endpoint",
+        "data_dir",
+        "fsync",
+        "api_key_file",
+        "ca_file",
+        "log_format",
+        "log_level",
+        "repair_journal",
+    ):
         flag = getattr(args, name, None)
         if flag is not None:
             values[name] = flag
@@ -72,7 +81,9 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
             try:
                 value = FsyncMode(value)
             except ValueError:
-                raise ConfigError(f"bad fsync mode {value!r}: expected group, always or none") from None
+                raise ConfigError(
+                    f"bad fsync mode {value!r}: expected group, always or none"
+                ) from None
         setattr(config, name, value)
     return config
 
@@ -121,14 +132,19 @@ class Recorder:
         log.info("journal: %s", self.journal.recovery)
         self.pipeline = Pipeline(self.config.venue, self._adapter)
         self.snapshotter = Snapshotter(
-            self.journal, self.pipeline, data_dir / "fastfeed.db",
-            fsync=self.config.fsync, venue=self.config.venue,
+            self.journal,
+            self.pipeline,
+            data_dir / "fastfeed.db",
+            fsync=self.config.fsync,
+            venue=self.config.venue,
         )
         try:
             replayed = replay_into(self.journal, self.pipeline, self.snapshotter)
             log.info(
                 "recovered: replayed %d journal records into SQLite; %d streams, %d gaps open",
-                replayed, len(self.pipeline.tracker_streams()), self.pipeline.gaps_open(),
+                replayed,
+                len(self.pipeline.tracker_streams()),
+                self.pipeline.gaps_open(),
             )
             self._journal_control({"subscriptions": self._subscriptions})
             if self._stop.is_set():
@@ -179,12 +195,18 @@ class Recorder:
                 self.journal.sync()
                 await self.snapshotter.flush()
         except TimeoutError:
-            log.error("graceful shutdown took over %g s; the journal is synced, SQLite "
-                      "will catch up at the next start", defaults.SHUTDOWN_TIMEOUT_S)
+            log.error(
+                "graceful shutdown took over %g s; the journal is synced, SQLite "
+                "will catch up at the next start",
+                defaults.SHUTDOWN_TIMEOUT_S,
+            )
             conn_task.cancel()
             self.journal.sync()
-        log.info("stopped: journal durable to LSN %d, SQLite applied to LSN %d",
-                 self.journal.durable_lsn, self.snapshotter.applied_lsn)
+        log.info(
+            "stopped: journal durable to LSN %d, SQLite applied to LSN %d",
+            self.journal.durable_lsn,
+            self.snapshotter.applied_lsn,
+        )
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
@@ -295,16 +317,24 @@ class Recorder:
         self._append(RecordKind.INBOUND, payload, 1 if binary else 0)
         pipeline = self.pipeline
         if pipeline.fatal is not None:
-            self._fail(VenueError(pipeline.fatal.message, code=pipeline.fatal.code,
-                                  hint="check TICKDB_API_KEY / --api-key-file"))
+            self._fail(
+                VenueError(
+                    pipeline.fatal.message,
+                    code=pipeline.fatal.code,
+                    hint="check TICKDB_API_KEY / --api-key-file",
+                )
+            )
         elif pipeline.resync and self._connection is not None:
             for key in pipeline.take_resync():
-                log.warning("gap on %s: re-subscribing from seq %s", key,
-                            pipeline.resume_point(key))
+                log.warning(
+                    "gap on %s: re-subscribing from seq %s", key, pipeline.resume_point(key)
+                )
                 self._subscribe(self._connection, key.channel, [key.symbol])
 
     def on_disconnected(self, reason: str) -> None:
-        self._append(RecordKind.CONNECTION, orjson.dumps({"event": "disconnected", "reason": reason}))
+        self._append(
+            RecordKind.CONNECTION, orjson.dumps({"event": "disconnected", "reason": reason})
+        )
 
     def on_heartbeat(self, connection: Connection) -> None:
         self._send(connection, self._adapter.ping())
@@ -312,4 +342,3 @@ class Recorder:
 
 def _describe_subs(subs: dict[str, list[str]]) -> str:
     return " ".join(f"{ch}:{','.join(syms)}" for ch, syms in subs.items()) or "nothing"
-

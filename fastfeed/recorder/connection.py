@@ -8,6 +8,7 @@ means is the handler's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -149,7 +150,7 @@ class Connection:
                     websocket_handshake_timeout=self._stall_timeout,
                     logger_name="fastfeed.picows",
                 )
-            except (OSError, picows.WSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, picows.WSError) as exc:
                 self._handler.on_disconnected(f"connect failed: {_describe(exc)}")
                 log.warning("cannot connect to %s: %s", self._log_url, _describe(exc))
             else:
@@ -161,10 +162,8 @@ class Connection:
             delay = self._backoff.next_delay()
             self.reconnects += 1
             log.info("reconnecting to %s in %.2f s", self._log_url, delay)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _serve(self, transport: picows.WSTransport) -> None:
         self._transport = transport

@@ -37,9 +37,7 @@ class StatusReporter:
     def __init__(self, source: Callable[[], Status], *, tty: bool | None = None) -> None:
         self._source = source
         self._tty = sys.stderr.isatty() if tty is None else tty
-        self._interval = (
-            defaults.STATUS_INTERVAL_S if self._tty else defaults.LOG_STATUS_INTERVAL_S
-        )
+        self._interval = defaults.STATUS_INTERVAL_S if self._tty else defaults.LOG_STATUS_INTERVAL_S
         self._last_frames = 0
         self._last_time = time.monotonic()
 
