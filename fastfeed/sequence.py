@@ -1,0 +1,592 @@
+"""Per-stream sequence state and gap detection: what arrived, what is missing, what is lost.
+
+Sans-I/O: no clock, every call carries the receive time. Each stream (channel, symbol) has one
+sync state; the transitions are the table ``_TRANSITIONS``, and a (state, trigger) pair it does
+not list leaves the state as it is::
+
+    UNSYNCED  --FIRST-------> SYNCED     first seq seen (no resume asked): it is the baseline
+    UNSYNCED  --UNSEQUENCED-> PLAIN      a push without seq: only time-bounded gaps possible
+    UNSYNCED  --RESUME------> RESYNCING  a subscribe asked the venue to start at a seq
+    SYNCED    --GAP_OPENED--> GAPPED     a seq jumped past the next expected one
+    SYNCED    --RESUME------> RESYNCING
+    GAPPED    --GAPS_CLOSED-> SYNCED     every open gap filled (or declared lost)
+    GAPPED    --RESUME------> RESYNCING
+    RESYNCING --ACK_WHOLE---> SYNCED     the venue's ack applied, nothing left open
+    RESYNCING --ACK_GAPPED--> GAPPED     ack applied, open gaps wait for the replay to fill them
+    PLAIN     --FIRST-------> SYNCED     the venue started numbering this stream
+
+Sequence rules (TickDB sequence extension): seqs start at 1 and grow by 1 per push of a stream;
+a subscribe may ask to resume at a seq and the ack's ``first_seq`` says where the venue really
+starts. Everything at or below ``base`` is settled (received, or declared lost); ``above`` holds
+the settled seqs above it as sorted, disjoint, non-adjacent intervals, so memory is bounded by
+the number of holes, not of messages. Every unsettled seq between ``base`` and the highest seq
+seen lies in exactly one OPEN gap. A gap keeps the range it opened with until it is filled or,
+on a venue ack, split into the parts that are lost and the parts still expected.
+
+Without seqs (plain TickDB) a disconnect or stall opens a LOST gap bounded in time: from the
+stream's last message to its first message after the connection is back.
+"""
+
+from __future__ import annotations
+
+import enum
+from bisect import bisect_right
+from dataclasses import dataclass, replace
+from operator import itemgetter
+from typing import Any
+
+from fastfeed.errors import StoreError
+from fastfeed.streams import Gap, GapState, StreamKey
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "Observation",
+    "Outcome",
+    "SequenceTracker",
+    "StreamStats",
+    "SyncState",
+]
+
+CHECKPOINT_FORMAT = 1
+REASON_JUMP = "seq jump"
+REASON_HISTORY_GONE = "venue history gone"
+REASON_DISCONNECTED = "disconnected (no sequence numbers)"
+REASON_STALLED = "stalled (no sequence numbers)"
+
+
+class SyncState(enum.StrEnum):
+    """Where a stream stands with its sequence numbers."""
+
+    UNSYNCED = "unsynced"
+    SYNCED = "synced"
+    GAPPED = "gapped"
+    RESYNCING = "resyncing"
+    PLAIN = "plain"
+
+
+class _Trigger(enum.Enum):
+    FIRST = enum.auto()
+    UNSEQUENCED = enum.auto()
+    RESUME = enum.auto()
+    GAP_OPENED = enum.auto()
+    GAPS_CLOSED = enum.auto()
+    ACK_WHOLE = enum.auto()
+    ACK_GAPPED = enum.auto()
+
+
+_S, _T = SyncState, _Trigger
+_TRANSITIONS: dict[tuple[SyncState, _Trigger], SyncState] = {
+    (_S.UNSYNCED, _T.FIRST): _S.SYNCED,
+    (_S.UNSYNCED, _T.UNSEQUENCED): _S.PLAIN,
+    (_S.UNSYNCED, _T.RESUME): _S.RESYNCING,
+    (_S.SYNCED, _T.GAP_OPENED): _S.GAPPED,
+    (_S.SYNCED, _T.RESUME): _S.RESYNCING,
+    (_S.GAPPED, _T.GAPS_CLOSED): _S.SYNCED,
+    (_S.GAPPED, _T.RESUME): _S.RESYNCING,
+    (_S.RESYNCING, _T.ACK_WHOLE): _S.SYNCED,
+    (_S.RESYNCING, _T.ACK_GAPPED): _S.GAPPED,
+    (_S.PLAIN, _T.FIRST): _S.SYNCED,
+}
+
+
+class Outcome(enum.StrEnum):
+    """Whether an observed seq was news or had been received already."""
+
+    NEW = "new"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one seq did: new or duplicate, gaps it opened or filled, where to resume from."""
+
+    outcome: Outcome
+    opened: tuple[Gap, ...] = ()
+    filled: tuple[Gap, ...] = ()
+    resync_from: int | None = None  # set when a gap opened: re-subscribe from this seq
+
+    @property
+    def duplicate(self) -> bool:
+        """True when the seq had been received before (drop it from derived data)."""
+        return self.outcome is Outcome.DUPLICATE
+
+
+_IN_ORDER = Observation(Outcome.NEW)
+_DUPLICATE = Observation(Outcome.DUPLICATE)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """Counters of one stream, as the store's stream checkpoint and ``status`` show them."""
+
+    state: SyncState
+    records: int
+    duplicates: int
+    first_seq: int | None
+    last_seq: int | None  # the highest seq received
+    last_recv_ns: int | None
+    head_seq: int | None  # the venue's last published seq, from its latest ack
+    open_gaps: int
+
+
+_lo = itemgetter(0)
+_hi = itemgetter(1)
+
+
+class _Stream:
+    """The mutable state of one stream (see the module docstring for the invariants)."""
+
+    __slots__ = (
+        "above",
+        "base",
+        "duplicates",
+        "first_seq",
+        "head_seq",
+        "key",
+        "last_recv_ns",
+        "last_seq",
+        "open",
+        "records",
+        "reported",
+        "requested",
+        "state",
+        "time_gap",
+    )
+
+    def __init__(self, key: StreamKey) -> None:
+        self.key = key
+        self.state = SyncState.UNSYNCED
+        self.base = -1  # every seq <= base is settled; -1: no baseline yet (seqs start at 1)
+        self.above: list[tuple[int, int]] = []
+        self.open: list[Gap] = []  # OPEN gaps, by from_seq
+        self.requested: int | None = None  # resume seq asked for, until the venue acks it
+        self.records = 0
+        self.duplicates = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+        self.last_recv_ns: int | None = None
+        self.head_seq: int | None = None
+        self.time_gap: int | None = None  # plain mode: LOST gap waiting for its closing message
+        self.reported: list[Any] | None = None  # stats as last handed out by changed_stats
+
+
+class SequenceTracker:
+    """Sequence state of every stream: detects, shrinks and resolves gaps; checkpointable."""
+
+    def __init__(self) -> None:
+        self._streams: dict[StreamKey, _Stream] = {}
+        self._gaps: dict[int, Gap] = {}  # unresolved gaps, and resolved ones not yet handed out
+        self._dirty: dict[int, None] = {}  # gap ids changed since changed_gaps (ordered set)
+        self._next_gap_id = 1
+
+    # -- sequenced streams ---------------------------------------------------------------------
+    def observe(self, key: StreamKey, seq: int, recv_ns: int) -> Observation:
+        """Account for one push with sequence number ``seq`` (>= 1) received at ``recv_ns``."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        st.last_recv_ns = recv_ns
+        # The hot path: the next seq of a stream with no holes.
+        if seq == st.base + 1 and not st.above and st.records:
+            st.base = st.last_seq = seq
+            st.records += 1
+            return _IN_ORDER
+        return self._observe_slow(st, seq, recv_ns)
+
+    def _observe_slow(self, st: _Stream, seq: int, recv_ns: int) -> Observation:
+        if st.base < 0:
+            st.base = st.first_seq = st.last_seq = seq
+            st.records += 1
+            _advance(st, _T.FIRST)
+            return _IN_ORDER
+        if seq <= st.base or _find(st.above, seq) is not None:
+            st.duplicates += 1
+            return _DUPLICATE
+        st.records += 1
+        if st.first_seq is None:
+            st.first_seq = seq
+        if st.last_seq is None or seq > st.last_seq:
+            st.last_seq = seq
+        top = st.above[-1][1] if st.above else st.base
+        _add_range(st, seq, seq)
+        if seq > top + 1:
+            gap = self._new_gap(st.key, top + 1, seq - 1, recv_ns, None, GapState.OPEN, REASON_JUMP)
+            st.open.append(gap)  # above every other gap: the list stays sorted
+            _advance(st, _T.GAP_OPENED)
+            return Observation(Outcome.NEW, opened=(gap,), resync_from=st.base + 1)
+        if seq <= top:
+            for i, gap in enumerate(st.open):
+                g_lo, g_hi = _bounds(gap)
+                if g_lo <= seq <= g_hi:
+                    if _covered(st, g_lo, g_hi):
+                        done = replace(gap, to_ns=recv_ns, state=GapState.FILLED)
+                        self._put(done)
+                        del st.open[i]
+                        if not st.open:
+                            _advance(st, _T.GAPS_CLOSED)
+                        return Observation(Outcome.NEW, filled=(done,))
+                    break
+        return _IN_ORDER
+
+    def resume_requested(self, key: StreamKey, seq: int) -> None:
+        """A subscribe asked the venue to start this stream at ``seq`` (from the journal)."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        if st.records == 0:
+            # Nothing received yet: whatever precedes the asked point is not ours to miss.
+            st.base = seq - 1
+        st.requested = seq
+        _advance(st, _T.RESUME)
+
+    def on_ack(
+        self, key: StreamKey, first_seq: int, head_seq: int, recv_ns: int
+    ) -> tuple[Gap, ...]:
+        """Apply the venue's subscribe ack; returns the gaps it declared LOST.
+
+        The venue sends from ``first_seq``; if that is above the seq we asked to resume at,
+        the history in between is gone for good (sequence extension: the ack's ``first_seq``).
+        """
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        st.head_seq = head_seq
+        requested, st.requested = st.requested, None
+        if requested is None:
+            return ()  # a live subscribe: the first seq received will be the baseline
+        lost: tuple[Gap, ...] = ()
+        if first_seq > requested:
+            lost = self._mark_lost(st, requested, first_seq - 1, recv_ns)
+        _advance(st, _T.ACK_GAPPED if st.open else _T.ACK_WHOLE)
+        return lost
+
+    def _mark_lost(self, st: _Stream, lo: int, hi: int, recv_ns: int) -> tuple[Gap, ...]:
+        lo = max(lo, st.base + 1)
+        if lo > hi:
+            return ()
+        top = st.above[-1][1] if st.above else st.base
+        lost: list[Gap] = []
+        still_open: list[Gap] = []
+        for gap in st.open:
+            g_lo, g_hi = _bounds(gap)
+            if g_hi < lo or g_lo > hi:
+                still_open.append(gap)
+                continue
+            # Split the gap: the part below the lost range and the part above it stay expected
+            # (or are filled already); the missing seqs inside it become LOST pieces. The first
+            # piece keeps the gap's id so the ledger updates that row in place.
+            pieces: list[tuple[int, int, GapState]] = []
+            if g_lo < lo:
+                pieces.append((g_lo, lo - 1, GapState.OPEN))
+            pieces += [(a, b, GapState.LOST) for a, b in _missing(st, max(g_lo, lo), min(g_hi, hi))]
+            if g_hi > hi:
+                pieces.append((hi + 1, g_hi, GapState.OPEN))
+            for n, (a, b, state) in enumerate(pieces):
+                if state is GapState.OPEN and _covered(st, a, b):
+                    state = GapState.FILLED
+                gap_id = gap.gap_id if n == 0 else self._take_id()
+                reason = REASON_HISTORY_GONE if state is GapState.LOST else gap.reason
+                to_ns = None if state is GapState.OPEN else recv_ns
+                piece = Gap(gap_id, st.key, a, b, gap.from_ns, to_ns, state, reason)
+                self._put(piece)
+                if state is GapState.OPEN:
+                    still_open.append(piece)
+                elif state is GapState.LOST:
+                    lost.append(piece)
+        if hi > top:
+            # Seqs past anything we saw: never in a gap yet, lost outright.
+            start = max(lo, top + 1)
+            lost.append(
+                self._new_gap(
+                    st.key, start, hi, recv_ns, recv_ns, GapState.LOST, REASON_HISTORY_GONE
+                )
+            )
+        _add_range(st, lo, hi)
+        st.open = sorted(still_open, key=_from_seq)
+        return tuple(lost)
+
+    def resume_point(self, key: StreamKey) -> int | None:
+        """The next seq to ask the venue for (None: no seqs seen, subscribe live)."""
+        st = self._streams.get(key)
+        if st is None or st.base < 0:
+            return None
+        return st.base + 1
+
+    # -- plain streams (no sequence numbers) ---------------------------------------------------
+    def observe_unsequenced(self, key: StreamKey, recv_ns: int) -> None:
+        """Account for one push without a seq; it closes the stream's pending time gap."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        st.records += 1
+        st.last_recv_ns = recv_ns
+        if st.state is SyncState.UNSYNCED:
+            _advance(st, _T.UNSEQUENCED)
+        if st.time_gap is not None:
+            self._put(replace(self._gaps[st.time_gap], to_ns=recv_ns))
+            st.time_gap = None
+
+    def connection_lost(self, recv_ns: int) -> None:
+        """The connection dropped: plain streams start a LOST time gap (seq streams resume)."""
+        self._hole(recv_ns, REASON_DISCONNECTED)
+
+    def stalled(self, recv_ns: int) -> None:
+        """The feed went silent past the stall timeout: like a disconnect for plain streams."""
+        self._hole(recv_ns, REASON_STALLED)
+
+    def _hole(self, recv_ns: int, reason: str) -> None:
+        for st in self._streams.values():
+            if st.state is not SyncState.PLAIN:
+                continue
+            if st.time_gap is not None:
+                gap = self._gaps[st.time_gap]
+                if gap.to_ns is not None:  # down again before any message: the hole goes on
+                    self._put(replace(gap, to_ns=None))
+                continue
+            start = st.last_recv_ns if st.last_recv_ns is not None else recv_ns
+            gap = self._new_gap(st.key, None, None, start, None, GapState.LOST, reason)
+            st.time_gap = gap.gap_id
+
+    def connection_restored(self, recv_ns: int) -> None:
+        """Connected again: bound pending time gaps here until each stream's next message."""
+        for st in self._streams.values():
+            if st.time_gap is not None:
+                gap = self._gaps[st.time_gap]
+                if gap.to_ns is None:
+                    self._put(replace(gap, to_ns=recv_ns))
+
+    # -- queries -------------------------------------------------------------------------------
+    def streams(self) -> list[StreamKey]:
+        """Every stream seen, sorted."""
+        return sorted(self._streams)
+
+    def stream_stats(self, key: StreamKey) -> StreamStats | None:
+        """The counters of one stream (None if never seen)."""
+        st = self._streams.get(key)
+        return None if st is None else _stats(st)
+
+    def changed_stats(self) -> list[tuple[StreamKey, StreamStats]]:
+        """Streams whose counters changed since the last call, with their stats."""
+        out = []
+        for key in sorted(self._streams):
+            st = self._streams[key]
+            now = [st.records, st.duplicates, st.last_recv_ns, st.state.value, st.head_seq]
+            if now != st.reported:
+                st.reported = now
+                out.append((key, _stats(st)))
+        return out
+
+    def gaps(self) -> list[Gap]:
+        """Gaps held: unresolved ones, and resolved ones ``changed_gaps`` has not handed out."""
+        return [self._gaps[i] for i in sorted(self._gaps)]
+
+    def open_gap_count(self) -> int:
+        """Gaps still expected to fill (OPEN)."""
+        return sum(len(st.open) for st in self._streams.values())
+
+    def changed_gaps(self) -> list[Gap]:
+        """Gaps new or changed since the last call (latest version each), for the ledger.
+
+        Resolved gaps are forgotten once handed out here: the ledger keeps their history, the
+        tracker only what can still change.
+        """
+        out = [self._gaps[i] for i in self._dirty]
+        self._dirty.clear()
+        pending = {st.time_gap for st in self._streams.values()}
+        for gap in out:
+            if gap.state is not GapState.OPEN and gap.gap_id not in pending:
+                del self._gaps[gap.gap_id]
+        return out
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def to_checkpoint(self) -> dict[str, Any]:
+        """All state as plain JSON-able data; ``from_checkpoint`` rebuilds an equal tracker."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "next_gap_id": self._next_gap_id,
+            "dirty": list(self._dirty),
+            "gaps": [_gap_doc(g) for g in self._gaps.values()],
+            "streams": [
+                {
+                    "channel": st.key.channel,
+                    "symbol": st.key.symbol,
+                    "state": st.state.value,
+                    "base": st.base,
+                    "above": [list(iv) for iv in st.above],
+                    "open": [g.gap_id for g in st.open],
+                    "requested": st.requested,
+                    "records": st.records,
+                    "duplicates": st.duplicates,
+                    "first_seq": st.first_seq,
+                    "last_seq": st.last_seq,
+                    "last_recv_ns": st.last_recv_ns,
+                    "head_seq": st.head_seq,
+                    "time_gap": st.time_gap,
+                    "reported": st.reported,
+                }
+                for st in self._streams.values()
+            ],
+        }
+
+    @classmethod
+    def from_checkpoint(cls, doc: dict[str, Any]) -> SequenceTracker:
+        """Rebuild a tracker from ``to_checkpoint`` data.
+
+        Raises:
+            StoreError: the checkpoint is of another format or damaged.
+        """
+        if doc.get("format") != CHECKPOINT_FORMAT:
+            raise StoreError(
+                f"tracker checkpoint format {doc.get('format')!r}, expected {CHECKPOINT_FORMAT}",
+                hint="rebuild the store from the journal",
+            )
+        tracker = cls()
+        try:
+            tracker._next_gap_id = int(doc["next_gap_id"])
+            for g in doc["gaps"]:
+                gap = Gap(
+                    int(g["gap_id"]),
+                    StreamKey(g["channel"], g["symbol"]),
+                    g["from_seq"],
+                    g["to_seq"],
+                    g["from_ns"],
+                    g["to_ns"],
+                    GapState(g["state"]),
+                    g["reason"],
+                )
+                tracker._gaps[gap.gap_id] = gap
+            tracker._dirty = dict.fromkeys(int(i) for i in doc["dirty"])
+            for s in doc["streams"]:
+                st = _Stream(StreamKey(s["channel"], s["symbol"]))
+                st.state = SyncState(s["state"])
+                st.base = int(s["base"])
+                st.above = [(int(lo), int(hi)) for lo, hi in s["above"]]
+                st.open = [tracker._gaps[int(i)] for i in s["open"]]
+                st.requested = s["requested"]
+                st.records = int(s["records"])
+                st.duplicates = int(s["duplicates"])
+                st.first_seq = s["first_seq"]
+                st.last_seq = s["last_seq"]
+                st.last_recv_ns = s["last_recv_ns"]
+                st.head_seq = s["head_seq"]
+                st.time_gap = s["time_gap"]
+                st.reported = s["reported"]
+                tracker._streams[st.key] = st
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"tracker checkpoint damaged: {exc!r}", hint="rebuild the store from the journal"
+            ) from None
+        return tracker
+
+    # -- gap bookkeeping -----------------------------------------------------------------------
+    def _take_id(self) -> int:
+        gap_id = self._next_gap_id
+        self._next_gap_id += 1
+        return gap_id
+
+    def _new_gap(
+        self,
+        key: StreamKey,
+        from_seq: int | None,
+        to_seq: int | None,
+        from_ns: int,
+        to_ns: int | None,
+        state: GapState,
+        reason: str,
+    ) -> Gap:
+        gap = Gap(self._take_id(), key, from_seq, to_seq, from_ns, to_ns, state, reason)
+        self._put(gap)
+        return gap
+
+    def _put(self, gap: Gap) -> None:
+        self._gaps[gap.gap_id] = gap
+        self._dirty[gap.gap_id] = None
+
+
+def _advance(st: _Stream, trigger: _Trigger) -> None:
+    st.state = _TRANSITIONS.get((st.state, trigger), st.state)
+
+
+def _stats(st: _Stream) -> StreamStats:
+    return StreamStats(
+        st.state,
+        st.records,
+        st.duplicates,
+        st.first_seq,
+        st.last_seq,
+        st.last_recv_ns,
+        st.head_seq,
+        len(st.open),
+    )
+
+
+def _bounds(gap: Gap) -> tuple[int, int]:
+    """The seq range of an OPEN gap (OPEN gaps always have seq bounds)."""
+    assert gap.from_seq is not None and gap.to_seq is not None
+    return gap.from_seq, gap.to_seq
+
+
+def _from_seq(gap: Gap) -> int:
+    return _bounds(gap)[0]
+
+
+def _find(above: list[tuple[int, int]], seq: int) -> tuple[int, int] | None:
+    """The interval of ``above`` holding ``seq``, if any."""
+    i = bisect_right(above, seq, key=_lo)
+    if i and above[i - 1][1] >= seq:
+        return above[i - 1]
+    return None
+
+
+def _covered(st: _Stream, lo: int, hi: int) -> bool:
+    """Is every seq of [lo, hi] settled?"""
+    if hi <= st.base:
+        return True
+    iv = _find(st.above, lo)
+    return iv is not None and iv[1] >= hi
+
+
+def _missing(st: _Stream, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The unsettled sub-ranges of [lo, hi] (lo > base)."""
+    out = []
+    at = lo
+    for a, b in st.above[bisect_right(st.above, lo - 1, key=_hi) :]:
+        if a > hi:
+            break
+        if a > at:
+            out.append((at, a - 1))
+        at = max(at, b + 1)
+    if at <= hi:
+        out.append((at, hi))
+    return out
+
+
+def _add_range(st: _Stream, lo: int, hi: int) -> None:
+    """Mark [lo, hi] settled: merge it into ``above``, then advance ``base`` over it."""
+    lo = max(lo, st.base + 1)
+    if lo > hi:
+        return
+    above = st.above
+    j = bisect_right(above, lo - 2, key=_hi)  # first interval ending at or after lo - 1
+    k = bisect_right(above, hi + 1, key=_lo)  # first interval starting after hi + 1
+    if j < k:
+        lo = min(lo, above[j][0])
+        hi = max(hi, above[k - 1][1])
+    above[j:k] = [(lo, hi)]
+    if above[0][0] == st.base + 1:
+        st.base = above[0][1]
+        del above[0]
+
+
+def _gap_doc(gap: Gap) -> dict[str, Any]:
+    return {
+        "gap_id": gap.gap_id,
+        "channel": gap.key.channel,
+        "symbol": gap.key.symbol,
+        "from_seq": gap.from_seq,
+        "to_seq": gap.to_seq,
+        "from_ns": gap.from_ns,
+        "to_ns": gap.to_ns,
+        "state": gap.state.value,
+        "reason": gap.reason,
+    }
