@@ -1,0 +1,356 @@
+"""Sequence tracker: exact gaps and states, duplicates, venue losses, time gaps, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastfeed.errors import StoreError
+from fastfeed.sequence import Observation, Outcome, SequenceTracker, StreamStats, SyncState
+from fastfeed.streams import Gap, GapState, StreamKey
+
+AAPL = StreamKey("depth", "AAPL.US")
+TSLA = StreamKey("trade", "TSLA.US")
+OPEN, FILLED, LOST = GapState.OPEN, GapState.FILLED, GapState.LOST
+NEW = Observation(Outcome.NEW)
+DUP = Observation(Outcome.DUPLICATE)
+
+
+def feed(tracker: SequenceTracker, key: StreamKey, seqs: list[int]) -> list[Observation]:
+    """Observe each seq at recv_ns = seq * 100."""
+    return [tracker.observe(key, seq, seq * 100) for seq in seqs]
+
+
+def test_in_order_stream() -> None:
+    tracker = SequenceTracker()
+    assert feed(tracker, AAPL, [41, 42, 43]) == [NEW, NEW, NEW]
+    assert tracker.resume_point(AAPL) == 44
+    assert tracker.stream_stats(AAPL) == StreamStats(SyncState.SYNCED, 3, 0, 41, 43, 4300, None, 0)
+    assert tracker.gaps() == []
+    assert tracker.resume_point(TSLA) is None
+    assert tracker.stream_stats(TSLA) is None
+
+
+def test_jump_then_fill() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2, 3])
+    gap = Gap(1, AAPL, 4, 6, 700, None, OPEN, "seq jump")
+    assert tracker.observe(AAPL, 7, 700) == Observation(Outcome.NEW, opened=(gap,), resync_from=4)
+    assert tracker.stream_stats(AAPL).state is SyncState.GAPPED  # type: ignore[union-attr]
+    assert tracker.observe(AAPL, 5, 800) == NEW
+    assert tracker.observe(AAPL, 4, 900) == NEW
+    assert tracker.resume_point(AAPL) == 6
+    assert tracker.gaps() == [gap]
+    filled = Gap(1, AAPL, 4, 6, 700, 1000, FILLED, "seq jump")
+    assert tracker.observe(AAPL, 6, 1000) == Observation(Outcome.NEW, filled=(filled,))
+    assert tracker.gaps() == [filled]
+    assert tracker.resume_point(AAPL) == 8
+    assert tracker.open_gap_count() == 0
+    assert tracker.stream_stats(AAPL) == StreamStats(SyncState.SYNCED, 7, 0, 1, 7, 1000, None, 0)
+
+
+def test_reorder_opens_and_fills_a_one_seq_gap() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2, 3])
+    opened = Gap(1, AAPL, 4, 4, 500, None, OPEN, "seq jump")
+    assert tracker.observe(AAPL, 5, 500) == Observation(
+        Outcome.NEW, opened=(opened,), resync_from=4
+    )
+    filled = Gap(1, AAPL, 4, 4, 500, 501, FILLED, "seq jump")
+    assert tracker.observe(AAPL, 4, 501) == Observation(Outcome.NEW, filled=(filled,))
+    assert tracker.resume_point(AAPL) == 6
+
+
+def test_duplicates_below_and_above_the_hole_are_counted() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2, 5, 6])
+    assert feed(tracker, AAPL, [2, 1, 6, 5]) == [DUP, DUP, DUP, DUP]
+    assert tracker.observe(AAPL, 4, 10) == NEW
+    assert tracker.observe(AAPL, 4, 11) == DUP
+    stats = tracker.stream_stats(AAPL)
+    assert stats == StreamStats(SyncState.GAPPED, 5, 5, 1, 6, 11, None, 1)
+    assert tracker.resume_point(AAPL) == 3
+
+
+def test_jump_partial_fill_then_venue_history_gone() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2, 3, 10])  # gap [4, 9]
+    tracker.observe(AAPL, 4, 4000)
+    tracker.observe(AAPL, 5, 5000)
+    tracker.observe(AAPL, 7, 7000)  # inside: [6, 9] minus 7 still missing
+    assert tracker.resume_point(AAPL) == 6
+    # Reconnect: we ask to resume at 6, the venue only has history from 9 on.
+    tracker.resume_requested(AAPL, 6)
+    assert tracker.stream_stats(AAPL).state is SyncState.RESYNCING  # type: ignore[union-attr]
+    lost = tracker.on_ack(AAPL, 9, 20, 9500)
+    # The gap [4, 9] splits: 4-5 arrived (filled, keeps the id), 6 and 8 are gone, 9 is
+    # still expected from the replay.
+    assert lost == (
+        Gap(2, AAPL, 6, 6, 1000, 9500, LOST, "venue history gone"),
+        Gap(3, AAPL, 8, 8, 1000, 9500, LOST, "venue history gone"),
+    )
+    assert tracker.gaps() == [
+        Gap(1, AAPL, 4, 5, 1000, 9500, FILLED, "seq jump"),
+        lost[0],
+        lost[1],
+        Gap(4, AAPL, 9, 9, 1000, None, OPEN, "seq jump"),
+    ]
+    assert tracker.resume_point(AAPL) == 9
+    assert tracker.stream_stats(AAPL).state is SyncState.GAPPED  # type: ignore[union-attr]
+    # The replay from 9 fills the rest; 10 is a duplicate.
+    filled = Gap(4, AAPL, 9, 9, 1000, 9900, FILLED, "seq jump")
+    assert tracker.observe(AAPL, 9, 9900) == Observation(Outcome.NEW, filled=(filled,))
+    assert tracker.observe(AAPL, 10, 9901) == DUP
+    assert tracker.observe(AAPL, 11, 9902) == NEW
+    assert tracker.stream_stats(AAPL) == StreamStats(SyncState.SYNCED, 9, 1, 1, 11, 9902, 20, 0)
+
+
+def test_gap_partly_received_below_the_loss_becomes_filled() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2, 3, 10, 4, 5])
+    tracker.resume_requested(AAPL, 6)
+    assert tracker.on_ack(AAPL, 8, 20, 5000) == (
+        Gap(2, AAPL, 6, 7, 1000, 5000, LOST, "venue history gone"),
+    )
+    assert tracker.gaps() == [
+        Gap(1, AAPL, 4, 5, 1000, 5000, FILLED, "seq jump"),
+        Gap(2, AAPL, 6, 7, 1000, 5000, LOST, "venue history gone"),
+        Gap(3, AAPL, 8, 9, 1000, None, OPEN, "seq jump"),
+    ]
+
+
+def test_reconnect_with_history_kept_loses_nothing() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2])
+    tracker.connection_lost(300)  # seq streams: the resume decides, not the disconnect
+    tracker.connection_restored(400)
+    tracker.resume_requested(AAPL, 3)
+    assert tracker.on_ack(AAPL, 3, 50, 500) == ()
+    assert tracker.gaps() == []
+    assert tracker.stream_stats(AAPL).state is SyncState.SYNCED  # type: ignore[union-attr]
+
+
+def test_reconnect_past_the_venue_history_loses_the_unseen_range() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2])
+    tracker.resume_requested(AAPL, 3)
+    lost = Gap(1, AAPL, 3, 1041, 700, 700, LOST, "venue history gone")
+    assert tracker.on_ack(AAPL, 1042, 1500, 700) == (lost,)
+    assert tracker.resume_point(AAPL) == 1042
+    assert tracker.observe(AAPL, 1042, 800) == NEW
+    assert tracker.open_gap_count() == 0
+
+
+def test_first_seq_with_a_resume_point_opens_a_gap_from_it() -> None:
+    tracker = SequenceTracker()
+    tracker.resume_requested(AAPL, 100)
+    assert tracker.resume_point(AAPL) == 100
+    opened = Gap(1, AAPL, 100, 104, 9, None, OPEN, "seq jump")
+    assert tracker.observe(AAPL, 105, 9) == Observation(
+        Outcome.NEW, opened=(opened,), resync_from=100
+    )
+    assert tracker.stream_stats(AAPL) == StreamStats(
+        SyncState.RESYNCING, 1, 0, 105, 105, 9, None, 1
+    )
+
+
+def test_fresh_stream_resumed_and_acked_higher() -> None:
+    tracker = SequenceTracker()
+    tracker.resume_requested(AAPL, 100)
+    assert tracker.on_ack(AAPL, 120, 130, 5) == (
+        Gap(1, AAPL, 100, 119, 5, 5, LOST, "venue history gone"),
+    )
+    assert tracker.observe(AAPL, 120, 6) == NEW
+    assert tracker.stream_stats(AAPL) == StreamStats(SyncState.SYNCED, 1, 0, 120, 120, 6, 130, 0)
+
+
+def test_live_ack_without_resume_changes_nothing() -> None:
+    tracker = SequenceTracker()
+    assert tracker.on_ack(AAPL, 1042, 1041, 5) == ()
+    assert tracker.observe(AAPL, 1042, 6) == NEW
+    assert tracker.resume_point(AAPL) == 1043
+
+
+def test_plain_disconnect_window_is_a_lost_time_gap() -> None:
+    tracker = SequenceTracker()
+    tracker.observe_unsequenced(TSLA, 100)
+    tracker.observe_unsequenced(TSLA, 200)
+    feed(tracker, AAPL, [1])  # a seq stream: no time gap
+    tracker.connection_lost(250)
+    gap = Gap(1, TSLA, None, None, 200, None, LOST, "disconnected (no sequence numbers)")
+    assert tracker.gaps() == [gap]
+    tracker.connection_restored(300)
+    assert tracker.changed_gaps() == [Gap(1, TSLA, None, None, 200, 300, LOST, gap.reason)]
+    tracker.observe_unsequenced(TSLA, 350)  # the first message after the restore bounds it
+    assert tracker.changed_gaps() == [Gap(1, TSLA, None, None, 200, 350, LOST, gap.reason)]
+    assert tracker.gaps() == []  # resolved and handed out: the ledger has it now
+    assert tracker.stream_stats(TSLA) == StreamStats(
+        SyncState.PLAIN, 3, 0, None, None, 350, None, 0
+    )
+    assert tracker.resume_point(TSLA) is None
+
+
+def test_plain_down_again_before_any_message_extends_the_same_gap() -> None:
+    tracker = SequenceTracker()
+    tracker.observe_unsequenced(TSLA, 100)
+    tracker.stalled(150)
+    tracker.connection_lost(160)  # the stall's drop: still the same hole
+    tracker.connection_restored(200)
+    tracker.connection_lost(250)
+    tracker.connection_restored(300)
+    reason = "stalled (no sequence numbers)"
+    assert tracker.gaps() == [Gap(1, TSLA, None, None, 100, 300, LOST, reason)]
+    tracker.observe_unsequenced(TSLA, 320)
+    tracker.connection_lost(400)
+    assert tracker.changed_gaps() == [
+        Gap(1, TSLA, None, None, 100, 320, LOST, reason),
+        Gap(2, TSLA, None, None, 320, None, LOST, "disconnected (no sequence numbers)"),
+    ]
+    assert [g.gap_id for g in tracker.gaps()] == [2]  # still waiting for its end
+
+
+def test_changed_gaps_is_incremental_and_keeps_open_gaps() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 3, 6])
+    assert [(g.gap_id, g.state) for g in tracker.changed_gaps()] == [(1, OPEN), (2, OPEN)]
+    assert tracker.changed_gaps() == []
+    tracker.observe(AAPL, 2, 1)
+    assert tracker.changed_gaps() == [Gap(1, AAPL, 2, 2, 300, 1, FILLED, "seq jump")]
+    assert tracker.gaps() == [Gap(2, AAPL, 4, 5, 600, None, OPEN, "seq jump")]
+
+
+def test_changed_stats() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1])
+    tracker.observe_unsequenced(TSLA, 5)
+    assert [k for k, _ in tracker.changed_stats()] == [AAPL, TSLA]
+    assert tracker.changed_stats() == []
+    tracker.observe(AAPL, 1, 7)
+    assert tracker.changed_stats() == [
+        (AAPL, StreamStats(SyncState.SYNCED, 1, 1, 1, 1, 7, None, 0))
+    ]
+    assert tracker.streams() == [AAPL, TSLA]
+
+
+def test_memory_is_bounded_by_holes_not_messages() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 3])
+    for seq in range(4, 20_000):
+        tracker.observe(AAPL, seq, seq)
+    state = tracker.to_checkpoint()["streams"][0]
+    assert (state["base"], state["above"]) == (1, [[3, 19_999]])
+
+
+def test_checkpoint_of_another_format_is_refused() -> None:
+    with pytest.raises(StoreError, match="format 99"):
+        SequenceTracker.from_checkpoint({"format": 99})
+    with pytest.raises(StoreError, match="damaged"):
+        SequenceTracker.from_checkpoint({"format": 1, "next_gap_id": 1, "gaps": [{}]})
+
+
+# -- property: arrivals in any order, checkpoint anywhere ---------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(list(range(1, 40))), st.lists(st.integers(1, 39), max_size=20))
+def test_every_seq_arriving_in_any_order_fills_every_gap(order: list[int], dups: list[int]) -> None:
+    tracker = SequenceTracker()
+    seqs = order + dups
+    results = [tracker.observe(AAPL, s, i) for i, s in enumerate(seqs)]
+    first = order[0]
+    # The first seq seen is the baseline: seqs below it were never expected and are dropped
+    # like duplicates.
+    expected_new = {s for s in order if s >= first}
+    assert sum(not r.duplicate for r in results) == len(expected_new)
+    assert all(g.state is FILLED for g in tracker.gaps())
+    assert tracker.resume_point(AAPL) == 40
+    stats = tracker.stream_stats(AAPL)
+    assert stats is not None
+    assert (stats.records, stats.duplicates) == (len(expected_new), len(seqs) - len(expected_new))
+
+
+KEYS = [AAPL, TSLA]
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("obs"), st.integers(0, 1), st.integers(1, 60)),
+        st.tuples(st.just("plain"), st.just(1), st.just(0)),
+        st.tuples(st.just("resume"), st.integers(0, 1), st.integers(0, 5)),
+        st.tuples(st.just("ack"), st.integers(0, 1), st.integers(0, 8)),
+        st.tuples(st.just("lost"), st.just(0), st.just(0)),
+        st.tuples(st.just("stalled"), st.just(0), st.just(0)),
+        st.tuples(st.just("restored"), st.just(0), st.just(0)),
+        st.tuples(st.just("changed"), st.just(0), st.just(0)),
+    ),
+    max_size=80,
+)
+
+
+def check_invariants(tracker: SequenceTracker) -> None:
+    """Every unsettled seq below the highest settled one lies in exactly one OPEN gap."""
+    doc = tracker.to_checkpoint()
+    gaps = {g["gap_id"]: g for g in doc["gaps"]}
+    for s in doc["streams"]:
+        above = s["above"]
+        settled = {x for lo, hi in above for x in range(lo, hi + 1)}
+        top = above[-1][1] if above else s["base"]
+        unsettled = {x for x in range(s["base"] + 1, top + 1) if x not in settled}
+        in_gaps: list[int] = []
+        for gap_id in s["open"]:
+            gap = gaps[gap_id]
+            assert gap["state"] == "open"
+            in_gaps += [x for x in range(gap["from_seq"], gap["to_seq"] + 1) if x not in settled]
+        assert sorted(in_gaps) == sorted(unsettled)
+        assert all(b[0] > a[1] + 1 for a, b in pairwise(above))
+        assert not above or above[0][0] > s["base"] + 1
+
+
+def run(tracker: SequenceTracker, steps: list[tuple[str, int, int]], t0: int) -> list[Any]:
+    out: list[Any] = []
+    for i, (op, k, n) in enumerate(steps):
+        key, now = KEYS[k], t0 + i
+        if op == "obs":
+            out.append(tracker.observe(key, n, now))
+        elif op == "plain":
+            tracker.observe_unsequenced(key, now)
+        elif op == "resume":
+            point = tracker.resume_point(key)
+            tracker.resume_requested(key, (point or 1) + n)
+        elif op == "ack":
+            point = tracker.resume_point(key) or 1
+            out.append(tracker.on_ack(key, point + n, point + n + 3, now))
+        elif op == "lost":
+            tracker.connection_lost(now)
+        elif op == "stalled":
+            tracker.stalled(now)
+        elif op == "restored":
+            tracker.connection_restored(now)
+        else:
+            out.append((tracker.changed_gaps(), tracker.changed_stats()))
+        out.append([tracker.resume_point(k) for k in KEYS])
+        check_invariants(tracker)
+    out.append((tracker.gaps(), tracker.open_gap_count(), tracker.streams()))
+    out.append([tracker.stream_stats(k) for k in KEYS])
+    out.append((tracker.changed_gaps(), tracker.changed_stats()))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops, st.data())
+def test_checkpoint_restore_mid_way_behaves_as_uninterrupted(
+    steps: list[tuple[str, int, int]], data: st.DataObject
+) -> None:
+    cut = data.draw(st.integers(0, len(steps)))
+    whole = SequenceTracker()
+    expected = run(whole, steps[:cut], 0)[:-3] + run(whole, steps[cut:], cut)
+
+    first = SequenceTracker()
+    got = run(first, steps[:cut], 0)[:-3]
+    state = json.loads(json.dumps(first.to_checkpoint()))  # through JSON, as the store keeps it
+    second = SequenceTracker.from_checkpoint(state)
+    assert second.to_checkpoint() == first.to_checkpoint()
+    got += run(second, steps[cut:], cut)
+    assert got == expected
+    assert second.to_checkpoint() == whole.to_checkpoint()
