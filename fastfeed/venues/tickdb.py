@@ -241,18 +241,22 @@ def _check_fields(channel: str, data: dict[str, Any]) -> str | None:
 
 def _check_depth(data: dict[str, Any]) -> str | None:
     """A depth push is a full top-N book: ``bids`` and ``asks`` arrays of [price, size] strings."""
-    for side in ("bids", "asks"):
-        levels = data.get(side)
-        if type(levels) is not list:
-            return f"expected array at $.data.{side}, got {_kind(levels)}"
-        for i, level in enumerate(levels):
+    # The hot path: one tight loop per side, the error text only built once a level fails.
+    bids, asks = data.get("bids"), data.get("asks")
+    if type(bids) is not list:
+        return f"expected array at $.data.bids, got {_kind(bids)}"
+    if type(asks) is not list:
+        return f"expected array at $.data.asks, got {_kind(asks)}"
+    for levels in (bids, asks):
+        for level in levels:
             if (
                 type(level) is not list
                 or len(level) != 2
                 or type(level[0]) is not str
                 or type(level[1]) is not str
             ):
-                return f"expected [price, size] strings at $.data.{side}[{i}]"
+                side = "bids" if levels is bids else "asks"
+                return f"expected [price, size] strings at $.data.{side}[{levels.index(level)}]"
     return None
 
 
