@@ -187,7 +187,7 @@ class SequenceTracker:
             st = self._streams[key] = _Stream(key)
         st.last_recv_ns = recv_ns
         # The hot path: the next seq of a stream with no holes.
-        if seq == st.base + 1 and not st.above and st.records:
+        if seq == st.base + 1 and not st.above and st.first_seq is not None:
             st.base = st.last_seq = seq
             st.records += 1
             return _IN_ORDER
@@ -233,8 +233,8 @@ class SequenceTracker:
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _Stream(key)
-        if st.records == 0:
-            # Nothing received yet: whatever precedes the asked point is not ours to miss.
+        if st.first_seq is None:
+            # No seq received yet: whatever precedes the asked point is not ours to miss.
             st.base = seq - 1
         st.requested = seq
         _advance(st, _T.RESUME)
@@ -256,7 +256,10 @@ class SequenceTracker:
             return ()  # a live subscribe: the first seq received will be the baseline
         lost: tuple[Gap, ...] = ()
         if first_seq > requested:
-            lost = self._mark_lost(st, requested, first_seq - 1, recv_ns)
+            # A resume asked past everything seen skipped the seqs in between: the venue will
+            # not send them either, so they are lost with the rest.
+            top = st.above[-1][1] if st.above else st.base
+            lost = self._mark_lost(st, min(requested, top + 1), first_seq - 1, recv_ns)
         _advance(st, _T.ACK_GAPPED if st.open else _T.ACK_WHOLE)
         return lost
 

@@ -301,7 +301,8 @@ def check_invariants(tracker: SequenceTracker) -> None:
         for gap_id in s["open"]:
             gap = gaps[gap_id]
             assert gap["state"] == "open"
-            in_gaps += [x for x in range(gap["from_seq"], gap["to_seq"] + 1) if x not in settled]
+            seqs = range(max(gap["from_seq"], s["base"] + 1), gap["to_seq"] + 1)
+            in_gaps += [x for x in seqs if x not in settled]
         assert sorted(in_gaps) == sorted(unsettled)
         assert all(b[0] > a[1] + 1 for a, b in pairwise(above))
         assert not above or above[0][0] > s["base"] + 1
