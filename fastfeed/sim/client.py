@@ -1,0 +1,342 @@
+"""One simulator connection: commands in, acks and pre-framed pushes out, under flow control.
+
+Every subscription is a cursor (``next_seq``) into its stream's history. A *pump* writes the
+history from each cursor up to the head in chunks, one transport write per pump, and stops while
+the transport is paused (``pause_writing``). Replay and live delivery are the same path, so a
+resumed stream is sent in order without duplicates, and nothing is buffered per connection
+beyond the transport's high-water mark plus one chunk: a reader that falls behind lags in the
+shared history and is dropped (close 1008, logged) past ``max_client_buffer`` bytes of lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from fastfeed.defaults import SIM_SLOW_CLOSE_GRACE_S, SIM_WRITE_CHUNK_BYTES, SIM_WRITE_HIGH_WATER
+from fastfeed.sim.content import CHANNELS, stamp
+from fastfeed.sim.faults import Action, ConnectionFaults
+from fastfeed.sim.history import Stream
+from fastfeed.sim.wire import OP_TEXT, Deflate, frame_header
+from fastfeed.venues.tickdb import validate_symbol
+
+if TYPE_CHECKING:
+    from fastfeed.sim.server import SimServer
+
+__all__ = ["SimClient"]
+
+log = logging.getLogger("fastfeed.sim")
+_PONG = b'{"cmd":"pong"}'
+
+
+class _Cursor:
+    """A subscription: the stream and the next seq this connection will be sent."""
+
+    __slots__ = ("next_seq", "stream")
+
+    def __init__(self, stream: Stream, next_seq: int) -> None:
+        self.stream = stream
+        self.next_seq = next_seq
+
+
+class SimClient(WSListener):
+    """The server side of one WebSocket connection."""
+
+    def __init__(
+        self,
+        server: SimServer,
+        index: int,
+        *,
+        key_ok: bool,
+        deflate: Deflate | None,
+        faults: ConnectionFaults | None,
+    ) -> None:
+        super().__init__()
+        self.server = server
+        self.index = index
+        self.subs: dict[tuple[str, str], _Cursor] = {}
+        self.transport: WSTransport | None = None
+        self.stalled = False
+        self._key_ok = key_ok
+        self._deflate = deflate
+        self._faults = faults
+        self._loop = asyncio.get_running_loop()
+        self._paused = False
+        self._closing = False
+        self._scheduled = False
+        self._held: list[bytes] = []  # replies held while stalled, sent when the stall ends
+        self._timer: asyncio.TimerHandle | None = None
+        self._window_start = 0.0
+        self._window_count = 0
+
+    # -- picows callbacks ----------------------------------------------------------------------
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        transport.underlying_transport.set_write_buffer_limits(high=SIM_WRITE_HIGH_WATER)
+        self.server.clients.add(self)
+        if not self._key_ok:
+            # TickDB: a bad key gets error 1001, then the server closes.
+            self._reply({"cmd": "error", "code": 1001, "message": "Invalid API key"})
+            self.close(WSCloseCode.POLICY_VIOLATION, "invalid api key")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._closing = True
+        self.server.clients.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self.schedule_pump()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.PING:
+            if not self.stalled:
+                transport.send_pong(frame.get_payload_as_bytes())
+        elif kind is WSMsgType.CLOSE:
+            self.close(WSCloseCode.OK, "")
+        elif kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if not frame.fin:
+                self._error("error", 2001, "fragmented messages are not supported")
+                return
+            payload = frame.get_payload_as_bytes()
+            if frame.rsv1:
+                if self._deflate is None:
+                    self.close(WSCloseCode.PROTOCOL_ERROR, "RSV1 set without permessage-deflate")
+                    return
+                try:
+                    payload = self._deflate.decompress(payload, self.server.config.max_frame_bytes)
+                except ValueError as exc:
+                    self.close(WSCloseCode.MESSAGE_TOO_BIG, str(exc)[:100])
+                    return
+            self._command(payload)
+        elif kind is WSMsgType.CONTINUATION:
+            self._error("error", 2001, "fragmented messages are not supported")
+
+    # -- commands ------------------------------------------------------------------------------
+    def _command(self, payload: bytes) -> None:
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self._error("error", 2001, "expected a JSON object")
+            return
+        cmd = doc.get("cmd") if type(doc) is dict else None
+        if type(cmd) is not str:
+            self._error("error", 2001, 'expected an object with a string "cmd"')
+            return
+        now = self._loop.time()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        if self._window_count > self.server.config.commands_per_s:
+            self._error(cmd, 3001, "Rate limit exceeded")
+        elif cmd == "ping":
+            if not self.stalled:
+                self._write_frames([(OP_TEXT, _PONG)])
+        elif cmd in ("subscribe", "unsubscribe"):
+            self._subscription(cmd, doc.get("data"))
+        else:
+            self._error("error", 2001, f"unknown command {cmd[:40]!r}")
+
+    def _subscription(self, cmd: str, data: object) -> None:
+        if type(data) is not dict:
+            self._error(cmd, 2001, 'expected an object at "data"')
+            return
+        channel, symbols = data.get("channel"), data.get("symbols")
+        if (
+            type(symbols) is not list
+            or not symbols
+            or any(type(s) is not str for s in symbols)
+            or type(channel) is not str
+        ):
+            self._error(cmd, 2001, 'expected "channel" and a non-empty "symbols" array of strings')
+            return
+        echo = {"channel": channel, "symbols": symbols}
+        if channel not in CHANNELS:
+            self._error(cmd, 2002, f"Unknown channel {channel[:40]!r}", echo)
+            return
+        if cmd == "unsubscribe":
+            for symbol in symbols:
+                self.subs.pop((channel, symbol), None)
+            self._reply({"cmd": cmd, "code": 0, "message": "success", "data": echo})
+            return
+        self._subscribe(channel, symbols, data.get("resume"), echo)
+
+    def _subscribe(
+        self, channel: str, symbols: list[str], resume: object, echo: dict[str, Any]
+    ) -> None:
+        server = self.server
+        plan = server.config.faults
+        bad = [s for s in symbols if validate_symbol(s) is not None]
+        if bad:
+            self._error("subscribe", 2002, "Unknown symbol", {"channel": channel, "symbols": bad})
+            return
+        rejected = [s for s in symbols if s in plan.reject_symbols]
+        if rejected:
+            data = {"channel": channel, "symbols": rejected}
+            self._error("subscribe", plan.reject_code, "Subscription rejected", data)
+            return
+        plain = server.config.plain_tickdb
+        asked: dict[str, int] = {}
+        if resume is not None and not plain:  # plain TickDB has no resume: ignored, as unknown
+            if type(resume) is not dict or any(
+                type(v) is not int or v < 1 or k not in symbols for k, v in resume.items()
+            ):
+                self._error("subscribe", 2001, 'expected "resume" {SYMBOL: seq >= 1}', echo)
+                return
+            asked = resume
+        now = self._loop.time()
+        streams: dict[str, dict[str, int]] = {}
+        for symbol in symbols:
+            stream = server.table.get_or_create(channel, symbol, now)
+            history = stream.history
+            head = history.head_seq
+            want = asked.get(symbol)
+            # Without resume: the next live message. With it: the seq asked, raised to the oldest
+            # seq still held (the difference is an unrecoverable gap) and capped at head + 1.
+            first = head + 1 if want is None else min(max(want, history.first_seq), head + 1)
+            self.subs[(channel, symbol)] = _Cursor(stream, first)
+            streams[symbol] = {"first_seq": first, "head_seq": head}
+        ack: dict[str, Any] = {"cmd": "subscribe", "code": 0, "message": "success", "data": echo}
+        if not plain:
+            echo["streams"] = streams
+        self._reply(ack)
+        self.schedule_pump()
+
+    # -- output --------------------------------------------------------------------------------
+    def _error(self, cmd: str, code: int, message: str, data: object = None) -> None:
+        doc: dict[str, Any] = {"cmd": cmd, "code": code, "message": message}
+        if data is not None:
+            doc["data"] = data
+        self._reply(doc)
+
+    def _reply(self, doc: dict[str, Any]) -> None:
+        payload = orjson.dumps(doc)
+        if self.stalled:
+            self._held.append(payload)
+        else:
+            self._write_frames([(OP_TEXT, payload)])
+
+    def _write_frames(self, frames: list[tuple[int, bytes]]) -> None:
+        """Frame, compress if negotiated, and write everything in one transport write."""
+        if self._closing or self.transport is None or not frames:
+            return
+        parts: list[bytes] = []
+        deflate = self._deflate
+        for opcode, payload in frames:
+            if deflate is not None:
+                payload = deflate.compress(payload)
+            parts.append(frame_header(opcode, len(payload), compressed=deflate is not None))
+            parts.append(payload)
+        self.transport.underlying_transport.write(b"".join(parts))
+        self.server.frames_sent += len(frames)
+
+    def schedule_pump(self) -> None:
+        """Run the pump soon (once, however many times it is asked before it runs)."""
+        if not self._scheduled and not self._closing and self.subs:
+            self._scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._scheduled = False
+        if self._closing or self._paused or self.stalled:
+            return
+        server = self.server
+        burst = server.config.burst
+        sent_ns = time.monotonic_ns() if server.config.stamp_send_time else None
+        frames: list[tuple[int, bytes]] = []
+        action = Action.NONE
+        more = False
+        for cursor in list(self.subs.values()):
+            stream = cursor.stream
+            history = stream.history
+            if burst and cursor.next_seq > history.head_seq:
+                server.publish(stream, self)
+            if cursor.next_seq < history.first_seq:
+                self.drop(f"fell behind the history of {stream.channel}:{stream.symbol}")
+                return
+            limit = max(1, int(SIM_WRITE_CHUNK_BYTES // max(history.mean_size(), 1.0)))
+            batch = history.slice(cursor.next_seq, limit)
+            if not batch:
+                continue
+            if sent_ns is not None:
+                batch = [stamp(m, sent_ns) for m in batch]
+            if self._faults is None:
+                frames.extend([(OP_TEXT, m) for m in batch])
+                consumed = len(batch)
+            else:
+                consumed, action = self._faults.shape(batch, frames)
+            cursor.next_seq += consumed
+            more = more or burst or cursor.next_seq <= history.head_seq
+            if action is not Action.NONE:
+                break
+        self._write_frames(frames)
+        if action is not Action.NONE:
+            self._act(action)
+        elif more:
+            self.schedule_pump()
+
+    def _act(self, action: Action) -> None:
+        assert self._faults is not None and self.transport is not None
+        sent = self._faults.sent
+        if action is Action.ABORT:
+            log.info("fault: aborting connection %d after %d frames", self.index, sent)
+            self._closing = True
+            self.transport.underlying_transport.abort()
+        elif action is Action.CLOSE:
+            log.info("fault: closing connection %d after %d frames", self.index, sent)
+            self.close(WSCloseCode.SERVICE_RESTART, f"fault: close after {sent} frames")
+        else:
+            stall_s = self._faults.plan.stall_s
+            log.info("fault: stalling connection %d for %.3f s", self.index, stall_s)
+            self.stalled = True
+            self._timer = self._loop.call_later(stall_s, self._end_stall)
+
+    def _end_stall(self) -> None:
+        self.stalled = False
+        held, self._held = self._held, []
+        self._write_frames([(OP_TEXT, p) for p in held])
+        self.schedule_pump()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def lag_bytes(self) -> int:
+        """Bytes this connection is behind: unsent history plus the transport's buffer."""
+        lag = 0.0
+        for cursor in self.subs.values():
+            history = cursor.stream.history
+            behind = history.head_seq - cursor.next_seq + 1
+            if behind > 0:
+                lag += behind * history.mean_size()
+        if self.transport is not None:
+            lag += self.transport.underlying_transport.get_write_buffer_size()
+        return int(lag)
+
+    def drop(self, reason: str) -> None:
+        """Drop a reader that cannot keep up: log it, tell it (close 1008), abort if it lingers."""
+        log.warning("dropping connection %d: %s", self.index, reason)
+        self.server.slow_drops += 1
+        self.close(WSCloseCode.POLICY_VIOLATION, reason[:120])
+        self._timer = self._loop.call_later(SIM_SLOW_CLOSE_GRACE_S, self.abort)
+
+    def close(self, code: WSCloseCode, reason: str) -> None:
+        """Send a close frame after what is already written, then disconnect."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        self.transport.send_close(code, reason.encode())
+        self.transport.disconnect(graceful=True)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a close frame."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.underlying_transport.abort()

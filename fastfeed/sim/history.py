@@ -1,0 +1,138 @@
+"""Per-stream published history for resume, and the table of streams under one byte cap.
+
+History stores the published bytes themselves, so a replayed seq is the live frame by
+construction. Each stream keeps at most ``max_messages``; all streams together keep at most
+``max_bytes``: an append over the cap evicts the appending stream's oldest messages first (in
+steady state every stream appends at the same rate, so this spreads the cap evenly), then the
+largest stream's. What was evicted is reported to resuming clients through ``first_seq``.
+"""
+
+from __future__ import annotations
+
+from fastfeed.sim.content import StreamGenerator
+
+__all__ = ["Stream", "StreamHistory", "StreamTable"]
+
+_COMPACT_MIN = 4096  # evicted slots tolerated at the front of the list before compacting it
+
+
+class StreamHistory:
+    """The published messages of one stream from ``first_seq`` to ``head_seq`` inclusive."""
+
+    __slots__ = ("_msgs", "_start", "first_seq", "max_messages", "nbytes", "published_bytes")
+
+    def __init__(self, max_messages: int) -> None:
+        if max_messages < 1:
+            raise ValueError(f"history must keep at least one message, got {max_messages}")
+        self._msgs: list[bytes] = []
+        self._start = 0  # index in _msgs of first_seq: eviction is amortized O(1)
+        self.first_seq = 1
+        self.max_messages = max_messages
+        self.nbytes = 0  # bytes currently held
+        self.published_bytes = 0  # bytes ever appended (for average message size)
+
+    def __len__(self) -> int:
+        return len(self._msgs) - self._start
+
+    @property
+    def head_seq(self) -> int:
+        """The last seq published (0 before the first)."""
+        return self.first_seq + len(self) - 1
+
+    def append(self, msg: bytes) -> int:
+        """Add the next seq; returns the bytes evicted to stay within ``max_messages``."""
+        self._msgs.append(msg)
+        self.nbytes += len(msg)
+        self.published_bytes += len(msg)
+        return self.evict_oldest() if len(self) > self.max_messages else 0
+
+    def evict_oldest(self) -> int:
+        """Forget the oldest message; returns its size."""
+        msg = self._msgs[self._start]
+        self._start += 1
+        self.first_seq += 1
+        self.nbytes -= len(msg)
+        if self._start >= _COMPACT_MIN and self._start * 2 >= len(self._msgs):
+            del self._msgs[: self._start]
+            self._start = 0
+        return len(msg)
+
+    def slice(self, from_seq: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` messages from ``from_seq`` (which must be >= ``first_seq``)."""
+        if from_seq < self.first_seq:
+            raise ValueError(f"seq {from_seq} is no longer held (first is {self.first_seq})")
+        at = self._start + from_seq - self.first_seq
+        return self._msgs[at : at + limit]
+
+    def mean_size(self) -> float:
+        """Average published message size in bytes (0 before the first)."""
+        head = self.head_seq
+        return self.published_bytes / head if head else 0.0
+
+
+class Stream:
+    """One channel + symbol: its generator, its history, the time its clock started."""
+
+    __slots__ = ("channel", "generator", "history", "started_at", "symbol")
+
+    def __init__(self, generator: StreamGenerator, history: StreamHistory, started_at: float):
+        self.channel = generator.channel
+        self.symbol = generator.symbol
+        self.generator = generator
+        self.history = history
+        self.started_at = started_at  # loop time of seq 0: rate mode publishes rate * elapsed
+
+
+class StreamTable:
+    """Every stream of a server, created on first use, with the global history byte cap."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        plain: bool,
+        depth_levels: int,
+        max_messages: int,
+        max_bytes: int,
+    ) -> None:
+        self._seed = seed
+        self._plain = plain
+        self._levels = depth_levels
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self.streams: dict[tuple[str, str], Stream] = {}
+        self.nbytes = 0
+
+    def get(self, channel: str, symbol: str) -> Stream | None:
+        """The stream if it exists."""
+        return self.streams.get((channel, symbol))
+
+    def get_or_create(self, channel: str, symbol: str, now: float) -> Stream:
+        """The stream, created with head 0 and its clock starting at ``now`` if new."""
+        stream = self.streams.get((channel, symbol))
+        if stream is None:
+            gen = StreamGenerator(
+                self._seed, channel, symbol, plain=self._plain, depth_levels=self._levels
+            )
+            stream = Stream(gen, StreamHistory(self._max_messages), now)
+            self.streams[(channel, symbol)] = stream
+        return stream
+
+    def advance(self, stream: Stream, count: int) -> None:
+        """Publish ``count`` more messages on ``stream``, enforcing both history caps."""
+        history = stream.history
+        gen_next = stream.generator.next
+        added = 0
+        for _ in range(count):
+            msg = gen_next()
+            added += len(msg) - history.append(msg)
+        self.nbytes += added
+        while self.nbytes > self._max_bytes:
+            victim = history if len(history) > 1 else self._largest()
+            if victim is None:
+                break
+            self.nbytes -= victim.evict_oldest()
+
+    def _largest(self) -> StreamHistory | None:
+        best = max((s.history for s in self.streams.values()), key=len, default=None)
+        return best if best is not None and len(best) > 1 else None
