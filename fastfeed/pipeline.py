@@ -124,7 +124,7 @@ class Pipeline:
         elif type(event) is Pong:
             pass
         elif type(event) is Subscribed:
-            if event.streams:
+            if event.streams and event.channel is not None:
                 for symbol, rng in event.streams.items():
                     self._tracker.on_ack(
                         StreamKey(event.channel, symbol), rng.first_seq, rng.head_seq, recv_ns
