@@ -38,5 +38,6 @@ SIM_TIMESTAMP_STEP_MS = 5  # ... epoch + seq * step, never the wall clock, so re
 SIM_WRITE_CHUNK_BYTES = 256 * 1024  # pre-framed bytes per transport write (replay and burst)
 SIM_WRITE_HIGH_WATER = 1 * MiB  # transport buffer above which the server stops writing
 SIM_BURST_BATCH = 512  # messages generated per stream per step in burst mode
+SIM_BURST_CHUNKS_PER_TURN = 16  # burst: chunks written per wake-up unless the socket pauses
 SIM_COMMANDS_PER_S = 50  # client commands per second per connection before error 3001
 SIM_SLOW_CLOSE_GRACE_S = 1.0  # after the slow-reader close frame, abort if still connected
