@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from fastfeed.defaults import SIM_SLOW_CLOSE_GRACE_S, SIM_WRITE_CHUNK_BYTES, SIM_WRITE_HIGH_WATER
+from fastfeed.defaults import (
+    SIM_BURST_CHUNKS_PER_TURN,
+    SIM_SLOW_CLOSE_GRACE_S,
+    SIM_WRITE_CHUNK_BYTES,
+    SIM_WRITE_HIGH_WATER,
+)
 from fastfeed.sim.content import CHANNELS, stamp
 from fastfeed.sim.faults import Action, ConnectionFaults
 from fastfeed.sim.history import Stream
@@ -230,6 +235,9 @@ class SimClient(WSListener):
         """Frame, compress if negotiated, and write everything in one transport write."""
         if self._closing or self.transport is None or not frames:
             return
+        if self.transport.underlying_transport.is_closing():
+            self._closing = True  # the peer went away; on_ws_disconnected follows
+            return
         parts: list[bytes] = []
         deflate = self._deflate
         for opcode, payload in frames:
@@ -248,8 +256,15 @@ class SimClient(WSListener):
 
     def _pump(self) -> None:
         self._scheduled = False
-        if self._closing or self._paused or self.stalled:
-            return
+        # Burst mode writes until the socket stops taking data (pause_writing) or a bound per
+        # turn, and is woken again by resume_writing or the ticker: rescheduling itself with
+        # call_soon for ever would starve the rest of the loop on a socket that never pauses.
+        for _ in range(SIM_BURST_CHUNKS_PER_TURN if self.server.config.burst else 1):
+            if self._closing or self._paused or self.stalled or not self._pump_once():
+                return
+
+    def _pump_once(self) -> bool:
+        """Write one chunk from every cursor; returns whether the pump should run again."""
         server = self.server
         burst = server.config.burst
         sent_ns = time.monotonic_ns() if server.config.stamp_send_time else None
@@ -263,7 +278,7 @@ class SimClient(WSListener):
                 server.publish(stream, self)
             if cursor.next_seq < history.first_seq:
                 self.drop(f"fell behind the history of {stream.channel}:{stream.symbol}")
-                return
+                return False
             limit = max(1, int(SIM_WRITE_CHUNK_BYTES // max(history.mean_size(), 1.0)))
             batch = history.slice(cursor.next_seq, limit)
             if not batch:
@@ -276,14 +291,16 @@ class SimClient(WSListener):
             else:
                 consumed, action = self._faults.shape(batch, frames)
             cursor.next_seq += consumed
-            more = more or burst or cursor.next_seq <= history.head_seq
+            more = more or cursor.next_seq <= history.head_seq
             if action is not Action.NONE:
                 break
         self._write_frames(frames)
         if action is not Action.NONE:
             self._act(action)
-        elif more:
+            return False
+        if more and not burst:
             self.schedule_pump()
+        return burst
 
     def _act(self, action: Action) -> None:
         assert self._faults is not None and self.transport is not None
