@@ -71,6 +71,8 @@ def setup_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # picows logs every connection at INFO; ours already say the same, without the noise.
+    logging.getLogger("picows").setLevel(max(root.level, logging.WARNING))
 
 
 class RateLimiter:

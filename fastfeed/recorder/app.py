@@ -79,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
             value = Path(str(value))
         elif name == "fsync":
             try:
-                value = FsyncMode(value)
+                value = FsyncMode(str(value))
             except ValueError:
                 raise ConfigError(
                     f"bad fsync mode {value!r}: expected group, always or none"
@@ -129,7 +129,7 @@ class Recorder:
             self.journal.close()
 
     async def _run_with_journal(self, data_dir: Path) -> int:
-        log.info("journal: %s", self.journal.recovery)
+        log.info("%s", self.journal.recovery)
         self.pipeline = Pipeline(self.config.venue, self._adapter)
         self.snapshotter = Snapshotter(
             self.journal,
@@ -159,7 +159,8 @@ class Recorder:
         if self.config.venue == "sim":
             from fastfeed.sim import SimConfig, serve
 
-            sim = await serve(SimConfig(), host="127.0.0.1", port=0)
+            streams = tuple((ch, s) for ch, syms in self._subscriptions.items() for s in syms)
+            sim = await serve(SimConfig(streams=streams), host="127.0.0.1", port=0)
             endpoint = f"ws://127.0.0.1:{sim.port}/v1/realtime"
             log.info("built-in simulator listening on %s", endpoint)
         self._connection = Connection(

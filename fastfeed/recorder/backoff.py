@@ -29,12 +29,12 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The largest delay the next call can return."""
-        return min(self._cap, self._initial * (2**self.attempt))
+        return min(self._cap, self._initial * 2.0**self.attempt)
 
     def next_delay(self) -> float:
         """Return the next delay in seconds and move one step up the exponential."""
         delay = self._rng.uniform(0.0, self.ceiling())
-        if self._initial * (2**self.attempt) < self._cap:
+        if self._initial * 2.0**self.attempt < self._cap:
             self.attempt += 1
         return delay
 

@@ -33,7 +33,7 @@ class FeedHandler(Protocol):
     def on_heartbeat(self, connection: Connection) -> None: ...
 
 
-class _Listener(picows.WSListener):  # type: ignore[misc]
+class _Listener(picows.WSListener):
     """picows callbacks: reassembles fragmented messages and hands each one over at once."""
 
     def __init__(self, connection: Connection) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fastfeed import defaults
 from fastfeed.journal import FsyncMode, Journal
@@ -21,6 +23,7 @@ from fastfeed.store import Batch, Store
 __all__ = ["Snapshotter"]
 
 log = logging.getLogger("fastfeed.snapshotter")
+T = TypeVar("T")
 
 
 class Snapshotter:
@@ -47,7 +50,7 @@ class Snapshotter:
         self.applied_lsn = self._worker.submit(self.store.applied_lsn).result()
         self.batches = 0
 
-    def call(self, fn, /, *args):  # type: ignore[no-untyped-def]
+    def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run ``fn(*args)`` on the store's thread and wait (for start-up and shutdown only)."""
         return self._worker.submit(fn, *args).result()
 

@@ -1,0 +1,356 @@
+"""The SQLite store: messages, book snapshots, checkpoints and the gap ledger, from the journal.
+
+Everything here can be rebuilt from the journal, which is why ``synchronous=NORMAL`` is enough:
+a power cut may lose the last SQLite transactions, and the next start replays them from the
+journal (each batch records the journal LSN it reached in the same transaction).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fastfeed.errors import StoreError
+from fastfeed.streams import Gap
+
+__all__ = ["FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
+
+FORMAT_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    seq INTEGER, recv_ns INTEGER NOT NULL, lsn INTEGER NOT NULL,
+    frame BLOB NOT NULL, binary INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq
+    ON messages (venue, channel, symbol, seq) WHERE seq IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_lsn ON messages (lsn);
+CREATE TABLE IF NOT EXISTS books (
+    venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    seq INTEGER, recv_ns INTEGER NOT NULL, ts_ms INTEGER,
+    bids TEXT NOT NULL, asks TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS books_by_stream ON books (venue, channel, symbol, recv_ns);
+CREATE TABLE IF NOT EXISTS streams (
+    venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    records INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+    first_seq INTEGER, last_seq INTEGER, last_recv_ns INTEGER,
+    PRIMARY KEY (venue, channel, symbol)
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    gap_id INTEGER NOT NULL, venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    from_seq INTEGER, to_seq INTEGER, from_ns INTEGER NOT NULL, to_ns INTEGER,
+    state TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (venue, gap_id)
+);
+CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One recorded data message: the exact frame and where it sits in its stream and the log."""
+
+    venue: str
+    channel: str
+    symbol: str
+    seq: int | None
+    recv_ns: int
+    lsn: int
+    frame: bytes
+    binary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BookRow:
+    """An order-book snapshot of one depth stream (levels as [price, size] strings)."""
+
+    venue: str
+    channel: str
+    symbol: str
+    seq: int | None
+    recv_ns: int
+    ts_ms: int | None
+    bids: list[Any]
+    asks: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCheckpoint:
+    """Per-stream totals and position as of a batch."""
+
+    venue: str
+    channel: str
+    symbol: str
+    last_seq: int | None
+    last_recv_ns: int | None
+    records: int
+    duplicates: int
+    first_seq: int | None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything derived from the journal up to ``applied_lsn``: committed as one transaction."""
+
+    applied_lsn: int
+    messages: list[MessageRow]
+    books: list[BookRow]
+    gaps: list[Gap]
+    streams: list[StreamCheckpoint]
+    tracker_state: dict[str, Any] | None
+    subscriptions: dict[str, list[str]] | None
+    counters: dict[str, int] | None
+
+
+class Store:
+    """One connection to ``fastfeed.db``: the snapshotter's writer or a read-only viewer."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, venue: str | None) -> None:
+        self._conn = conn
+        self._path = path
+        self._venue = venue
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False, venue: str | None = None) -> Store:
+        """Open (creating the schema unless ``readonly``) and check the format version.
+
+        Raises:
+            StoreError: unreadable file, or a format version other than ours.
+        """
+        try:
+            if readonly:
+                # mode=ro never takes a write lock; WAL readers never block the writer.
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                fresh = not path.exists()
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                if fresh:
+                    os.chmod(path, 0o600)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL: a power cut may drop the last transactions; the journal replays them.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)",
+                    (str(FORMAT_VERSION),),
+                )
+                if venue is not None:
+                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('venue', ?)", (venue,))
+            row = conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        if row is None or row[0] != str(FORMAT_VERSION):
+            conn.close()
+            raise StoreError(
+                f"{path} has format version {row[0] if row else 'none'}; this fastfeed reads"
+                f" {FORMAT_VERSION}",
+                hint="use the fastfeed version that wrote it, or move it aside to rebuild it"
+                " from the journal",
+            )
+        return cls(conn, path, venue)
+
+    # -- the writer ----------------------------------------------------------------------------
+    def applied_lsn(self) -> int:
+        """The journal LSN the last committed batch reached (0 when empty)."""
+        row = self._conn.execute("SELECT value FROM checkpoint WHERE key='applied_lsn'").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, batch: Batch) -> None:
+        """Commit one batch in one transaction, with its applied LSN.
+
+        Raises:
+            StoreError: the batch would move applied_lsn backwards.
+        """
+        current = self.applied_lsn()
+        if batch.applied_lsn < current:
+            raise StoreError(f"batch reaches LSN {batch.applied_lsn}, behind applied {current}")
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            # OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
+            c.executemany(
+                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (m.venue, m.channel, m.symbol, m.seq, m.recv_ns, m.lsn, m.frame, m.binary)
+                    for m in batch.messages
+                ],
+            )
+            c.executemany(
+                "INSERT INTO books VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        b.venue,
+                        b.channel,
+                        b.symbol,
+                        b.seq,
+                        b.recv_ns,
+                        b.ts_ms,
+                        orjson.dumps(b.bids).decode(),
+                        orjson.dumps(b.asks).decode(),
+                    )
+                    for b in batch.books
+                ],
+            )
+            venue = batch.messages[0].venue if batch.messages else (self._venue or "")
+            c.executemany(
+                "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        g.gap_id,
+                        self._venue or venue,
+                        g.key.channel,
+                        g.key.symbol,
+                        g.from_seq,
+                        g.to_seq,
+                        g.from_ns,
+                        g.to_ns,
+                        g.state.value,
+                        g.reason,
+                    )
+                    for g in batch.gaps
+                ],
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO streams VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        s.venue,
+                        s.channel,
+                        s.symbol,
+                        s.records,
+                        s.duplicates,
+                        s.first_seq,
+                        s.last_seq,
+                        s.last_recv_ns,
+                    )
+                    for s in batch.streams
+                ],
+            )
+            state: list[tuple[str, Any]] = [("applied_lsn", batch.applied_lsn)]
+            if batch.tracker_state is not None:
+                state.append(("tracker", orjson.dumps(batch.tracker_state)))
+            if batch.subscriptions is not None:
+                state.append(("subscriptions", orjson.dumps(batch.subscriptions)))
+            if batch.counters is not None:
+                state.append(("counters", orjson.dumps(batch.counters)))
+            c.executemany("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", state)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def _checkpoint_doc(self, key: str) -> Any:
+        row = self._conn.execute("SELECT value FROM checkpoint WHERE key=?", (key,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def load_tracker_state(self) -> dict[str, Any] | None:
+        """The sequence tracker's state as of ``applied_lsn``."""
+        doc = self._checkpoint_doc("tracker")
+        return doc if isinstance(doc, dict) else None
+
+    def load_subscriptions(self) -> dict[str, list[str]]:
+        """The subscription set last journaled (channel -> symbols)."""
+        doc = self._checkpoint_doc("subscriptions")
+        return doc if isinstance(doc, dict) else {}
+
+    def counters(self) -> dict[str, int]:
+        """Recorder counters as of ``applied_lsn`` (malformed, rejected, reconnects)."""
+        doc = self._checkpoint_doc("counters")
+        return doc if isinstance(doc, dict) else {}
+
+    def venue(self) -> str | None:
+        """The venue this data dir records (set when the writer first opened it)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key='venue'").fetchone()
+        return str(row[0]) if row else None
+
+    # -- readers -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Per-stream totals, sequence range and open gaps, JSON-ready."""
+        open_by_stream: dict[tuple[str, str, str], int] = {}
+        for venue, channel, symbol, n in self._conn.execute(
+            "SELECT venue, channel, symbol, count(*) FROM gaps WHERE state='open'"
+            " GROUP BY venue, channel, symbol"
+        ):
+            open_by_stream[(venue, channel, symbol)] = n
+        streams = [
+            {
+                "venue": v,
+                "channel": ch,
+                "symbol": sym,
+                "records": rec,
+                "first_seq": first,
+                "last_seq": last,
+                "last_recv_ns": last_ns,
+                "duplicates": dup,
+                "gaps_open": open_by_stream.get((v, ch, sym), 0),
+            }
+            for v, ch, sym, rec, dup, first, last, last_ns in self._conn.execute(
+                "SELECT venue, channel, symbol, records, duplicates, first_seq, last_seq,"
+                " last_recv_ns FROM streams ORDER BY venue, channel, symbol"
+            )
+        ]
+        states = dict(self._conn.execute("SELECT state, count(*) FROM gaps GROUP BY state"))
+        return {
+            "streams": streams,
+            "gaps_open": states.get("open", 0),
+            "gaps_filled": states.get("filled", 0),
+            "gaps_lost": states.get("lost", 0),
+            "applied_lsn": self.applied_lsn(),
+            "counters": self.counters(),
+        }
+
+    def gaps(self) -> list[dict[str, Any]]:
+        """The gap ledger, by stream then position."""
+        cols = (
+            "venue",
+            "channel",
+            "symbol",
+            "from_seq",
+            "to_seq",
+            "from_ns",
+            "to_ns",
+            "state",
+            "reason",
+        )
+        rows = self._conn.execute(
+            f"SELECT {', '.join(cols)} FROM gaps ORDER BY venue, channel, symbol, from_seq, from_ns"
+        )
+        return [dict(zip(cols, row, strict=True)) for row in rows]
+
+    def iter_messages(
+        self, *, channel: str | None = None, symbol: str | None = None
+    ) -> Iterator[MessageRow]:
+        """Messages by stream then seq (LSN when there is no seq), streamed from a cursor."""
+        cursor = self._conn.execute(
+            "SELECT venue, channel, symbol, seq, recv_ns, lsn, frame, binary FROM messages"
+            " WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR symbol = ?2)"
+            " ORDER BY venue, channel, symbol, seq IS NULL, seq, lsn",
+            (channel, symbol),
+        )
+        for v, ch, sym, seq, recv_ns, lsn, frame, binary in cursor:
+            yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary))
+
+    def latest_book(self, channel: str, symbol: str) -> BookRow | None:
+        """The most recent book snapshot of one stream."""
+        row = self._conn.execute(
+            "SELECT venue, channel, symbol, seq, recv_ns, ts_ms, bids, asks FROM books"
+            " WHERE channel=? AND symbol=? ORDER BY recv_ns DESC LIMIT 1",
+            (channel, symbol),
+        ).fetchone()
+        if row is None:
+            return None
+        v, ch, sym, seq, recv_ns, ts_ms, bids, asks = row
+        return BookRow(v, ch, sym, seq, recv_ns, ts_ms, orjson.loads(bids), orjson.loads(asks))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
