@@ -75,6 +75,7 @@ class ConnectionFaults:
         self.sent = 0  # push frames handed to the socket so far (duplicates count once)
         self._rng = random.Random(plan.seed * 1_000_003 + connection_index)
         self._stalled = False
+        self._swap: bytes | None = None
 
     def shape(self, payloads: Sequence[bytes], out: list[tuple[int, bytes]]) -> tuple[int, Action]:
         """Append the frames to send for ``payloads`` to ``out``.
@@ -98,11 +99,17 @@ class ConnectionFaults:
             if plan.skip_rate and rng() < plan.skip_rate:
                 i += 1
                 continue
-            if plan.reorder_rate and i + 1 < n and rng() < plan.reorder_rate:
-                out.append((OP_TEXT, payloads[i + 1]))
+            if self._swap is not None:
+                # The frame held back by a reorder goes right after this one.
                 out.append((OP_TEXT, payload))
+                out.append((OP_TEXT, self._swap))
+                self._swap = None
                 self.sent += 2
-                i += 2
+                i += 1
+                continue
+            if plan.reorder_rate and rng() < plan.reorder_rate:
+                self._swap = payload  # held across batches, so batching cannot change the draws
+                i += 1
                 continue
             out.append((OP_TEXT, payload))
             if plan.duplicate_rate and rng() < plan.duplicate_rate:
