@@ -1,0 +1,26 @@
+"""Reconnect backoff: exponential ceiling, capped, full jitter, reset."""
+
+from __future__ import annotations
+
+import random
+
+from fastfeed.recorder.backoff import Backoff
+
+
+def test_ceiling_doubles_up_to_the_cap_and_resets() -> None:
+    b = Backoff(initial_s=1.0, cap_s=60.0, rng=random.Random(7))
+    ceilings = []
+    for _ in range(9):
+        ceilings.append(b.ceiling())
+        b.next_delay()
+    assert ceilings == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    b.reset()
+    assert b.ceiling() == 1.0
+
+
+def test_delays_are_jittered_within_the_ceiling() -> None:
+    b = Backoff(initial_s=1.0, cap_s=4.0, rng=random.Random(1))
+    delays = [b.next_delay() for _ in range(200)]
+    assert all(0.0 <= d <= 4.0 for d in delays)
+    assert len({round(d, 6) for d in delays}) > 150  # full jitter: spread, not fixed steps
+    assert max(delays[10:]) > 3.0  # the cap is actually reached
