@@ -391,3 +391,35 @@ def test_slow_reader_is_dropped_and_told() -> None:
             await server.close()
 
     run(body)
+
+
+def test_standalone_cli_serves_until_sigterm() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastfeed", "sim", "--port", "0", "--seed", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("fastfeed sim listening on ws://127.0.0.1:")
+        endpoint = line.split()[-1]
+
+        async def body() -> None:
+            async with websockets.connect(endpoint, compression=None) as ws:
+                await subscribe(ws, "trade", ["A.US"])
+                assert await pushes(ws, 2) == reference(5, "trade", "A.US", 2)
+
+        run(body)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
