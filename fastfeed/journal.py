@@ -380,16 +380,20 @@ class Journal(WalWriter):
         upto = accepted if upto_lsn is None else min(upto_lsn, accepted)
         return iter_records(self._dir, from_lsn, upto)
 
-    def release_before(self, lsn: int) -> int:
+    def release_before(self, lsn: int, *, keep_bytes: int = 0) -> int:
         """Delete segments whose every record has LSN < ``lsn`` (never the current one).
+
+        ``keep_bytes`` of the newest segments are kept regardless (retention for repair, verify
+        and re-deriving SQLite).
 
         Returns:
             How many segments were deleted.
         """
         current = self.write_offset[0]
+        keep_from = current - keep_bytes // self._segment_bytes
         removed = 0
         for index, path in list_segments(self._dir):
-            if index >= current:
+            if index >= min(current, keep_from):
                 break
             following = self._first_lsns.get(index + 1)
             if following is None or following > lsn:

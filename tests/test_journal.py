@@ -426,3 +426,13 @@ def test_release_before_deletes_only_covered_segments(tmp_path: Path) -> None:
     with open_journal(tmp_path) as j:
         assert j.recovery.last_lsn == 61
         assert [r.lsn for r in read_journal(tmp_path)][-1] == 61
+
+
+def test_release_before_keeps_the_retention_window(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 60)
+        segments = sorted({path for path, _, _, _ in records_on_disk(tmp_path)})
+        assert len(segments) >= 5
+        # Everything is covered, but two segments' worth of bytes must stay besides the current.
+        assert j.release_before(10**9, keep_bytes=2 * SEG) == len(segments) - 3
+        assert [p.exists() for p in segments] == [False] * (len(segments) - 3) + [True] * 3

@@ -38,11 +38,13 @@ class Snapshotter:
         fsync: FsyncMode,
         venue: str,
         interval_s: float = defaults.SNAPSHOT_INTERVAL_S,
+        retention_bytes: int = defaults.RETENTION_BYTES,
     ) -> None:
         self._journal = journal
         self._pipeline = pipeline
         self._fsync = fsync
         self._interval = interval_s
+        self._retention = retention_bytes
         # sqlite3 connections belong to the thread that made them: open, use and close the
         # store on this single worker so the event loop never blocks on SQLite.
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot")
@@ -70,10 +72,16 @@ class Snapshotter:
         if self._fsync is not FsyncMode.NONE:
             await self._journal.wait_durable(batch.applied_lsn)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._worker, self.store.apply, batch)
+        await loop.run_in_executor(self._worker, self._apply_and_retire, batch)
         self.applied_lsn = batch.applied_lsn
         self.batches += 1
         return self.applied_lsn
+
+    def _apply_and_retire(self, batch: Batch) -> None:
+        self.store.apply(batch)
+        # Segments wholly below the applied LSN are in SQLite now; keep the newest
+        # retention_bytes anyway (repair, verify, rebuilding SQLite), delete the rest.
+        self._journal.release_before(batch.applied_lsn, keep_bytes=self._retention)
 
     def flush_blocking(self, batch: Batch | None) -> None:
         """Commit a batch from outside the event loop (start-up replay)."""
