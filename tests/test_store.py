@@ -160,13 +160,12 @@ def test_a_long_read_transaction_in_another_process_does_not_block_apply(
     store: Store, tmp_path: Path
 ) -> None:
     store.apply(batch(1, [msg(1, 1)]))
-    reader = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", READER, str(tmp_path / "fastfeed.db")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
+    ) as reader:
         assert reader.stdout is not None and reader.stdin is not None
         assert reader.stdout.readline().strip() == "1"  # the reader's snapshot is open
         for lsn in range(2, 52):
