@@ -31,7 +31,13 @@ from fastfeed.config import (
     validate,
 )
 from fastfeed.datadir import prepare_data_dir
-from fastfeed.errors import ConfigError, FastfeedError, JournalError, VenueError
+from fastfeed.errors import (
+    ConfigError,
+    FastfeedError,
+    JournalError,
+    JournalLocked,
+    VenueError,
+)
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.logs import setup_logging
 from fastfeed.pipeline import Pipeline
@@ -120,13 +126,28 @@ class Recorder:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         data_dir = prepare_data_dir(self.config.data_dir)
-        self.journal = Journal.open(
-            data_dir / "journal", fsync=self.config.fsync, repair=self.config.repair_journal
-        )
+        self.journal = await self._open_journal(data_dir / "journal")
         try:
             return await self._run_with_journal(data_dir)
         finally:
             self.journal.close()
+
+    async def _open_journal(self, directory: Path) -> Journal:
+        """Open the journal, waiting a little for a read-only command's catch-up to finish.
+
+        `status`, `gaps` and `export` briefly take the writer lock to apply a stopped
+        recorder's tail; another recorder holds it for good and is refused after the wait.
+        """
+        deadline = time.monotonic() + defaults.LOCK_WAIT_S
+        while True:
+            try:
+                return Journal.open(
+                    directory, fsync=self.config.fsync, repair=self.config.repair_journal
+                )
+            except JournalLocked:
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    raise
+                await asyncio.sleep(defaults.LOCK_POLL_S)
 
     async def _run_with_journal(self, data_dir: Path) -> int:
         log.info("%s", self.journal.recovery)

@@ -1,0 +1,178 @@
+"""The recorder as users run it: real processes, loopback sockets, SIGKILL and SIGTERM.
+
+A simulator subprocess publishes; a recorder subprocess is killed at random moments and
+restarted; at the end every stream's export must be exactly seq 1..last with the simulator's
+bytes, and no gap may stay open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastfeed.sim.content import StreamGenerator
+
+SECRET = "sk-e2e-5ecret-key-0123456789"
+STREAMS = {"depth": ["AAPL.US", "TSLA.US"], "trade": ["BTC.CC"]}
+DEADLINE_S = 60.0
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fastfeed(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fastfeed", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[str]:
+    """A simulator subprocess publishing at 1000 msgs/s per stream; yields its URL."""
+    log = (tmp_path / "sim.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastfeed", "sim", "--port", "0", "--rate", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"ws://\S+", line)
+    assert match, f"simulator said {line!r}"
+    try:
+        yield match.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        proc.stdout.close()
+        log.close()
+
+
+class RecorderProcess:
+    """Starts `fastfeed run` against the simulator with the key in the environment."""
+
+    def __init__(self, url: str, data_dir: Path, log_path: Path) -> None:
+        self.url, self.data_dir, self.log_path = url, data_dir, log_path
+
+    def start(self) -> subprocess.Popen[bytes]:
+        args = [
+            sys.executable,
+            "-m",
+            "fastfeed",
+            "run",
+            "--endpoint",
+            self.url,
+            "--data-dir",
+            str(self.data_dir),
+            "--log-format",
+            "json",
+        ]
+        for channel, symbols in STREAMS.items():
+            args += ["--channels", f"{channel}:{','.join(symbols)}"]
+        env = {**os.environ, "TICKDB_API_KEY": SECRET}
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(args, stdout=log, stderr=log, env=env)
+
+
+def export(data_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    proc = fastfeed("export", "--data-dir", str(data_dir))
+    assert proc.returncode == 0, proc.stderr
+    streams: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for line in proc.stdout.splitlines():
+        row = json.loads(line)
+        streams.setdefault((row["channel"], row["symbol"]), []).append(row)
+    return streams
+
+
+def assert_exact(data_dir: Path) -> dict[tuple[str, str], int]:
+    """Every stream is exactly seq 1..last with the simulator's bytes; no open gap."""
+    streams = export(data_dir)
+    assert set(streams) == {(c, s) for c, syms in STREAMS.items() for s in syms}
+    lasts = {}
+    for (channel, symbol), rows in streams.items():
+        seqs = [r["seq"] for r in rows]
+        assert seqs == list(range(1, len(seqs) + 1)), f"{channel}:{symbol} not 1..N"
+        gen = StreamGenerator(1, channel, symbol)
+        for row in rows:
+            assert row["frame"].encode() == gen.next(), f"{channel}:{symbol} seq {row['seq']}"
+        lasts[(channel, symbol)] = seqs[-1]
+    gaps = json.loads(fastfeed("gaps", "--data-dir", str(data_dir), "--format", "json").stdout)
+    assert [g for g in gaps if g["state"] == "open"] == []
+    return lasts
+
+
+def status(data_dir: Path) -> dict[str, Any]:
+    proc = fastfeed("status", "--data-dir", str(data_dir), "--format", "json")
+    return json.loads(proc.stdout) if proc.returncode == 0 else {"streams": []}
+
+
+def test_kill_9_at_random_moments_loses_nothing(sim: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rec = RecorderProcess(sim, data, tmp_path / "recorder.log")
+    rng = random.Random(20261124)
+    journal = data / "journal"
+
+    def journal_size() -> int:
+        return sum(p.stat().st_size for p in journal.glob("seg-*.wal")) if journal.is_dir() else 0
+
+    log_path = tmp_path / "recorder.log"
+
+    def connections() -> int:
+        return log_path.read_text().count('"connected to') if log_path.exists() else 0
+
+    for run in range(10):
+        proc = rec.start()
+        # Kill once the recorder has connected, at a random moment after that.
+        wait_for(lambda n=run: connections() > n, "a connection")
+        time.sleep(rng.uniform(0.05, 0.6))  # the random kill moment, not a wait for a condition
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        assert journal_size() > 0
+    proc = rec.start()
+    wait_for(lambda: len(status(data)["streams"]) == 3, "all streams in status")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    lasts = assert_exact(data)
+    assert min(lasts.values()) > 100
+    # The API key is in no file the recorder wrote and in no log line.
+    for path in [*data.rglob("*"), tmp_path / "recorder.log"]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_second_sigterm_forces_exit_and_restart_recovers(sim: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log_path = tmp_path / "recorder.log"
+    rec = RecorderProcess(sim, data, log_path)
+    proc = rec.start()
+    wait_for(lambda: '"connected to' in log_path.read_text(), "a connection")
+    wait_for(lambda: len(status(data)["streams"]) == 3, "all streams in status")
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) in (0, 130)
+    proc = rec.start()
+    wait_for(lambda: log_path.read_text().count('"connected to') >= 2, "a reconnection")
+    wait_for(lambda: all(s["last_seq"] > 200 for s in status(data)["streams"]), "progress")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert_exact(data)
