@@ -52,6 +52,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="TOML file with the same keys as these flags")
     run.add_argument("--api-key-file", type=Path, help="file holding the API key")
     run.add_argument("--ca-file", type=Path, help="extra CA bundle for wss:// verification")
+    run.add_argument(
+        "--stall-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="drop and replace a connection silent this long (default 10)",
+    )
     run.add_argument("--log-format", choices=("text", "json"), help="log line format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")
     run.add_argument(

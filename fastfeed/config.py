@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastfeed import defaults
 from fastfeed.errors import ConfigError
 from fastfeed.journal import FsyncMode
 from fastfeed.venues.tickdb import CHANNELS, validate_symbol
@@ -41,6 +42,7 @@ class RecorderConfig:
     api_key_file: Path | None = None
     ca_file: Path | None = None
     config_file: Path | None = None
+    stall_timeout_s: float = defaults.STALL_TIMEOUT_S
     log_format: str = "text"
     log_level: str = "info"
     repair_journal: bool = False
@@ -118,5 +120,7 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
             f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE "
             "(or use --venue sim, which runs without one)"
         )
+    if not 0.5 <= config.stall_timeout_s <= 3600:
+        raise ConfigError(f"stall timeout {config.stall_timeout_s} s is outside 0.5..3600")
     if not config.endpoint.startswith(("ws://", "wss://")):
         raise ConfigError(f"bad endpoint {config.endpoint!r}: expected a ws:// or wss:// URL")

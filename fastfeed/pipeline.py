@@ -63,6 +63,7 @@ class Pipeline:
         self.malformed = 0
         self.rejected = 0
         self.reconnects = 0
+        self._connected_since_start = False
 
     # -- state from a checkpoint ---------------------------------------------------------------
     def restore(
@@ -90,6 +91,8 @@ class Pipeline:
             doc = _loads(payload)
             if isinstance(doc, dict) and isinstance(doc.get("subscriptions"), dict):
                 self._subscriptions = doc["subscriptions"]
+                if doc.get("event") == "started":
+                    self._connected_since_start = False
 
     def _inbound(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
         event = self._adapter.parse(payload, recv_ns, binary=binary)
@@ -156,9 +159,12 @@ class Pipeline:
         doc = _loads(payload)
         event = doc.get("event") if isinstance(doc, dict) else None
         if event == "connected":
+            # A reconnect is a connection after the first one of a recorder run.
+            if self._connected_since_start:
+                self.reconnects += 1
+            self._connected_since_start = True
             self._tracker.connection_restored(recv_ns)
         elif event == "disconnected":
-            self.reconnects += 1
             self._tracker.connection_lost(recv_ns)
 
     # -- what the recorder asks ----------------------------------------------------------------

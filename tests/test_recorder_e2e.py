@@ -7,6 +7,7 @@ bytes, and no gap may stay open.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -45,21 +46,21 @@ def fastfeed(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def simulator(tmp_path: Path, *options: str) -> Iterator[str]:
     """A simulator subprocess publishing at 1000 msgs/s per stream; yields its URL."""
     log = (tmp_path / "sim.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastfeed", "sim", "--port", "0", "--rate", "1000"],
+        [sys.executable, "-m", "fastfeed", "sim", "--port", "0", "--rate", "1000", *options],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"ws://\S+", line)
-    assert match, f"simulator said {line!r}"
     try:
+        line = proc.stdout.readline()
+        match = re.search(r"ws://\S+", line)
+        assert match, f"simulator said {line!r}"
         yield match.group(0)
     finally:
         proc.terminate()
@@ -68,11 +69,18 @@ def sim(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[str]:
+    with simulator(tmp_path) as url:
+        yield url
+
+
 class RecorderProcess:
     """Starts `fastfeed run` against the simulator with the key in the environment."""
 
-    def __init__(self, url: str, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, url: str, data_dir: Path, log_path: Path, *options: str) -> None:
         self.url, self.data_dir, self.log_path = url, data_dir, log_path
+        self.options = options
 
     def start(self) -> subprocess.Popen[bytes]:
         args = [
@@ -86,6 +94,7 @@ class RecorderProcess:
             str(self.data_dir),
             "--log-format",
             "json",
+            *self.options,
         ]
         for channel, symbols in STREAMS.items():
             args += ["--channels", f"{channel}:{','.join(symbols)}"]
@@ -176,3 +185,94 @@ def test_second_sigterm_forces_exit_and_restart_recovers(sim: str, tmp_path: Pat
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     assert_exact(data)
+
+
+FAULTS = {
+    "skip": ["--fault-skip-rate", "0.02"],
+    "duplicate": ["--fault-duplicate-rate", "0.05"],
+    "reorder": ["--fault-reorder-rate", "0.05"],
+    "garbage": [
+        "--fault-garbage-rate",
+        "0.05",
+        "--fault-garbage-kinds",
+        "text,binary,truncated,shape",
+    ],
+    "abort": ["--fault-abort-after", "400", "--fault-connections", "3"],
+    "close": ["--fault-close-after", "400", "--fault-connections", "2"],
+    "stall": [
+        "--fault-stall-after",
+        "300",
+        "--fault-stall-seconds",
+        "30",
+        "--fault-connections",
+        "1",
+    ],
+    "refuse": ["--fault-refuse-connections", "2"],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_simulator_faults_end_exact(fault: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log_path = tmp_path / "recorder.log"
+    with simulator(tmp_path, *FAULTS[fault]) as url:
+        rec = RecorderProcess(url, data, log_path, "--stall-timeout", "1")
+        proc = rec.start()
+        try:
+            wait_for(
+                lambda: (
+                    len(status(data)["streams"]) == 3
+                    and all(s["last_seq"] > 1500 for s in status(data)["streams"])
+                ),
+                "recording past the faults",
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    assert_exact(data)
+    state = status(data)
+    if fault == "garbage":
+        assert state["counters"]["malformed"] > 0
+    if fault in ("abort", "close", "stall"):
+        assert state["counters"]["reconnects"] >= 1
+    if fault in ("skip", "reorder"):
+        assert state["gaps_filled"] > 0
+    if fault == "duplicate":
+        assert sum(s["duplicates"] for s in state["streams"]) > 0
+
+
+def test_plain_tickdb_disconnects_become_time_bounded_gaps(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log_path = tmp_path / "recorder.log"
+    with simulator(
+        tmp_path, "--plain-tickdb", "--fault-abort-after", "300", "--fault-connections", "2"
+    ) as url:
+        proc = RecorderProcess(url, data, log_path).start()
+        try:
+            wait_for(
+                lambda: (
+                    log_path.read_text().count('"connected to') >= 3
+                    and len(status(data)["streams"]) == 3
+                ),
+                "two aborted connections and a third one",
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    gaps = json.loads(fastfeed("gaps", "--data-dir", str(data), "--format", "json").stdout)
+    by_stream: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for gap in gaps:
+        by_stream.setdefault((gap["channel"], gap["symbol"]), []).append(gap)
+    assert set(by_stream) == {(c, s) for c, syms in STREAMS.items() for s in syms}
+    for stream_gaps in by_stream.values():
+        # One per aborted connection, closed by the reconnect; the last one starts at the
+        # shutdown and stays open-ended until the recorder runs again.
+        *windows, since_shutdown = sorted(stream_gaps, key=lambda g: g["from_ns"])
+        assert len(windows) >= 2
+        for gap in stream_gaps:
+            assert gap["from_seq"] is None and gap["to_seq"] is None
+            assert gap["state"] == "lost"
+        for gap in windows:
+            assert gap["to_ns"] is not None and gap["from_ns"] < gap["to_ns"]
+        assert since_shutdown["to_ns"] is None
+    assert all(row["seq"] is None for rows in export(data).values() for row in rows)

@@ -61,6 +61,8 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
     values: dict[str, object] = {}
     if args.config is not None:
         values.update(load_toml(args.config))
+    if args.stall_timeout is not None:
+        values["stall_timeout_s"] = args.stall_timeout
     for name in (
         "venue",
         "endpoint",
@@ -167,7 +169,7 @@ class Recorder:
                 len(self.pipeline.tracker_streams()),
                 self.pipeline.gaps_open(),
             )
-            self._journal_control({"subscriptions": self._subscriptions})
+            self._journal_control({"event": "started", "subscriptions": self._subscriptions})
             if self._stop.is_set():
                 return 0
             return await self._record()
@@ -189,6 +191,7 @@ class Recorder:
             self._adapter.redacted_url(endpoint),
             self,
             ssl_context=self._ssl_context(endpoint),
+            stall_timeout_s=self.config.stall_timeout_s,
         )
         reporter = StatusReporter(self._status)
         try:
