@@ -96,8 +96,9 @@ class RecorderProcess:
             "json",
             *self.options,
         ]
-        for channel, symbols in STREAMS.items():
-            args += ["--channels", f"{channel}:{','.join(symbols)}"]
+        if "--config" not in self.options:
+            for channel, symbols in STREAMS.items():
+                args += ["--channels", f"{channel}:{','.join(symbols)}"]
         env = {**os.environ, "TICKDB_API_KEY": SECRET}
         with self.log_path.open("ab") as log:
             return subprocess.Popen(args, stdout=log, stderr=log, env=env)
@@ -276,3 +277,98 @@ def test_plain_tickdb_disconnects_become_time_bounded_gaps(tmp_path: Path) -> No
             assert gap["to_ns"] is not None and gap["from_ns"] < gap["to_ns"]
         assert since_shutdown["to_ns"] is None
     assert all(row["seq"] is None for rows in export(data).values() for row in rows)
+
+
+def test_sighup_applies_a_channel_change_without_reconnecting(sim: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log_path = tmp_path / "recorder.log"
+    config = tmp_path / "fastfeed.toml"
+    config.write_text('channels = ["depth:AAPL.US"]\n')
+    proc = RecorderProcess(sim, data, log_path, "--config", str(config)).start()
+    try:
+        wait_for(lambda: len(status(data)["streams"]) == 1, "the first stream")
+        config.write_text('channels = ["depth:AAPL.US", "trade:BTC.CC"]\n')
+        proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: (
+                [(s["channel"], s["symbol"]) for s in status(data)["streams"]]
+                == [("depth", "AAPL.US"), ("trade", "BTC.CC")]
+            ),
+            "the added stream",
+        )
+        config.write_text('channels = ["trade:BTC.CC"]\n')
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "now recording trade:BTC.CC" in log_path.read_text(), "the removal")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert log_path.read_text().count('"connected to') == 1
+    assert status(data)["counters"]["reconnects"] == 0
+    aapl = [r["seq"] for r in export(data)[("depth", "AAPL.US")]]
+    assert aapl == list(range(aapl[0], aapl[-1] + 1))
+
+
+def test_zipapp_records_from_the_builtin_simulator(tmp_path: Path) -> None:
+    """The README's main job: build dist/fastfeed.pyz, record from --venue sim, stop with SIGINT."""
+    repo = Path(__file__).resolve().parent.parent
+    build = subprocess.run(
+        ["bash", "scripts/build_pyz.sh"], cwd=repo, capture_output=True, text=True, timeout=600
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    pyz = repo / "dist" / "fastfeed.pyz"
+    env = {**os.environ, "SHIV_ROOT": str(tmp_path / "shiv")}
+    version = subprocess.run(
+        [sys.executable, str(pyz), "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert version.stdout.strip().startswith("fastfeed ")
+    data = tmp_path / "data"
+    log_path = tmp_path / "pyz.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(pyz),
+                "--venue",
+                "sim",
+                "--channels",
+                "depth:AAPL.US,TSLA.US",
+                "--channels",
+                "trade:BTC.CC",
+                "--data-dir",
+                str(data),
+            ],
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+    try:
+        wait_for(lambda: "connected to" in log_path.read_text(), "the pyz recorder to connect")
+        wait_for(
+            lambda: (
+                (data / "journal").is_dir()
+                and sum(p.stat().st_size for p in (data / "journal").glob("seg-*.wal")) > 0
+            ),
+            "journal",
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    state = json.loads(
+        subprocess.run(
+            [sys.executable, str(pyz), "status", "--data-dir", str(data), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        ).stdout
+    )
+    assert {(s["venue"], s["channel"], s["symbol"]) for s in state["streams"]} == {
+        ("sim", "depth", "AAPL.US"),
+        ("sim", "depth", "TSLA.US"),
+        ("sim", "trade", "BTC.CC"),
+    }
+    assert all(s["records"] > 0 for s in state["streams"])
