@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastfeed import __version__
 from fastfeed.errors import ConfigError, FastfeedError
+from fastfeed.recorder import early_signals
 
 __all__ = ["main"]
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(_with_default_command(raw))
     try:
         if args.command == "run":
+            early_signals.install()
             from fastfeed.recorder.app import run_from_args
 
             return run_from_args(args)

@@ -19,7 +19,7 @@ from fastfeed.journal import RecordKind
 from fastfeed.logs import RateLimiter
 from fastfeed.sequence import SequenceTracker
 from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
-from fastfeed.streams import StreamKey
+from fastfeed.streams import GapState, StreamKey
 from fastfeed.venues.events import (
     Malformed,
     Message,
@@ -168,11 +168,9 @@ class Pipeline:
             self._tracker.connection_lost(recv_ns)
 
     # -- what the recorder asks ----------------------------------------------------------------
-    def take_resync(self) -> list[StreamKey]:
-        """Streams that opened a gap since the last call and need a resume subscribe."""
-        keys = sorted(self.resync)
-        self.resync.clear()
-        return keys
+    def gapped_streams(self) -> set[StreamKey]:
+        """Streams with a gap still expected to fill (a resume subscribe can backfill it)."""
+        return {g.key for g in self._tracker.gaps() if g.state is GapState.OPEN}
 
     def resume_point(self, key: StreamKey) -> int | None:
         """The next seq to ask the venue for on this stream (None: start live)."""

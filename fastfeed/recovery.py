@@ -46,7 +46,7 @@ def replay_into(journal: Journal, pipeline: Pipeline, snapshotter: Snapshotter) 
         if replayed % REPLAY_BATCH_RECORDS == 0:
             snapshotter.flush_blocking(pipeline.cut())
     snapshotter.flush_blocking(pipeline.cut())
-    pipeline.take_resync()  # gaps seen in replay are resumed by the reconnect's subscribe
+    pipeline.resync.clear()  # gaps seen in replay are resumed by the connect's subscribe
     return replayed
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -41,7 +42,9 @@ from fastfeed.errors import (
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.logs import setup_logging
 from fastfeed.pipeline import Pipeline
+from fastfeed.recorder import early_signals
 from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.resync import ResyncScheduler
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
 from fastfeed.recovery import replay_into
@@ -118,6 +121,7 @@ class Recorder:
         self._fatal: FastfeedError | None = None
         self._connection: Connection | None = None
         self._frames = 0
+        self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
 
     # -- process lifecycle ---------------------------------------------------------------------
@@ -127,6 +131,8 @@ class Recorder:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        for sig in early_signals.take():
+            self._on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
         self.journal = await self._open_journal(data_dir / "journal")
         try:
@@ -199,6 +205,7 @@ class Recorder:
                 conn_task = tasks.create_task(self._connection.run(), name="connection")
                 tasks.create_task(self.snapshotter.run(self._stop), name="snapshotter")
                 tasks.create_task(reporter.run(self._stop), name="status")
+                tasks.create_task(self._resync_loop(), name="resync")
                 await self._stop.wait()
                 await self._shutdown(conn_task)
         finally:
@@ -336,6 +343,8 @@ class Recorder:
         self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
         for channel, symbols in self._subscriptions.items():
             self._subscribe(connection, channel, symbols)
+        keys = [StreamKey(c, s) for c, syms in self._subscriptions.items() for s in syms]
+        self._resyncs.asked(keys, time.monotonic())
 
     def on_frame(self, payload: bytes, binary: bool) -> None:
         self._frames += 1
@@ -349,12 +358,26 @@ class Recorder:
                     hint="check TICKDB_API_KEY / --api-key-file",
                 )
             )
-        elif pipeline.resync and self._connection is not None:
-            for key in pipeline.take_resync():
-                log.warning(
-                    "gap on %s: re-subscribing from seq %s", key, pipeline.resume_point(key)
-                )
-                self._subscribe(self._connection, key.channel, [key.symbol])
+        elif pipeline.resync:
+            pipeline.resync.clear()
+            self._resync()
+
+    def _resync(self) -> None:
+        """Re-subscribe gapped streams with resume, as the scheduler allows."""
+        conn = self._connection
+        if conn is None or not conn.connected:
+            return
+        due = self._resyncs.due(self.pipeline.gapped_streams(), time.monotonic())
+        for channel, symbols in due.items():
+            log.warning("gap on %s:%s: re-subscribing with resume", channel, ",".join(symbols))
+            self._subscribe(conn, channel, symbols)
+
+    async def _resync_loop(self) -> None:
+        """Retry resyncs whose gaps are still open (refused or lost acks)."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), defaults.RESYNC_MIN_INTERVAL_S)
+            self._resync()
 
     def on_disconnected(self, reason: str) -> None:
         self._append(
