@@ -1,0 +1,1 @@
+"""End-to-end tests: the recorder, the simulator and the read-only commands as real processes."""
