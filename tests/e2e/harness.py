@@ -274,6 +274,21 @@ class Recorder:
         self.send(sig)
         return self.wait()
 
+    def signal_pending(self, sig: signal.Signals) -> bool:
+        """Whether ``sig`` was sent but the kernel has not delivered it yet (/proc status).
+
+        Two signals of one kind sent before the first is delivered merge into one; a test of
+        "the second signal" must see the first delivered before sending the second.
+        """
+        assert self.proc is not None
+        try:
+            text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        bit = 1 << (sig - 1)
+        masks = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", text, re.MULTILINE)
+        return any(int(mask, 16) & bit for mask in masks)
+
     def kill(self) -> None:
         """SIGKILL the recorder and reap it."""
         assert self.proc is not None
