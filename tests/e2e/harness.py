@@ -274,6 +274,20 @@ class Recorder:
         self.send(sig)
         return self.wait()
 
+    def until(self, condition: Callable[[], T | None], what: str, timeout: float = DEADLINE_S) -> T:
+        """:func:`wait_for`, but fail at once (with the log) if the recorder has exited."""
+
+        def alive_and(condition: Callable[[], T | None] = condition) -> T | None:
+            if not self.running():
+                assert self.proc is not None
+                raise AssertionError(
+                    f"recorder exited {self.proc.returncode} while waiting for {what}; "
+                    f"log: {self.log()[-3000:]}"
+                )
+            return condition()
+
+        return wait_for(alive_and, what, timeout)
+
     def signal_pending(self, sig: signal.Signals) -> bool:
         """Whether ``sig`` was sent but the kernel has not delivered it yet (/proc status).
 
@@ -338,6 +352,9 @@ class JournalWatch:
         self.connected = 0  # CONNECTION records with event "connected"
         self.events: list[tuple[str, int]] = []  # every CONNECTION record: (event, recv_ns)
         self.max_seq: dict[Stream, int] = {}
+        self.duplicates = 0  # well-formed pushes whose (stream, seq) was journaled before
+        self.garbage = 0  # binary, non-JSON or wrongly shaped frames: what counts as malformed
+        self._seen: set[tuple[str, str, int]] = set()
 
     def poll(self) -> JournalWatch:
         """Read the records appended since the last poll; returns self for chaining."""
@@ -347,17 +364,30 @@ class JournalWatch:
             self.last_lsn = record.lsn
             if record.kind == RecordKind.INBOUND:
                 self.inbound += 1
-                match = _PUSH.match(record.payload)
-                if match is not None:
-                    key = (match.group(1).decode(), match.group(3).decode())
-                    seq = int(match.group(2))
-                    if seq > self.max_seq.get(key, 0):
-                        self.max_seq[key] = seq
+                self._inbound(record.payload, binary=bool(record.flags & 1))
             elif record.kind == RecordKind.CONNECTION:
                 event = str(orjson.loads(record.payload).get("event"))
                 self.events.append((event, record.recv_ns))
                 self.connected += event == "connected"
         return self
+
+    def _inbound(self, payload: bytes, *, binary: bool) -> None:
+        try:
+            doc = None if binary else orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("data", {}), dict):
+            self.garbage += 1
+            return
+        match = _PUSH.match(payload)
+        if match is None:
+            return  # an ack, pong or error
+        channel, seq, symbol = match.group(1).decode(), int(match.group(2)), match.group(3).decode()
+        if (channel, symbol, seq) in self._seen:
+            self.duplicates += 1
+        self._seen.add((channel, symbol, seq))
+        if seq > self.max_seq.get((channel, symbol), 0):
+            self.max_seq[(channel, symbol)] = seq
 
 
 def grep_secret(secret: bytes, paths: Iterable[Path], blobs: Sequence[bytes] = ()) -> list[str]:

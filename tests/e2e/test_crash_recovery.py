@@ -6,7 +6,7 @@ import random
 import signal
 from pathlib import Path
 
-from .harness import JournalWatch, Recorder, Simulator, assert_exact, cli, stream_keys, wait_for
+from .harness import JournalWatch, Recorder, Simulator, assert_exact, cli, stream_keys
 
 __all__: list[str] = []
 
@@ -32,7 +32,7 @@ def test_kill_9_at_random_moments_loses_nothing(
             def due(c: int = connections, n: int = before + more) -> bool:
                 return watch.poll().connected > c and watch.inbound >= n
 
-            wait_for(due, f"{more} new frames in the journal")
+            rec.until(due, f"{more} new frames in the journal")
             rec.kill()
             if rng.random() < 0.3:
                 # An operator looks in between: `status` catches SQLite up from the journal the
@@ -42,7 +42,7 @@ def test_kill_9_at_random_moments_loses_nothing(
         assert set(seen) == stream_keys(CHANNELS)
         rec.start()
         # The last run must resume past everything the killed runs journaled.
-        wait_for(
+        rec.until(
             lambda: all(watch.poll().max_seq[k] >= seen[k] + 500 for k in seen),
             "the last run to record past the killed runs",
         )

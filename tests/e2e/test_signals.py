@@ -41,7 +41,7 @@ def test_sigterm_under_load_exits_0_with_everything_read_in_sqlite(
         Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec,
     ):
         rec.start()
-        wait_for(lambda: watch.poll().inbound >= 6000, "6000 frames journaled")
+        rec.until(lambda: watch.poll().inbound >= 6000, "6000 frames journaled")
         # Exit within STOP_DEADLINE_S or rec.stop fails; the 10 s promise is not timed here.
         assert rec.stop(signal.SIGTERM) == 0
     watch.poll()
@@ -59,7 +59,7 @@ def test_second_sigterm_exits_at_once_and_everything_journaled_is_recovered(
     watch = JournalWatch(data_dir / "journal")
     with Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec:
         rec.start()
-        wait_for(lambda: watch.poll().inbound >= 3000, "3000 frames journaled")
+        rec.until(lambda: watch.poll().inbound >= 3000, "3000 frames journaled")
         rec.send(signal.SIGTERM)
         wait_for(lambda: not rec.signal_pending(signal.SIGTERM), "the first SIGTERM delivered")
         rec.send(signal.SIGTERM)
@@ -69,7 +69,7 @@ def test_second_sigterm_exits_at_once_and_everything_journaled_is_recovered(
         # The read-only export catches SQLite up from the journal the forced exit left.
         assert assert_exact(data_dir, stream_keys(CHANNELS)) == journaled
         rec.start()
-        wait_for(
+        rec.until(
             lambda: all(watch.poll().max_seq[k] >= journaled[k] + 500 for k in journaled),
             "the restarted recorder to resume past the forced exit",
         )
@@ -95,11 +95,11 @@ def test_sighup_adds_and_removes_channels_on_the_same_connection(
     aapl, btc = ("depth", "AAPL.US"), ("trade", "BTC.CC")
     with Recorder(tmp_path, data_dir, sim.url, {}, config=config) as rec:
         rec.start()
-        wait_for(lambda: watch.poll().max_seq.get(aapl, 0) >= 500, "AAPL.US recording")
+        rec.until(lambda: watch.poll().max_seq.get(aapl, 0) >= 500, "AAPL.US recording")
         write_config("depth:AAPL.US", "trade:BTC.CC")
         rec.send(signal.SIGHUP)
-        wait_for(lambda: watch.poll().max_seq.get(btc, 0) >= 500, "BTC.CC added")
-        wait_for(
+        rec.until(lambda: watch.poll().max_seq.get(btc, 0) >= 500, "BTC.CC added")
+        rec.until(
             lambda: (
                 [(s["channel"], s["symbol"]) for s in status(data_dir)["streams"]] == [aapl, btc]
             ),
@@ -117,7 +117,7 @@ def test_sighup_adds_and_removes_channels_on_the_same_connection(
                 last["aapl"], last["btc_then"] = seqs[aapl], seqs[btc]
             return seqs[btc] - last["btc_then"] >= 1000
 
-        wait_for(aapl_stopped, "AAPL.US to stop after its removal")
+        rec.until(aapl_stopped, "AAPL.US to stop after its removal")
         assert rec.running()
         assert rec.stop(signal.SIGTERM) == 0
     assert watch.poll().connected == 1
