@@ -21,6 +21,7 @@ from .harness import (
     Simulator,
     Stream,
     assert_exact,
+    export,
     gaps,
     status,
     stream_keys,
@@ -165,3 +166,40 @@ def test_fault_ends_exact(name: str, tmp_path: Path, data_dir: Path) -> None:
     state = status(data_dir)
     assert state["counters"]["reconnects"] == watch.connected - 1
     fault.check(state, watch, rec)
+
+
+def test_plain_tickdb_disconnects_become_time_bounded_gaps(tmp_path: Path, data_dir: Path) -> None:
+    """Without seqs nothing can be resumed: each outage is a LOST gap between two instants."""
+    watch = JournalWatch(data_dir / "journal")
+    plain = ("--plain-tickdb", "--fault-abort-after", "600", "--fault-connections", "2")
+    with (
+        Simulator(tmp_path, *plain, rate=RATE) as sim,
+        Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec,
+    ):
+        rec.start()
+        rec.until(lambda: watch.poll().connected >= 3, "two aborted connections and a third")
+        then = watch.inbound
+        rec.until(lambda: watch.poll().inbound >= then + 600, "recording on the third")
+        assert rec.stop(signal.SIGTERM) == 0
+    watch.poll()
+    connects = [ns for event, ns in watch.events if event == "connected"]
+    drops = [ns for event, ns in watch.events if event == "disconnected"]
+    assert len(connects) == 3 and len(drops) == 3
+    by_stream: dict[Stream, list[dict[str, Any]]] = {}
+    for gap in gaps(data_dir):
+        by_stream.setdefault((gap["channel"], gap["symbol"]), []).append(gap)
+    assert set(by_stream) == stream_keys(CHANNELS)
+    for key, stream_gaps in by_stream.items():
+        assert all(g["from_seq"] is None and g["to_seq"] is None for g in stream_gaps), key
+        assert all(g["state"] == "lost" for g in stream_gaps), key
+        *outages, since_stop = sorted(stream_gaps, key=lambda g: g["from_ns"])
+        # One outage per aborted connection: from the stream's last message on the dropped
+        # connection to its first on the next; the stop leaves one open-ended until the next run.
+        assert len(outages) == 2, (key, stream_gaps)
+        for i, gap in enumerate(outages):
+            assert connects[i] <= gap["from_ns"] <= drops[i], (key, gap)
+            assert connects[i + 1] <= gap["to_ns"] <= drops[i + 1], (key, gap)
+        assert connects[2] <= since_stop["from_ns"] <= drops[2] and since_stop["to_ns"] is None
+    rows = export(data_dir)
+    assert set(rows) == stream_keys(CHANNELS)
+    assert all(row["seq"] is None for stream_rows in rows.values() for row in stream_rows)
