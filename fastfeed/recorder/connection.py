@@ -175,6 +175,11 @@ class Connection:
         heartbeat = asyncio.create_task(self._heartbeat(transport), name="heartbeat")
         try:
             await transport.wait_disconnected()
+        except picows.WSError as exc:
+            # A protocol violation (e.g. a frame over max_frame_bytes) ends this connection,
+            # never the recorder: what was received before it is journaled, the rest is
+            # resumed on the next connection.
+            self._close_reason = f"protocol error: {_describe(exc)}"
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
