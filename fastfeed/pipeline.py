@@ -52,7 +52,8 @@ class Pipeline:
         self._adapter = adapter
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
-        self._books: dict[StreamKey, BookRow] = {}
+        self._books: dict[StreamKey, tuple[Message, int]] = {}
+        self._keys: dict[str, dict[str, StreamKey]] = {}
         self._last_lsn = 0
         self._cut_lsn = 0
         self._subscriptions: dict[str, list[str]] | None = None
@@ -97,7 +98,12 @@ class Pipeline:
     def _inbound(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
         event = self._adapter.parse(payload, recv_ns, binary=binary)
         if type(event) is Message:
-            key = StreamKey(event.channel, event.symbol)
+            # One key object per stream, found by two str-keyed lookups (str hashes are cached).
+            by_symbol = self._keys.get(event.channel)
+            key = by_symbol.get(event.symbol) if by_symbol is not None else None
+            if key is None:
+                key = StreamKey(event.channel, event.symbol)
+                self._keys.setdefault(event.channel, {})[event.symbol] = key
             if event.seq is not None:
                 obs = self._tracker.observe(key, event.seq, recv_ns)
                 if obs.duplicate:
@@ -113,17 +119,8 @@ class Pipeline:
                 )
             )
             if key.channel == "depth":
-                data = event.data
-                self._books[key] = BookRow(
-                    self.venue,
-                    key.channel,
-                    key.symbol,
-                    event.seq,
-                    recv_ns,
-                    event.ts_ms,
-                    data.get("bids", []),
-                    data.get("asks", []),
-                )
+                # Only the latest book per stream is snapshotted; build its row at cut time.
+                self._books[key] = (event, recv_ns)
         elif type(event) is Pong:
             pass
         elif type(event) is Subscribed:
@@ -203,7 +200,19 @@ class Pipeline:
         batch = Batch(
             applied_lsn=self._last_lsn,
             messages=self._messages,
-            books=list(self._books.values()),
+            books=[
+                BookRow(
+                    self.venue,
+                    key.channel,
+                    key.symbol,
+                    ev.seq,
+                    recv_ns,
+                    ev.ts_ms,
+                    ev.data.get("bids", []),
+                    ev.data.get("asks", []),
+                )
+                for key, (ev, recv_ns) in self._books.items()
+            ],
             gaps=self._tracker.changed_gaps(),
             streams=streams,
             tracker_state=self._tracker.to_checkpoint(),

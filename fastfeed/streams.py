@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Gap", "GapState", "StreamKey"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class StreamKey:
-    """One subscribed stream: a channel (``depth``, ``trade``, ``ticker``) of one symbol."""
+class StreamKey(NamedTuple):
+    """One subscribed stream: a channel (``depth``, ``trade``, ``ticker``) of one symbol.
+
+    A named tuple, not a dataclass: it is hashed once per message, and a tuple hashes in C.
+    """
 
     channel: str
     symbol: str
