@@ -6,6 +6,7 @@ from typing import Any
 from typing_extensions import Buffer
 
 __all__ = [
+    "DEBUG_BUILD",
     "FORMAT_VERSION",
     "HAVE_HW_CRC32C",
     "HEADER_BYTES",
@@ -22,6 +23,7 @@ FORMAT_VERSION: int
 HEADER_BYTES: int
 RECORD_HEADER_BYTES: int
 HAVE_HW_CRC32C: bool
+DEBUG_BUILD: bool
 
 def crc32c(data: Buffer, value: int = 0) -> int: ...
 def crc32c_sw(data: Buffer, value: int = 0) -> int: ...

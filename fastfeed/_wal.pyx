@@ -21,6 +21,7 @@ import os
 from fastfeed.errors import JournalCorrupt, JournalFormatError
 
 __all__ = [
+    "DEBUG_BUILD",
     "FORMAT_VERSION",
     "HAVE_HW_CRC32C",
     "HEADER_BYTES",
@@ -39,6 +40,19 @@ FORMAT_VERSION = 1
 HEADER_BYTES = 64
 RECORD_HEADER_BYTES = 32
 HAVE_HW_CRC32C = bool(ff_crc32c_have_hw)
+
+# setup.py defines FASTFEED_DEBUG_BUILD for FASTFEED_DEBUG=1 builds (-O0, line tracing):
+# bench/ refuses to measure such a build.
+cdef extern from *:
+    """
+    #ifdef FASTFEED_DEBUG_BUILD
+    #define FF_DEBUG_BUILD 1
+    #else
+    #define FF_DEBUG_BUILD 0
+    #endif
+    """
+    int FF_DEBUG_BUILD
+DEBUG_BUILD = bool(FF_DEBUG_BUILD)
 
 cdef enum:
     _HEADER = 64
