@@ -81,11 +81,22 @@ def _build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
         cmd.add_argument("--format", choices=("text", "json"), default="text")
 
-    export = sub.add_parser("export", help="recorded messages, one JSON line each")
+    export = sub.add_parser("export", help="recorded messages as JSON lines, CSV or Parquet")
     export.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
-    export.add_argument("--format", choices=("jsonl",), default="jsonl")
+    export.add_argument(
+        "--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default jsonl"
+    )
     export.add_argument("--channel")
     export.add_argument("--symbol")
+    export.add_argument(
+        "--from", dest="from_", metavar="TIME", help="received at or after (ISO-8601 UTC or ns)"
+    )
+    export.add_argument("--to", metavar="TIME", help="received before (ISO-8601 UTC or ns)")
+    export.add_argument(
+        "--depth-levels",
+        action="store_true",
+        help="depth books flattened: one row per level (side, level, price, size)",
+    )
     export.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
     return parser
 

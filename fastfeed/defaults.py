@@ -27,6 +27,16 @@ STATUS_INTERVAL_S = 1.0  # terminal status line refresh
 LOG_STATUS_INTERVAL_S = 10.0  # status log line cadence when not on a terminal
 MALFORMED_LOG_PER_MIN = 10  # rate limit for malformed-frame log lines
 
+# --- operations: metrics, health, tail ------------------------------------------------------
+METRICS_HOST = "127.0.0.1"  # `--metrics PORT` binds loopback: the endpoint has no authentication
+HEALTH_MAX_SNAPSHOT_LAG = 1_000_000  # records journaled but not in SQLite before /healthz fails:
+# ~10 s behind at 100k msg/s, while a healthy recorder stays within one SNAPSHOT_INTERVAL_S
+COMMIT_LATENCY_BUCKETS_S = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0)
+# ... group-commit sync time histogram bounds, seconds: msync of a few pages to a slow disk
+HTTP_REQUEST_TIMEOUT_S = 5.0  # metrics server: a scraper must send its request head this fast
+HTTP_MAX_HEAD_BYTES = 8192  # metrics server: a longer request head is refused (400)
+TAIL_POLL_S = 0.05  # `fastfeed tail` re-reads the journal end this often: lag nobody notices
+
 # --- simulator -------------------------------------------------------------------------------
 SIM_RATE_PER_STREAM = 200.0  # msgs/s per stream: "a few hundred" like a busy equity
 SIM_HISTORY_MESSAGES = 1_000_000  # per stream, for resume

@@ -42,11 +42,14 @@ class SimConfig:
     max_frame_bytes: int = MAX_FRAME_BYTES  # largest client frame accepted
     commands_per_s: float = SIM_COMMANDS_PER_S  # client commands per second before error 3001
     streams: tuple[tuple[str, str], ...] = ()  # (channel, symbol) published from server start
+    start_seq: int = 1  # first seq of every stream: > 1 is a restarted venue, history lost
     faults: FaultPlan = field(default_factory=FaultPlan)
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
             raise ConfigError(f"rate must be positive, got {self.rate}")
+        if self.start_seq < 1:
+            raise ConfigError(f"start seq must be at least 1, got {self.start_seq}")
         if self.history_messages < 1 or self.history_bytes < 1:
             raise ConfigError("history caps must be positive")
         if not 1 <= self.depth_levels <= 50:
@@ -88,6 +91,13 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="CHANNEL:SYM[,SYM]",
         help="publish this stream from server start (repeatable)",
+    )
+    add(
+        "--start-seq",
+        type=int,
+        default=1,
+        metavar="SEQ",
+        help="number every stream from SEQ, nothing older held (a venue restart)",
     )
     faults = parser.add_argument_group("faults (seeded, reproducible)")
     fadd = faults.add_argument
@@ -146,5 +156,6 @@ def sim_config_from_args(ns: argparse.Namespace) -> SimConfig:
         max_client_buffer=ns.max_client_buffer,
         commands_per_s=ns.commands_per_s,
         streams=tuple(pair for group in ns.stream for pair in group),
+        start_seq=ns.start_seq,
         faults=plan,
     )

@@ -21,12 +21,12 @@ class StreamHistory:
 
     __slots__ = ("_msgs", "_start", "first_seq", "max_messages", "nbytes", "published_bytes")
 
-    def __init__(self, max_messages: int) -> None:
+    def __init__(self, max_messages: int, first_seq: int = 1) -> None:
         if max_messages < 1:
             raise ValueError(f"history must keep at least one message, got {max_messages}")
         self._msgs: list[bytes] = []
         self._start = 0  # index in _msgs of first_seq: eviction is amortized O(1)
-        self.first_seq = 1
+        self.first_seq = first_seq
         self.max_messages = max_messages
         self.nbytes = 0  # bytes currently held
         self.published_bytes = 0  # bytes ever appended (for average message size)
@@ -73,14 +73,20 @@ class StreamHistory:
 class Stream:
     """One channel + symbol: its generator, its history, the time its clock started."""
 
-    __slots__ = ("channel", "generator", "history", "started_at", "symbol")
+    __slots__ = ("channel", "generator", "history", "start_seq", "started_at", "symbol")
 
     def __init__(self, generator: StreamGenerator, history: StreamHistory, started_at: float):
         self.channel = generator.channel
         self.symbol = generator.symbol
         self.generator = generator
         self.history = history
-        self.started_at = started_at  # loop time of seq 0: rate mode publishes rate * elapsed
+        self.start_seq = history.first_seq  # the first seq this server publishes
+        self.started_at = started_at  # loop time the stream started: rate mode publishes ...
+
+    @property
+    def published(self) -> int:
+        """... ``rate * elapsed`` messages: those from ``start_seq`` up to the head."""
+        return self.history.head_seq - self.start_seq + 1
 
 
 class StreamTable:
@@ -94,8 +100,10 @@ class StreamTable:
         depth_levels: int,
         max_messages: int,
         max_bytes: int,
+        start_seq: int = 1,
     ) -> None:
         self._seed = seed
+        self._start_seq = start_seq
         self._plain = plain
         self._levels = depth_levels
         self._max_messages = max_messages
@@ -108,13 +116,21 @@ class StreamTable:
         return self.streams.get((channel, symbol))
 
     def get_or_create(self, channel: str, symbol: str, now: float) -> Stream:
-        """The stream, created with head 0 and its clock starting at ``now`` if new."""
+        """The stream, created with head ``start_seq - 1`` and its clock starting at ``now``.
+
+        A ``start_seq`` above 1 is a venue that restarted keeping its numbering but not its
+        history: the seqs before it are not held, and the walk is replayed up to it so every
+        seq still has the bytes it would have had without the restart.
+        """
         stream = self.streams.get((channel, symbol))
         if stream is None:
             gen = StreamGenerator(
                 self._seed, channel, symbol, plain=self._plain, depth_levels=self._levels
             )
-            stream = Stream(gen, StreamHistory(self._max_messages), now)
+            for _ in range(self._start_seq - 1):
+                gen.next()
+            history = StreamHistory(self._max_messages, first_seq=self._start_seq)
+            stream = Stream(gen, history, now)
             self.streams[(channel, symbol)] = stream
         return stream
 

@@ -61,6 +61,7 @@ class SimServer:
             depth_levels=config.depth_levels,
             max_messages=config.history_messages,
             max_bytes=config.history_bytes,
+            start_seq=config.start_seq,
         )
         self.clients: set[SimClient] = set()
         self.attempts = 0  # upgrade requests on the endpoint path
@@ -119,7 +120,7 @@ class SimServer:
             if not self.config.burst:
                 now = self._loop.time()
                 for stream in self.table.streams.values():
-                    due = int((now - stream.started_at) * rate) - stream.history.head_seq
+                    due = int((now - stream.started_at) * rate) - stream.published
                     if due > 0:
                         self.table.advance(stream, due)
             for client in list(self.clients):

@@ -95,6 +95,26 @@ def test_resume_past_evicted_history_starts_at_first_held_seq() -> None:
     run(body)
 
 
+def test_start_seq_numbers_on_with_the_same_bytes_and_holds_nothing_older() -> None:
+    """A restarted venue (--start-seq): seqs go on where it left off; older ones are gone."""
+
+    async def body() -> None:
+        config = SimConfig(rate=5000, start_seq=700, streams=(("depth", "A.US"),))
+        server = await serve(config)
+        try:
+            assert server.first_seq("depth", "A.US") == 700
+            await until(lambda: server.head_seq("depth", "A.US") >= 800)
+            async with connect(server) as ws:
+                ack = await subscribe(ws, "depth", ["A.US"], resume={"A.US": 650})
+                stream = ack["data"]["streams"]["A.US"]
+                assert stream["first_seq"] == 700
+                assert await pushes(ws, 100) == reference(1, "depth", "A.US", 799)[699:]
+        finally:
+            await server.close()
+
+    run(body)
+
+
 def test_without_resume_starts_at_next_live_and_resume_ahead_is_capped() -> None:
     async def body() -> None:
         server = await serve(SimConfig(rate=5000, streams=(("depth", "A.US"),)))
