@@ -1,26 +1,29 @@
-"""`status`, `gaps` and `export`: read-only views of a data dir, safe beside a running recorder."""
+"""`status`, `gaps` and `export`: read-only views of a data dir, safe beside a running recorder.
+
+The export formats themselves live in fastfeed/export.py.
+"""
 
 from __future__ import annotations
 
 import argparse
-import base64
 import sys
-from collections.abc import Iterable
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from fastfeed.datadir import open_data_dir
+from fastfeed.export import export, filter_from_args
 from fastfeed.recovery import catch_up
-from fastfeed.store import MessageRow, Store
+from fastfeed.store import Store
 
-__all__ = ["export_lines", "main"]
+__all__ = ["main"]
 
 
 def main(args: argparse.Namespace) -> int:
     """Run one of the read-only commands; returns the exit code."""
     data_dir = open_data_dir(args.data_dir)
+    if args.command == "export":
+        filter_from_args(args)  # a bad --from/--to fails before any work
     catch_up(data_dir)  # a no-op while a recorder holds the journal (it keeps SQLite current)
     store = Store.open(data_dir / "fastfeed.db", readonly=True)
     try:
@@ -32,54 +35,13 @@ def main(args: argparse.Namespace) -> int:
             gaps = store.gaps()
             out.write(_json(gaps) if args.format == "json" else _gaps_text(gaps))
         else:
-            rows = store.iter_messages(channel=args.channel, symbol=args.symbol)
-            if args.output is not None:
-                with Path(args.output).open("wb") as fh:
-                    _write_lines(fh, export_lines(rows))
-            else:
-                _write_lines(sys.stdout.buffer, export_lines(rows))
+            export(args, store)
         out.flush()
     except BrokenPipeError:  # `fastfeed export | head`: the reader left; not an error
         sys.stderr.close()
     finally:
         store.close()
     return 0
-
-
-def export_lines(rows: Iterable[MessageRow]) -> Iterable[bytes]:
-    """One JSON line per message: the exact frame as text, or base64 for binary frames."""
-    for row in rows:
-        doc: dict[str, Any] = {
-            "venue": row.venue,
-            "channel": row.channel,
-            "symbol": row.symbol,
-            "seq": row.seq,
-            "recv_ns": row.recv_ns,
-        }
-        text = None if row.binary else _utf8(row.frame)
-        if text is None:
-            doc["frame_b64"] = base64.b64encode(row.frame).decode()
-        else:
-            doc["frame"] = text
-        yield orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
-
-
-def _utf8(frame: bytes) -> str | None:
-    try:
-        return frame.decode()
-    except UnicodeDecodeError:
-        return None
-
-
-def _write_lines(fh: IO[bytes], lines: Iterable[bytes]) -> None:
-    chunk: list[bytes] = []
-    for line in lines:
-        chunk.append(line)
-        if len(chunk) >= 4096:
-            fh.write(b"".join(chunk))
-            chunk.clear()
-    fh.write(b"".join(chunk))
-    fh.flush()
 
 
 def _json(doc: object) -> str:
