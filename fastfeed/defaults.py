@@ -26,6 +26,9 @@ SHUTDOWN_TIMEOUT_S = 10.0  # graceful shutdown bound after SIGTERM/SIGINT
 STATUS_INTERVAL_S = 1.0  # terminal status line refresh
 LOG_STATUS_INTERVAL_S = 10.0  # status log line cadence when not on a terminal
 MALFORMED_LOG_PER_MIN = 10  # rate limit for malformed-frame log lines
+# A push this many seqs below its stream's previous push is a venue restart (seqs from 1
+# again), not a duplicate or a reorder: those step back by a few frames at most.
+SEQ_RESET_BACKWARDS = 1000  # seqs
 
 # --- operations: metrics, health, tail ------------------------------------------------------
 METRICS_HOST = "127.0.0.1"  # `--metrics PORT` binds loopback: the endpoint has no authentication

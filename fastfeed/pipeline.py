@@ -17,7 +17,7 @@ import orjson
 from fastfeed import defaults
 from fastfeed.journal import RecordKind
 from fastfeed.logs import RateLimiter
-from fastfeed.sequence import SequenceTracker
+from fastfeed.sequence import REASON_VENUE_RESET, SequenceTracker
 from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.streams import GapState, StreamKey
 from fastfeed.venues.events import (
@@ -64,6 +64,7 @@ class Pipeline:
         self.malformed = 0
         self.rejected = 0
         self.reconnects = 0
+        self.venue_resets = 0
         self._connected_since_start = False
 
     # -- state from a checkpoint ---------------------------------------------------------------
@@ -76,6 +77,7 @@ class Pipeline:
         self.malformed = counters.get("malformed", 0)
         self.rejected = counters.get("rejected", 0)
         self.reconnects = counters.get("reconnects", 0)
+        self.venue_resets = counters.get("venue_resets", 0)
         self._last_lsn = self._cut_lsn = applied_lsn
 
     # -- the hot path --------------------------------------------------------------------------
@@ -108,6 +110,8 @@ class Pipeline:
                 obs = self._tracker.observe(key, event.seq, recv_ns)
                 if obs.duplicate:
                     return
+                if obs.reset is not None:
+                    self._venue_reset(lsn, key, obs.reset.reason)
                 if obs.resync_from is not None:
                     self.resync.add(key)
             else:
@@ -126,9 +130,10 @@ class Pipeline:
         elif type(event) is Subscribed:
             if event.streams and event.channel is not None:
                 for symbol, rng in event.streams.items():
-                    self._tracker.on_ack(
-                        StreamKey(event.channel, symbol), rng.first_seq, rng.head_seq, recv_ns
-                    )
+                    key = StreamKey(event.channel, symbol)
+                    for gap in self._tracker.on_ack(key, rng.first_seq, rng.head_seq, recv_ns):
+                        if gap.reason.startswith(REASON_VENUE_RESET):
+                            self._venue_reset(lsn, key, gap.reason)
         elif type(event) is Malformed:
             self.malformed += 1
             if self._malformed_log.allow():
@@ -138,6 +143,11 @@ class Pipeline:
             log.error("venue refused %s (code %d): %s", event.cmd, event.code, event.message)
             if event.fatal:
                 self.fatal = Rejection(event.code, event.message)
+
+    def _venue_reset(self, lsn: int, key: StreamKey, reason: str) -> None:
+        # Rare and important (the stream's numbering started over): always logged.
+        self.venue_resets += 1
+        log.warning("%s at LSN %d: %s; recording it as a new epoch of the stream", key, lsn, reason)
 
     def _outbound(self, payload: bytes) -> None:
         # A subscribe with resume tells the tracker where each stream was asked to restart, so
@@ -221,6 +231,7 @@ class Pipeline:
                 "malformed": self.malformed,
                 "rejected": self.rejected,
                 "reconnects": self.reconnects,
+                "venue_resets": self.venue_resets,
             },
         )
         self._messages = []

@@ -14,6 +14,7 @@ not list leaves the state as it is::
     RESYNCING --ACK_WHOLE---> SYNCED     the venue's ack applied, nothing left open
     RESYNCING --ACK_GAPPED--> GAPPED     ack applied, open gaps wait for the replay to fill them
     PLAIN     --FIRST-------> SYNCED     the venue started numbering this stream
+    SYNCED, GAPPED, RESYNCING --RESET--> SYNCED   the venue restarted: a new epoch from seq 1
 
 Sequence rules (TickDB sequence extension): seqs start at 1 and grow by 1 per push of a stream;
 a subscribe may ask to resume at a seq and the ack's ``first_seq`` says where the venue really
@@ -22,6 +23,14 @@ the settled seqs above it as sorted, disjoint, non-adjacent intervals, so memory
 the number of holes, not of messages. Every unsettled seq between ``base`` and the highest seq
 seen lies in exactly one OPEN gap. A gap keeps the range it opened with until it is filled or,
 on a venue ack, split into the parts that are lost and the parts still expected.
+
+A venue restart numbers its streams from 1 again (a new *epoch*). It shows as a push far below
+the previous push of its stream (more than ``reset_backwards`` seqs: duplicates and reorders
+step back a few at most, and a replay only starts after an ack, which restarts the count), or
+as an ack whose ``first_seq`` is below the seq we asked to resume at (the venue is behind us).
+Either way the old epoch's open gaps become LOST (the venue no longer has that history), a
+LOST time gap marks the break, and the stream starts over at base 0, so seqs of the new
+epoch are news, not duplicates, and any it has missed are a gap to backfill.
 
 Without seqs (plain TickDB) a disconnect or stall opens a LOST gap bounded in time: from the
 stream's last message to its first message after the connection is back.
@@ -35,6 +44,7 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any
 
+from fastfeed import defaults
 from fastfeed.errors import StoreError
 from fastfeed.streams import Gap, GapState, StreamKey
 
@@ -50,6 +60,7 @@ __all__ = [
 CHECKPOINT_FORMAT = 1
 REASON_JUMP = "seq jump"
 REASON_HISTORY_GONE = "venue history gone"
+REASON_VENUE_RESET = "venue reset"
 REASON_DISCONNECTED = "disconnected (no sequence numbers)"
 REASON_STALLED = "stalled (no sequence numbers)"
 
@@ -72,6 +83,7 @@ class _Trigger(enum.Enum):
     GAPS_CLOSED = enum.auto()
     ACK_WHOLE = enum.auto()
     ACK_GAPPED = enum.auto()
+    RESET = enum.auto()
 
 
 _S, _T = SyncState, _Trigger
@@ -86,6 +98,9 @@ _TRANSITIONS: dict[tuple[SyncState, _Trigger], SyncState] = {
     (_S.RESYNCING, _T.ACK_WHOLE): _S.SYNCED,
     (_S.RESYNCING, _T.ACK_GAPPED): _S.GAPPED,
     (_S.PLAIN, _T.FIRST): _S.SYNCED,
+    (_S.SYNCED, _T.RESET): _S.SYNCED,
+    (_S.GAPPED, _T.RESET): _S.SYNCED,
+    (_S.RESYNCING, _T.RESET): _S.SYNCED,
 }
 
 
@@ -104,6 +119,7 @@ class Observation:
     opened: tuple[Gap, ...] = ()
     filled: tuple[Gap, ...] = ()
     resync_from: int | None = None  # set when a gap opened: re-subscribe from this seq
+    reset: Gap | None = None  # set when this seq showed a venue restart: the LOST break marker
 
     @property
     def duplicate(self) -> bool:
@@ -143,6 +159,7 @@ class _Stream:
         "first_seq",
         "head_seq",
         "key",
+        "last_push",
         "last_recv_ns",
         "last_seq",
         "open",
@@ -164,6 +181,7 @@ class _Stream:
         self.duplicates = 0
         self.first_seq: int | None = None
         self.last_seq: int | None = None
+        self.last_push: int | None = None  # seq of the previous push (an ack restarts it)
         self.last_recv_ns: int | None = None
         self.head_seq: int | None = None
         self.time_gap: int | None = None  # plain mode: LOST gap waiting for its closing message
@@ -173,7 +191,8 @@ class _Stream:
 class SequenceTracker:
     """Sequence state of every stream: detects, shrinks and resolves gaps; checkpointable."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reset_backwards: int = defaults.SEQ_RESET_BACKWARDS) -> None:
+        self._reset_backwards = reset_backwards
         self._streams: dict[StreamKey, _Stream] = {}
         self._gaps: dict[int, Gap] = {}  # unresolved gaps, and resolved ones not yet handed out
         self._dirty: dict[int, None] = {}  # gap ids changed since changed_gaps (ordered set)
@@ -185,13 +204,38 @@ class SequenceTracker:
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _Stream(key)
-        st.last_recv_ns = recv_ns
         # The hot path: the next seq of a stream with no holes.
         if seq == st.base + 1 and not st.above and st.first_seq is not None:
-            st.base = st.last_seq = seq
+            st.base = st.last_seq = st.last_push = seq
+            st.last_recv_ns = recv_ns
             st.records += 1
             return _IN_ORDER
+        last_push = st.last_push
+        if last_push is not None and seq + self._reset_backwards < last_push:
+            marker = self._reset(st, f"seq {last_push} then {seq}", recv_ns)
+            obs = self.observe(st.key, seq, recv_ns)
+            return replace(obs, reset=marker)
+        st.last_push = seq
+        st.last_recv_ns = recv_ns
         return self._observe_slow(st, seq, recv_ns)
+
+    def _reset(self, st: _Stream, what: str, recv_ns: int) -> Gap:
+        """The venue restarted the stream: close out the old epoch, start over at base 0."""
+        for gap in st.open:
+            # The venue's new epoch cannot replay the old one's history.
+            self._put(replace(gap, to_ns=recv_ns, state=GapState.LOST, reason=REASON_VENUE_RESET))
+        # What the venue published between our last message and the restart is unknown: a
+        # LOST gap bounded in time, like a plain stream's outage.
+        since = st.last_recv_ns if st.last_recv_ns is not None else recv_ns
+        reason = f"{REASON_VENUE_RESET}: {what}"
+        marker = self._new_gap(st.key, None, None, since, recv_ns, GapState.LOST, reason)
+        st.base = 0
+        st.above = []
+        st.open = []
+        st.requested = None
+        st.last_seq = st.last_push = None
+        _advance(st, _T.RESET)
+        return marker
 
     def _observe_slow(self, st: _Stream, seq: int, recv_ns: int) -> Observation:
         if st.base < 0:
@@ -246,14 +290,22 @@ class SequenceTracker:
 
         The venue sends from ``first_seq``; if that is above the seq we asked to resume at,
         the history in between is gone for good (sequence extension: the ack's ``first_seq``).
+        If it is below, the venue restarted: the return is the venue-reset marker (see the
+        module docstring).
         """
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _Stream(key)
         st.head_seq = head_seq
+        st.last_push = None  # the venue's cursor restarts at first_seq
         requested, st.requested = st.requested, None
         if requested is None:
             return ()  # a live subscribe: the first seq received will be the baseline
+        if first_seq < requested and st.first_seq is not None:
+            # The venue is behind what we saw (sequence extension: it answers a resume past
+            # head_seq + 1 with head_seq + 1): it restarted. Its new epoch from 1 to head_seq
+            # is a gap the next push opens and a resume from 1 backfills.
+            return (self._reset(st, f"asked to resume at {requested}, acked {first_seq}", recv_ns),)
         lost: tuple[Gap, ...] = ()
         if first_seq > requested:
             # A resume asked past everything seen skipped the seqs in between: the venue will
@@ -422,6 +474,7 @@ class SequenceTracker:
                     "duplicates": st.duplicates,
                     "first_seq": st.first_seq,
                     "last_seq": st.last_seq,
+                    "last_push": st.last_push,
                     "last_recv_ns": st.last_recv_ns,
                     "head_seq": st.head_seq,
                     "time_gap": st.time_gap,
@@ -432,7 +485,9 @@ class SequenceTracker:
         }
 
     @classmethod
-    def from_checkpoint(cls, doc: dict[str, Any]) -> SequenceTracker:
+    def from_checkpoint(
+        cls, doc: dict[str, Any], *, reset_backwards: int = defaults.SEQ_RESET_BACKWARDS
+    ) -> SequenceTracker:
         """Rebuild a tracker from ``to_checkpoint`` data.
 
         Raises:
@@ -443,7 +498,7 @@ class SequenceTracker:
                 f"tracker checkpoint format {doc.get('format')!r}, expected {CHECKPOINT_FORMAT}",
                 hint="rebuild the store from the journal",
             )
-        tracker = cls()
+        tracker = cls(reset_backwards=reset_backwards)
         try:
             tracker._next_gap_id = int(doc["next_gap_id"])
             for g in doc["gaps"]:
@@ -470,6 +525,7 @@ class SequenceTracker:
                 st.duplicates = int(s["duplicates"])
                 st.first_seq = s["first_seq"]
                 st.last_seq = s["last_seq"]
+                st.last_push = s.get("last_push")  # absent from checkpoints before resets
                 st.last_recv_ns = s["last_recv_ns"]
                 st.head_seq = s["head_seq"]
                 st.time_gap = s["time_gap"]

@@ -253,6 +253,68 @@ def test_checkpoint_of_another_format_is_refused() -> None:
         SequenceTracker.from_checkpoint({"format": 1, "next_gap_id": 1, "gaps": [{}]})
 
 
+# -- venue restarts: a new epoch, never "duplicates forever" ------------------------------------
+def test_seq_back_to_one_after_5000_is_a_venue_reset_not_duplicates() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, list(range(1, 5001)))
+    marker = Gap(1, AAPL, None, None, 500_000, 600_000, LOST, "venue reset: seq 5000 then 1")
+    assert tracker.observe(AAPL, 1, 600_000) == Observation(Outcome.NEW, reset=marker)
+    assert [tracker.observe(AAPL, s, 600_000 + s) for s in range(2, 4)] == [NEW, NEW]
+    assert tracker.resume_point(AAPL) == 4
+    assert tracker.gaps() == [marker]
+    assert tracker.stream_stats(AAPL) == StreamStats(
+        SyncState.SYNCED, 5003, 0, 1, 3, 600_003, None, 0
+    )
+
+
+def test_reset_loses_the_old_epochs_open_gaps_and_backfills_the_new_one() -> None:
+    tracker = SequenceTracker(reset_backwards=10)
+    feed(tracker, AAPL, [1, 2, 3, 30, 31])  # gap 4..29 open
+    lost = Gap(1, AAPL, 4, 29, 3000, 3500, LOST, "venue reset")
+    marker = Gap(2, AAPL, None, None, 3100, 3500, LOST, "venue reset: seq 31 then 5")
+    opened = Gap(3, AAPL, 1, 4, 3500, None, OPEN, "seq jump")
+    # The restart's first seqs were missed: seq 5 opens 1..4 of the new epoch, to backfill.
+    assert tracker.observe(AAPL, 5, 3500) == Observation(
+        Outcome.NEW, opened=(opened,), resync_from=1, reset=marker
+    )
+    assert tracker.gaps() == [lost, marker, opened]
+    assert tracker.stream_stats(AAPL).state is SyncState.GAPPED  # type: ignore[union-attr]
+    tracker.resume_requested(AAPL, 1)
+    assert tracker.on_ack(AAPL, 1, 5, 3600) == ()
+    assert feed(tracker, AAPL, [1, 2, 3])[-1] == NEW
+    filled = Gap(3, AAPL, 1, 4, 3500, 400, FILLED, "seq jump")
+    assert tracker.observe(AAPL, 4, 400) == Observation(Outcome.NEW, filled=(filled,))
+    assert tracker.observe(AAPL, 5, 500) == DUP  # the replay reaches the live edge
+    assert tracker.resume_point(AAPL) == 6
+
+
+def test_duplicates_reorders_and_replays_are_not_resets() -> None:
+    tracker = SequenceTracker(reset_backwards=10)
+    feed(tracker, AAPL, [1, 2, 4, 3, 4, 5, 50])  # reorder, duplicate, then a jump: gap 6..49
+    # The resync's replay starts far below the live edge, but after an ack: not a reset.
+    tracker.resume_requested(AAPL, 6)
+    assert tracker.on_ack(AAPL, 6, 60, 6000) == ()
+    assert all(not obs.reset for obs in feed(tracker, AAPL, list(range(6, 61))))
+    assert tracker.open_gap_count() == 0
+    assert all(g.state is FILLED for g in tracker.gaps())
+    assert tracker.stream_stats(AAPL).duplicates == 2  # type: ignore[union-attr]
+
+
+def test_ack_below_the_resume_point_is_a_venue_reset() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2, 3])
+    tracker.connection_lost(400)
+    tracker.resume_requested(AAPL, 4)
+    # Sequence extension: asked past head_seq + 1, the venue answers head_seq + 1.
+    marker = Gap(1, AAPL, None, None, 300, 500, LOST, "venue reset: asked to resume at 4, acked 3")
+    assert tracker.on_ack(AAPL, 3, 2, 500) == (marker,)
+    assert tracker.resume_point(AAPL) == 1
+    opened = Gap(2, AAPL, 1, 2, 600, None, OPEN, "seq jump")
+    assert tracker.observe(AAPL, 3, 600) == Observation(
+        Outcome.NEW, opened=(opened,), resync_from=1
+    )
+
+
 # -- property: arrivals in any order, checkpoint anywhere ---------------------------------------
 @settings(max_examples=200, deadline=None)
 @given(st.permutations(list(range(1, 40))), st.lists(st.integers(1, 39), max_size=20))
@@ -338,19 +400,20 @@ def run(tracker: SequenceTracker, steps: list[tuple[str, int, int]], t0: int) ->
     return out
 
 
+@pytest.mark.parametrize("backwards", [1000, 5])  # 5: venue resets happen all the time
 @settings(max_examples=300, deadline=None)
 @given(ops, st.data())
 def test_checkpoint_restore_mid_way_behaves_as_uninterrupted(
-    steps: list[tuple[str, int, int]], data: st.DataObject
+    backwards: int, steps: list[tuple[str, int, int]], data: st.DataObject
 ) -> None:
     cut = data.draw(st.integers(0, len(steps)))
-    whole = SequenceTracker()
+    whole = SequenceTracker(reset_backwards=backwards)
     expected = run(whole, steps[:cut], 0)[:-3] + run(whole, steps[cut:], cut)
 
-    first = SequenceTracker()
+    first = SequenceTracker(reset_backwards=backwards)
     got = run(first, steps[:cut], 0)[:-3]
     state = json.loads(json.dumps(first.to_checkpoint()))  # through JSON, as the store keeps it
-    second = SequenceTracker.from_checkpoint(state)
+    second = SequenceTracker.from_checkpoint(state, reset_backwards=backwards)
     assert second.to_checkpoint() == first.to_checkpoint()
     got += run(second, steps[cut:], cut)
     assert got == expected
