@@ -215,6 +215,10 @@ def iter_records(directory: Path, from_lsn: int, upto_lsn: int | None) -> Iterat
         while True:
             rec = seg.record(offset, prev)
             if rec is None:
+                if prev == 0:
+                    # Not even a first valid record: the log is empty (or damaged at its
+                    # start). A later segment must not be read as if it continued it.
+                    return
                 # End of this segment's records: the log continues only in the next segment,
                 # at prev + 1 (checked by seg.record with prev).
                 seg.close()
