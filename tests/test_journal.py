@@ -10,12 +10,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from journal_format import disk_records
 
 from fastfeed.errors import (
     DiskFull,
@@ -54,23 +54,10 @@ def expected(lsn: int) -> JournalRecord:
     return JournalRecord(lsn, RecordKind.INBOUND, lsn % 3, lsn & 1, lsn * 1000, payload(lsn))
 
 
-def records_on_disk(directory: Path) -> Iterator[tuple[Path, int, int, int]]:
-    """(segment path, offset, length, lsn) of every record, parsed independently of the core."""
-    for path in sorted(directory.glob("seg-*.wal")):
-        data = path.read_bytes()
-        off = HDR
-        while off + REC <= len(data):
-            length, _, lsn = struct.unpack_from("<IIQ", data, off)
-            if length == 0:
-                break
-            yield path, off, length, lsn
-            off = (off + length + 7) & ~7
-
-
 def locate(directory: Path, lsn: int) -> tuple[Path, int, int]:
-    for path, off, length, found in records_on_disk(directory):
-        if found == lsn:
-            return path, off, length
+    for record in disk_records(directory):
+        if record.lsn == lsn:
+            return record.path, record.offset, record.length
     raise AssertionError(f"LSN {lsn} not on disk")
 
 
@@ -206,8 +193,8 @@ def test_damage_at_a_segment_end_with_later_segments_is_corruption(tmp_path: Pat
     with open_journal(tmp_path) as j:
         fill(j, 40)
     first = sorted(tmp_path.glob("seg-*.wal"))[0]
-    last_in_first = [r for r in records_on_disk(tmp_path) if r[0] == first][-1]
-    _, off, _, lsn = last_in_first
+    last_in_first = [r for r in disk_records(tmp_path) if r.path == first][-1]
+    off, lsn = last_in_first.offset, last_in_first.lsn
     patch(first, off, b"\0\0\0\0")  # a zero length mid-log must not look like a clean end
     with pytest.raises(JournalCorrupt) as info:
         open_journal(tmp_path)
@@ -363,7 +350,7 @@ def test_none_mode_syncs_only_at_close(tmp_path: Path) -> None:
     j.close()
     assert j.durable_lsn == 40
     synced = {p for p, _, _ in hook.calls}
-    assert synced == {str(p) for p, _, _, _ in records_on_disk(tmp_path)}
+    assert synced == {str(r.path) for r in disk_records(tmp_path)}
     with pytest.raises(JournalError, match="closed"):
         j.append(1, 0, 0, b"late")
     j.close()  # idempotent
@@ -410,8 +397,8 @@ def test_release_before_deletes_only_covered_segments(tmp_path: Path) -> None:
     with open_journal(tmp_path) as j:
         fill(j, 60)
         firsts: dict[Path, int] = {}
-        for path, _, _, lsn in records_on_disk(tmp_path):
-            firsts.setdefault(path, lsn)
+        for record in disk_records(tmp_path):
+            firsts.setdefault(record.path, record.lsn)
         ordered = sorted(firsts.items())
         assert len(ordered) >= 4
         # every record of the first two segments is < the third segment's first LSN
@@ -431,7 +418,7 @@ def test_release_before_deletes_only_covered_segments(tmp_path: Path) -> None:
 def test_release_before_keeps_the_retention_window(tmp_path: Path) -> None:
     with open_journal(tmp_path) as j:
         fill(j, 60)
-        segments = sorted({path for path, _, _, _ in records_on_disk(tmp_path)})
+        segments = sorted({record.path for record in disk_records(tmp_path)})
         assert len(segments) >= 5
         # Everything is covered, but two segments' worth of bytes must stay besides the current.
         assert j.release_before(10**9, keep_bytes=2 * SEG) == len(segments) - 3
