@@ -16,7 +16,7 @@ from fastfeed.recorder import early_signals
 
 __all__ = ["main"]
 
-COMMANDS = ("run", "sim", "status", "gaps", "export")
+COMMANDS = ("run", "sim", "status", "gaps", "export", "verify")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -98,6 +98,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="depth books flattened: one row per level (side, level, price, size)",
     )
     export.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
+
+    verify = sub.add_parser(
+        "verify", help="check journal CRCs and LSNs, seq continuity and SQLite against the journal"
+    )
+    verify.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
     return parser
 
 
@@ -125,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             from fastfeed import reports
 
             return reports.main(args)
+        if args.command == "verify":
+            from fastfeed import verify
+
+            return verify.main(args)
         _build_parser().print_help()
         return EXIT_USAGE
     except ConfigError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -95,6 +96,43 @@ def test_round_trip_across_segments(sizes: list[int], data: st.DataObject) -> No
             assert j.recovery.last_lsn == len(sizes)
             assert j.recovery.records_kept == len(sizes)
             assert not j.recovery.repaired
+
+
+MILLION = 1_000_000
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    max_size=st.integers(0, 64),
+    segment_bytes=st.sampled_from([256 * 1024, 1024 * 1024]),
+)
+def test_million_records_of_random_sizes_round_trip(
+    seed: int, max_size: int, segment_bytes: int
+) -> None:
+    rng = random.Random(seed)
+    sizes = [rng.randrange(max_size + 1) for _ in range(MILLION)]
+    blob = memoryview(rng.randbytes(MILLION + max_size))  # payload n: blob[n : n + size]
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        # NONE mode and a no-op sync hook: this is about framing, not the disk's flush speed.
+        with open_journal(
+            directory, segment_bytes=segment_bytes, fsync=FsyncMode.NONE, sync_hook=lambda *_: 0
+        ) as j:
+            append = j.append
+            for n, size in enumerate(sizes):
+                append(n % 7, n & 0xFFFF, n - 500_000, blob[n : n + size], n & 1)
+            assert j.accepted_lsn == MILLION
+        segments = len(list(directory.glob("seg-*.wal")))
+        assert segments >= MILLION * 32 // segment_bytes  # many rollovers
+        count = 0
+        for n, (record, size) in enumerate(zip(read_journal(directory), sizes, strict=True)):
+            want = JournalRecord(n + 1, n % 7, n & 0xFFFF, n & 1, n - 500_000, blob[n : n + size])
+            assert record == want, f"record {n + 1} differs"
+            count += 1
+        assert count == MILLION
+        with open_journal(directory, segment_bytes=segment_bytes) as j:
+            assert (j.recovery.records_kept, j.recovery.last_lsn) == (MILLION, MILLION)
 
 
 def test_lsn_continues_across_reopen(tmp_path: Path) -> None:
