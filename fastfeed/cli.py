@@ -62,6 +62,15 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("text", "json"), help="log line format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")
     run.add_argument(
+        "--segment-mib", type=int, metavar="MIB", help="journal segment size (default 64)"
+    )
+    run.add_argument(
+        "--min-free-mib",
+        type=int,
+        metavar="MIB",
+        help="stop recording rather than leave less free disk than this (default 256)",
+    )
+    run.add_argument(
         "--repair-journal",
         action="store_true",
         default=None,

@@ -26,6 +26,7 @@ __all__ = [
 DEFAULT_ENDPOINT = "wss://api.tickdb.ai/v1/realtime"
 API_KEY_ENV = "TICKDB_API_KEY"
 VENUES = ("tickdb", "sim")
+MAX_SEGMENT_MIB = 4095  # the journal's segment offsets are 32-bit
 
 Subscriptions = dict[str, list[str]]  # channel -> symbols, in the order first given
 
@@ -46,13 +47,16 @@ class RecorderConfig:
     log_format: str = "text"
     log_level: str = "info"
     repair_journal: bool = False
+    segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
+    min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
 
 
 def parse_channel_specs(specs: list[str]) -> Subscriptions:
     """Turn ``["depth:AAPL.US,TSLA.US", "trade:BTC.CC"]`` into ``{"depth": [...], ...}``.
 
     Raises:
-        ConfigError: a spec without ``:``, an unknown channel or an invalid symbol.
+        ConfigError: a spec without ``:``, an unknown channel, an invalid symbol, or more
+            than MAX_STREAMS_PER_CONNECTION streams in all.
     """
     subs: Subscriptions = {}
     for spec in specs:
@@ -72,6 +76,12 @@ def parse_channel_specs(specs: list[str]) -> Subscriptions:
                 raise ConfigError(f"bad symbol {symbol!r} in {spec!r}: {problem}")
             if symbol not in symbols:
                 symbols.append(symbol)
+    streams = sum(len(symbols) for symbols in subs.values())
+    if streams > defaults.MAX_STREAMS_PER_CONNECTION:
+        raise ConfigError(
+            f"{streams} streams requested; one connection carries at most"
+            f" {defaults.MAX_STREAMS_PER_CONNECTION}"
+        )
     return subs
 
 
@@ -122,5 +132,11 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
         )
     if not 0.5 <= config.stall_timeout_s <= 3600:
         raise ConfigError(f"stall timeout {config.stall_timeout_s} s is outside 0.5..3600")
+    if not (isinstance(config.segment_mib, int) and 1 <= config.segment_mib <= MAX_SEGMENT_MIB):
+        raise ConfigError(
+            f"segment size {config.segment_mib!r} MiB is outside 1..{MAX_SEGMENT_MIB}"
+        )
+    if not (isinstance(config.min_free_mib, int) and config.min_free_mib >= 0):
+        raise ConfigError(f"minimum free space {config.min_free_mib!r} MiB must be 0 or more")
     if not config.endpoint.startswith(("ws://", "wss://")):
         raise ConfigError(f"bad endpoint {config.endpoint!r}: expected a ws:// or wss:// URL")

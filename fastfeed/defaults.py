@@ -9,6 +9,8 @@ GROUP_COMMIT_BYTES = 1 * MiB  # flush early when this much is unsynced: bounds o
 MIN_FREE_BYTES = 256 * MiB  # refuse to create a segment when the disk has less than this free
 RETENTION_BYTES = 1024 * MiB  # journal kept even when fully snapshotted (for repair/verify)
 MAX_FRAME_BYTES = 16 * MiB  # a frame larger than this is refused by the WebSocket layer
+MAX_PENDING_OUTBOUND_BYTES = 4 * MiB  # unsent commands past this: the venue stopped reading
+MAX_STREAMS_PER_CONNECTION = 1000  # (channel, symbol) pairs on one socket: bounds resync bursts
 
 # --- recorder -------------------------------------------------------------------------------
 BACKOFF_INITIAL_S = 1.0  # first reconnect delay (full jitter below it)

@@ -169,7 +169,7 @@ class Store:
         """Commit one batch in one transaction, with its applied LSN.
 
         Raises:
-            StoreError: the batch would move applied_lsn backwards.
+            StoreError: the batch would move applied_lsn backwards, or SQLite failed (disk full).
         """
         current = self.applied_lsn()
         if batch.applied_lsn < current:
@@ -245,8 +245,16 @@ class Store:
                 state.append(("counters", orjson.dumps(batch.counters)))
             c.executemany("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)", state)
             c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk fails the COMMIT itself).
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"cannot commit a snapshot to {self._path}: {exc}",
+                    hint="free disk space; the journal still holds everything and SQLite"
+                    " catches up at the next start",
+                ) from None
             raise
 
     def _checkpoint_doc(self, key: str) -> Any:

@@ -37,6 +37,7 @@ from fastfeed.errors import (
     FastfeedError,
     JournalError,
     JournalLocked,
+    StoreError,
     VenueError,
 )
 from fastfeed.journal import FsyncMode, Journal, RecordKind
@@ -76,6 +77,8 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         "log_format",
         "log_level",
         "repair_journal",
+        "segment_mib",
+        "min_free_mib",
     ):
         flag = getattr(args, name, None)
         if flag is not None:
@@ -150,7 +153,11 @@ class Recorder:
         while True:
             try:
                 return Journal.open(
-                    directory, fsync=self.config.fsync, repair=self.config.repair_journal
+                    directory,
+                    fsync=self.config.fsync,
+                    repair=self.config.repair_journal,
+                    segment_bytes=self.config.segment_mib * defaults.MiB,
+                    min_free_bytes=self.config.min_free_mib * defaults.MiB,
                 )
             except JournalLocked:
                 if time.monotonic() >= deadline or self._stop.is_set():
@@ -160,13 +167,24 @@ class Recorder:
     async def _run_with_journal(self, data_dir: Path) -> int:
         log.info("%s", self.journal.recovery)
         self.pipeline = Pipeline(self.config.venue, self._adapter)
-        self.snapshotter = Snapshotter(
-            self.journal,
-            self.pipeline,
-            data_dir / "fastfeed.db",
-            fsync=self.config.fsync,
-            venue=self.config.venue,
-        )
+        self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+        if (
+            self.config.repair_journal
+            and self.journal.recovery.repaired
+            and self.snapshotter.applied_lsn > self.journal.accepted_lsn
+        ):
+            # The repair dropped records SQLite had applied: its LSNs would collide with the
+            # ones appended next. Keep the file aside and rebuild SQLite from the journal;
+            # the venue's replay then fills what the repair dropped.
+            self.snapshotter.close()
+            aside = _move_store_aside(data_dir / "fastfeed.db")
+            log.warning(
+                "journal repaired below SQLite's applied LSN %d: %s moved to %s, rebuilding",
+                self.snapshotter.applied_lsn,
+                data_dir / "fastfeed.db",
+                aside,
+            )
+            self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
         try:
             replayed = replay_into(self.journal, self.pipeline, self.snapshotter)
             log.info(
@@ -181,6 +199,11 @@ class Recorder:
             return await self._record()
         finally:
             self.snapshotter.close()
+
+    def _open_snapshotter(self, path: Path) -> Snapshotter:
+        return Snapshotter(
+            self.journal, self.pipeline, path, fsync=self.config.fsync, venue=self.config.venue
+        )
 
     async def _record(self) -> int:
         sim = None
@@ -203,7 +226,7 @@ class Recorder:
         try:
             async with asyncio.TaskGroup() as tasks:
                 conn_task = tasks.create_task(self._connection.run(), name="connection")
-                tasks.create_task(self.snapshotter.run(self._stop), name="snapshotter")
+                tasks.create_task(self._snapshots(), name="snapshotter")
                 tasks.create_task(reporter.run(self._stop), name="status")
                 tasks.create_task(self._resync_loop(), name="resync")
                 await self._stop.wait()
@@ -225,7 +248,13 @@ class Recorder:
             async with asyncio.timeout(defaults.SHUTDOWN_TIMEOUT_S):
                 await conn_task
                 self.journal.sync()
-                await self.snapshotter.flush()
+                # After a failed commit its rows are gone from the pipeline: a later batch
+                # would claim them. SQLite re-derives them from the journal at the next start.
+                if not isinstance(self._fatal, StoreError):
+                    await self.snapshotter.flush()
+        except FastfeedError as exc:
+            log.error("final sync or snapshot failed: %s", exc)
+            self._fail(exc)
         except TimeoutError:
             log.error(
                 "graceful shutdown took over %g s; the journal is synced, SQLite "
@@ -239,6 +268,16 @@ class Recorder:
             self.journal.durable_lsn,
             self.snapshotter.applied_lsn,
         )
+
+    async def _snapshots(self) -> None:
+        """The snapshotter's loop; a failed snapshot or sync stops recording, in one line."""
+        try:
+            await self.snapshotter.run(self._stop)
+        except FastfeedError as exc:
+            log.error("snapshot failed: %s", exc)
+            self._fail(exc)
+            if self._connection is not None:
+                self._connection.stop_reading()
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
@@ -294,6 +333,8 @@ class Recorder:
     # -- the journal-first data path -----------------------------------------------------------
     def _append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> None:
         """Journal one record, then derive from it: the only way anything enters the pipeline."""
+        if isinstance(self._fatal, JournalError):
+            return  # the journal already refused: nothing more is accepted (the venue replays)
         recv_ns = time.time_ns()
         try:
             lsn = self.journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
@@ -386,6 +427,16 @@ class Recorder:
 
     def on_heartbeat(self, connection: Connection) -> None:
         self._send(connection, self._adapter.ping())
+
+
+def _move_store_aside(path: Path) -> Path:
+    """Rename ``path`` (and its -wal/-shm files) to a name no later run reuses."""
+    aside = path.with_name(f"{path.name}.before-repair-{time.time_ns()}")
+    for suffix in ("-wal", "-shm", ""):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            os.replace(source, aside.with_name(aside.name + suffix))
+    return aside
 
 
 def _describe_subs(subs: dict[str, list[str]]) -> str:
