@@ -41,6 +41,9 @@ CHANNELS = ("depth", "trade", "ticker")
 FATAL_CODES = frozenset({1001, 4001})  # invalid API key: reconnecting cannot help
 MAX_SYMBOL_LEN = 32
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9._:/-]+")
+# Numbers end up in SQLite, whose INTEGER is signed 64-bit: a larger one could never be stored
+# (sqlite3 raises OverflowError), so it is malformed here rather than a crash of the snapshotter.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _KNOWN_SYMBOLS_MAX = 4096  # cache of symbols already validated (bounded against a hostile feed)
 _REDACTED = "***"
 _PING = orjson.dumps({"cmd": "ping"})
@@ -102,14 +105,14 @@ class TickDBAdapter:
             if len(self._known_symbols) < _KNOWN_SYMBOLS_MAX:
                 self._known_symbols.add(symbol)
         seq = doc.get("seq")
-        if seq is not None and (type(seq) is not int or seq < 1):
-            return Malformed(f"expected positive int at $.seq, got {_kind(seq)}")
+        if seq is not None and (type(seq) is not int or not 1 <= seq <= _INT64_MAX):
+            return Malformed(f"expected positive int64 at $.seq, got {_kind(seq)}")
         ts_ms = data.get("timestamp")
-        if type(ts_ms) is not int:
-            return Malformed(f"expected int at $.data.timestamp, got {_kind(ts_ms)}")
+        if type(ts_ms) is not int or not _INT64_MIN <= ts_ms <= _INT64_MAX:
+            return Malformed(f"expected int64 at $.data.timestamp, got {_kind(ts_ms)}")
         sent_ns = doc.get("sent_ns")
-        if sent_ns is not None and type(sent_ns) is not int:
-            return Malformed(f"expected int at $.sent_ns, got {_kind(sent_ns)}")
+        if sent_ns is not None and (type(sent_ns) is not int or not 0 <= sent_ns <= _INT64_MAX):
+            return Malformed(f"expected non-negative int64 at $.sent_ns, got {_kind(sent_ns)}")
         problem = _check_depth(data) if channel == "depth" else _check_fields(channel, data)
         if problem is not None:
             return Malformed(problem)
@@ -219,10 +222,10 @@ def _subscribed(channel: str | None, symbols: tuple[str, ...], raw: object) -> E
         if type(rng) is not dict:
             return Malformed(f"expected object at {where}, got {_kind(rng)}")
         first, head = rng.get("first_seq"), rng.get("head_seq")
-        if type(first) is not int or first < 1:
-            return Malformed(f"expected positive int at {where}.first_seq, got {_kind(first)}")
-        if type(head) is not int or head < 0:
-            return Malformed(f"expected non-negative int at {where}.head_seq, got {_kind(head)}")
+        if type(first) is not int or not 1 <= first <= _INT64_MAX:
+            return Malformed(f"expected positive int64 at {where}.first_seq, got {_kind(first)}")
+        if type(head) is not int or not 0 <= head < _INT64_MAX:
+            return Malformed(f"expected non-negative int64 at {where}.head_seq, got {_kind(head)}")
         streams[symbol] = StreamRange(first, head)
     return Subscribed(channel, symbols, streams)
 

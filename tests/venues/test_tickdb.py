@@ -150,17 +150,17 @@ def test_fatal_rejection_survives_odd_fields() -> None:
         (
             '{"cmd":"trade","seq":"5","data":{"symbol":"A","price":"1","quantity":"1",'
             '"side":"buy","timestamp":1}}',
-            "expected positive int at $.seq, got str",
+            "expected positive int64 at $.seq, got str",
         ),
         (
             '{"cmd":"trade","seq":0,"data":{"symbol":"A","price":"1","quantity":"1",'
             '"side":"buy","timestamp":1}}',
-            "expected positive int at $.seq, got int 0",
+            "expected positive int64 at $.seq, got int 0",
         ),
         (
             '{"cmd":"trade","seq":true,"data":{"symbol":"A","price":"1","quantity":"1",'
             '"side":"buy","timestamp":1}}',
-            "expected positive int at $.seq, got bool",
+            "expected positive int64 at $.seq, got bool",
         ),
         (
             '{"cmd":"trade","data":{"symbol":"A","price":1.5,"quantity":"1","side":"buy",'
@@ -181,7 +181,7 @@ def test_fatal_rejection_survives_odd_fields() -> None:
         ),
         (
             '{"cmd":"depth","data":{"symbol":"A","bids":[],"asks":[],"timestamp":"1"}}',
-            "expected int at $.data.timestamp, got str",
+            "expected int64 at $.data.timestamp, got str",
         ),
         (
             '{"cmd":"depth","data":{"symbol":"A B","bids":[],"asks":[],"timestamp":1}}',
@@ -189,7 +189,7 @@ def test_fatal_rejection_survives_odd_fields() -> None:
         ),
         (
             '{"cmd":"depth","sent_ns":1.5,"data":{"symbol":"A","bids":[],"asks":[],"timestamp":1}}',
-            "expected int at $.sent_ns, got float",
+            "expected non-negative int64 at $.sent_ns, got float",
         ),
         ('{"cmd":"quote","data":{}}', "expected a push, pong, ack or error at $.cmd, got 'quote'"),
         ('{"data":{}}', "expected str at $.cmd, got null or missing"),
@@ -202,7 +202,7 @@ def test_fatal_rejection_survives_odd_fields() -> None:
         (
             '{"cmd":"subscribe","code":0,"data":{"channel":"depth","symbols":["A"],'
             '"streams":{"A":{"first_seq":0,"head_seq":3}}}}',
-            "expected positive int at $.data.streams['A'].first_seq, got int 0",
+            "expected positive int64 at $.data.streams['A'].first_seq, got int 0",
         ),
         (
             '{"cmd":"subscribe","code":0,"data":{"symbols":["A"],'
