@@ -15,7 +15,7 @@ _STAMP = "FORMAT"
 
 def prepare_data_dir(path: Path) -> Path:
     """Create (0700) or check the data dir for writing; every file made after this is 0600."""
-    os.umask(0o077)
+    _private_files()
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -36,7 +36,13 @@ def open_data_dir(path: Path) -> Path:
     if not path.is_dir():
         raise ConfigError(f"no data dir at {path} (give --data-dir DIR)")
     _check_version(path)
+    _private_files()  # a catch-up may create a journal segment or SQLite's -wal/-shm files
     return path
+
+
+def _private_files() -> None:
+    """Every file and directory this process creates from now on is its owner's alone."""
+    os.umask(0o077)
 
 
 def _check_version(path: Path) -> None:
