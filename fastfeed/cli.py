@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 from fastfeed import __version__
+from fastfeed.defaults import SIM_HOST, SIM_PORT
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.recorder import early_signals
 
 __all__ = ["main"]
 
-COMMANDS = ("run", "sim", "status", "gaps", "export", "verify")
+COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -112,6 +113,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "verify", help="check journal CRCs and LSNs, seq continuity and SQLite against the journal"
     )
     verify.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+
+    replay = sub.add_parser("replay", help="serve a recording over the venue's WebSocket protocol")
+    replay.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    replay.add_argument("--host", default=SIM_HOST, help=f"address to bind (default {SIM_HOST})")
+    replay.add_argument("--port", type=int, default=SIM_PORT, help="port, 0 for any free")
+    replay.add_argument(
+        "--speed", default="1.0", help="factor of recorded time (default 1.0), or max"
+    )
     return parser
 
 
@@ -143,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             from fastfeed import verify
 
             return verify.main(args)
+        if args.command == "replay":
+            from fastfeed.replay import main_replay
+
+            return main_replay(args)
         _build_parser().print_help()
         return EXIT_USAGE
     except ConfigError as exc:

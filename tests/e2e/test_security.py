@@ -65,9 +65,11 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed: cannot make a test certificate")
     cert, key = tmp_path / "venue.crt", tmp_path / "venue.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-        + ["-keyout", str(key), "-out", str(cert)],
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
         check=True,
         capture_output=True,
     )
@@ -135,8 +137,10 @@ def test_data_dir_is_private_and_stays_so_after_read_only_commands(
     prepared.unlink()
     for command in ("status", "gaps", "export"):
         proc = subprocess.run(
-            ["sh", "-c", f'umask 022 && exec "$@"', "sh", sys.executable, "-m", "fastfeed"]
-            + [command, "--data-dir", str(data_dir)],
+            [
+                *("sh", "-c", 'umask 022 && exec "$@"', "sh", sys.executable, "-m", "fastfeed"),
+                *(command, "--data-dir", str(data_dir)),
+            ],
             cwd=REPO,
             capture_output=True,
             check=False,
