@@ -1,0 +1,259 @@
+"""``fastfeed replay``: serve a recording back over the venue protocol, so a strategy written
+against the live feed runs against recorded data.
+
+This is the simulator's server (fastfeed/sim/) with another content source: instead of
+generating frames, each stream's history is the recorded frames in SQLite, read on demand by
+seq through the ``messages`` unique index (memory stays bounded however long the recording).
+Commands, acks with ``streams {first_seq, head_seq}``, resume, pings, flow control and
+slow-reader drops are the simulator's, unchanged (docs/protocol.md).
+
+Time: the replay clock starts at the first subscribe. With ``--speed S`` a recorded frame is
+published once ``S * elapsed`` has passed its receive time relative to the recording's first
+one (every stream on one clock, so cross-stream timing is kept); with ``--speed max`` a
+stream's head advances whenever a subscriber has caught up (the simulator's burst mode), as
+fast as the client reads. A subscribe without ``resume`` starts at the current head, so a
+client that subscribes first gets the recording from its first frame. At the end of the data
+nothing more is sent; connections stay open and pings are still answered.
+
+Frames are published in seq order and only while seqs are contiguous: a stream stops at its
+first missing seq (a lost or still-open gap: see ``fastfeed gaps``), because the protocol's
+ack cannot say that a seq in the middle of a history is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import signal
+import sqlite3
+from collections import deque
+from pathlib import Path
+
+import uvloop
+
+from fastfeed.datadir import open_data_dir
+from fastfeed.defaults import SIM_HOST
+from fastfeed.errors import ConfigError
+from fastfeed.recovery import catch_up
+from fastfeed.sim import PATH, SimConfig, SimServer
+from fastfeed.sim.history import Stream, StreamHistory, StreamTable
+from fastfeed.store import Store
+
+__all__ = ["ReplayServer", "main_replay", "parse_speed", "serve_replay"]
+
+log = logging.getLogger("fastfeed.replay")
+_AHEAD_ROWS = 4096  # (seq, recv_ns) pairs read ahead per stream to decide what is due
+
+
+def parse_speed(text: str) -> float:
+    """``--speed``: a positive factor of recorded time, or ``max``; ConfigError otherwise."""
+    if text == "max":
+        return math.inf
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not (speed > 0 and math.isfinite(speed)):
+        raise ConfigError(
+            f"--speed {text!r}: expected a positive number (1.0 = recorded pace) or max"
+        )
+    return speed
+
+
+class _Recording:
+    """The read-only SQLite connection every replayed stream reads its frames from."""
+
+    def __init__(self, db_path: Path) -> None:
+        Store.open(db_path, readonly=True).close()  # the format version check, with its hint
+        self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        row = self.conn.execute(
+            "SELECT min(recv_ns) FROM messages WHERE seq IS NOT NULL"
+        ).fetchone()
+        self.origin_ns: int = row[0] or 0  # the recording's first receive time
+
+
+class ReplayHistory(StreamHistory):
+    """One recorded stream as the simulator sees a history: ``first_seq`` to the released head."""
+
+    __slots__ = ("_ahead", "_head", "_key", "_last", "_mean", "_rec")
+
+    def __init__(self, rec: _Recording, channel: str, symbol: str) -> None:
+        first, last, mean = rec.conn.execute(
+            "SELECT min(seq), max(seq), avg(length(frame)) FROM messages"
+            " WHERE channel=? AND symbol=? AND seq IS NOT NULL",
+            (channel, symbol),
+        ).fetchone()
+        super().__init__(1, first_seq=first or 1)
+        self._rec = rec
+        self._key = (channel, symbol)
+        self._head = self.first_seq - 1  # nothing released yet
+        self._last = last or 0
+        self._mean = float(mean or 0.0)
+        self._ahead: deque[tuple[int, int]] = deque()  # upcoming (seq, recv_ns) after the head
+
+    @property
+    def head_seq(self) -> int:
+        """The last seq released so far."""
+        return self._head
+
+    def __len__(self) -> int:
+        return self._head - self.first_seq + 1
+
+    def mean_size(self) -> float:
+        """Average recorded frame size (the simulator sizes its write chunks with it)."""
+        return self._mean
+
+    def slice(self, from_seq: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` recorded frames from ``from_seq``, none past the released head."""
+        if from_seq < self.first_seq:
+            raise ValueError(f"seq {from_seq} is not in the recording (first is {self.first_seq})")
+        upto = min(self._head, from_seq + limit - 1)
+        if upto < from_seq:
+            return []
+        rows = self._rec.conn.execute(
+            "SELECT frame FROM messages WHERE channel=? AND symbol=? AND seq BETWEEN ? AND ?"
+            " ORDER BY seq",
+            (*self._key, from_seq, upto),
+        )
+        return [bytes(frame) for (frame,) in rows]
+
+    def release(self, until_ns: float, limit: int) -> None:
+        """Publish up to ``limit`` more seqs received before ``until_ns``, contiguously."""
+        released = 0
+        while released < limit:
+            if not self._ahead and not self._read_ahead():
+                return
+            seq, recv_ns = self._ahead[0]
+            if seq != self._head + 1:
+                self._ahead.clear()
+                self._last = self._head  # a hole: the stream ends here (module docstring)
+                log.warning(
+                    "replay of %s:%s stops at seq %d: seq %d is not in the recording",
+                    *self._key,
+                    self._head,
+                    self._head + 1,
+                )
+                return
+            if recv_ns >= until_ns:
+                return
+            self._ahead.popleft()
+            self._head = seq
+            released += 1
+
+    def _read_ahead(self) -> bool:
+        if self._head >= self._last:
+            return False
+        self._ahead.extend(
+            self._rec.conn.execute(
+                "SELECT seq, recv_ns FROM messages WHERE channel=? AND symbol=? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (*self._key, self._head, _AHEAD_ROWS),
+            )
+        )
+        return bool(self._ahead)
+
+
+class _ReplayStream(Stream):
+    """A recorded stream: the simulator's stream with a :class:`ReplayHistory`, no generator."""
+
+    __slots__ = ()
+
+    def __init__(self, channel: str, symbol: str, history: ReplayHistory) -> None:
+        self.channel = channel
+        self.symbol = symbol
+        self.history = history
+        self.start_seq = history.first_seq
+        self.started_at = 0.0
+
+
+class _ReplayTable(StreamTable):
+    """The recorded streams, and the replay clock that decides what each has published."""
+
+    def __init__(self, rec: _Recording, speed: float) -> None:
+        super().__init__(0, plain=False, depth_levels=1, max_messages=1, max_bytes=1)
+        self._rec = rec
+        self._speed = speed
+        self._clock_start: float | None = None
+
+    def get_or_create(self, channel: str, symbol: str, now: float) -> Stream:
+        """The stream (empty if the recording has none), brought up to the replay clock."""
+        if self._clock_start is None:
+            self._clock_start = now  # the first subscribe starts the replay clock
+        stream = self.streams.get((channel, symbol))
+        if stream is None:
+            history = ReplayHistory(self._rec, channel, symbol)
+            stream = self.streams[(channel, symbol)] = _ReplayStream(channel, symbol, history)
+        self.release(stream, now)
+        return stream
+
+    def release(self, stream: Stream, now: float) -> None:
+        """Paced: publish what the replay clock has passed (``max`` publishes in ``advance``)."""
+        history = stream.history
+        assert isinstance(history, ReplayHistory)
+        if math.isinf(self._speed):
+            return
+        start = self._clock_start if self._clock_start is not None else now
+        until = self._rec.origin_ns + (now - start) * self._speed * 1e9
+        history.release(until, 2**62)
+
+    def advance(self, stream: Stream, count: int) -> None:
+        """Burst mode: a subscriber caught up with ``stream`` (``count`` is the batch hint)."""
+        history = stream.history
+        assert isinstance(history, ReplayHistory)
+        if math.isinf(self._speed):
+            history.release(math.inf, count)
+        else:
+            self.release(stream, asyncio.get_running_loop().time())
+
+
+class ReplayServer(SimServer):
+    """The simulator server serving a recording (see the module docstring)."""
+
+    def __init__(self, db_path: Path, speed: float) -> None:
+        # Burst mode: heads advance when a subscriber catches up, which is when replay checks
+        # its clock; the simulator's ticker wakes every subscriber every few milliseconds.
+        super().__init__(SimConfig(burst=True))
+        self._recording = _Recording(db_path)
+        self.table = _ReplayTable(self._recording, speed)
+
+    async def close(self) -> None:
+        """Stop serving and close the recording."""
+        await super().close()
+        self._recording.conn.close()
+
+
+async def serve_replay(
+    data_dir: Path, *, speed: float = 1.0, host: str = SIM_HOST, port: int = 0
+) -> ReplayServer:
+    """Start serving ``data_dir``'s recording on ``host:port`` and return the running server."""
+    open_data_dir(data_dir)
+    catch_up(data_dir)  # as status/export do: a copied data dir shows everything it journaled
+    server = ReplayServer(data_dir / "fastfeed.db", speed)
+    await server.start(host, port)
+    return server
+
+
+async def _run(data_dir: Path, speed: float, host: str, port: int) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = await serve_replay(data_dir, speed=speed, host=host, port=port)
+    shown = f"[{server.host}]" if ":" in server.host else server.host
+    # The address on stdout, so a script that passed --port 0 can find the port.
+    print(f"fastfeed replay listening on ws://{shown}:{server.port}{PATH}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def main_replay(args: argparse.Namespace) -> int:
+    """``fastfeed replay``: serve until SIGINT/SIGTERM; returns the exit code."""
+    speed = parse_speed(args.speed)
+    return uvloop.run(_run(args.data_dir, speed, args.host, args.port))
