@@ -17,7 +17,7 @@ from fastfeed.recorder import early_signals
 
 __all__ = ["main"]
 
-COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay")
+COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay", "tail")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -62,6 +62,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-format", choices=("text", "json"), help="log line format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")
+    run.add_argument(
+        "--metrics",
+        metavar="[ADDR:]PORT",
+        help="serve Prometheus /metrics and /healthz (ADDR defaults to 127.0.0.1)",
+    )
     run.add_argument(
         "--segment-mib", type=int, metavar="MIB", help="journal segment size (default 64)"
     )
@@ -121,6 +126,15 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--speed", default="1.0", help="factor of recorded time (default 1.0), or max"
     )
+
+    tail = sub.add_parser("tail", help="follow new messages as the recorder journals them")
+    tail.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    tail.add_argument("--channel")
+    tail.add_argument("--symbol")
+    tail.add_argument("--format", choices=("text", "json"), default="text")
+    tail.add_argument(
+        "--from-start", action="store_true", help="print the whole journal first (default: end)"
+    )
     return parser
 
 
@@ -152,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             from fastfeed import verify
 
             return verify.main(args)
+        if args.command == "tail":
+            from fastfeed import tail
+
+            return tail.main(args)
         if args.command == "replay":
             from fastfeed.replay import main_replay
 

@@ -47,6 +47,7 @@ class RecorderConfig:
     log_format: str = "text"
     log_level: str = "info"
     repair_journal: bool = False
+    metrics: str | None = None  # "PORT" or "ADDR:PORT" for /metrics and /healthz
     segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
 

@@ -20,18 +20,21 @@ import enum
 import errno
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 from fastfeed._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
 from fastfeed.defaults import (
+    COMMIT_LATENCY_BUCKETS_S,
     GROUP_COMMIT_BYTES,
     GROUP_COMMIT_MS,
     MIN_FREE_BYTES,
     SEGMENT_BYTES,
 )
 from fastfeed.errors import DiskFull, JournalError, JournalSyncError
+from fastfeed.histogram import Histogram
 from fastfeed.journal_files import (
     JournalRecord,
     create_segment,
@@ -156,6 +159,8 @@ class Journal(WalWriter):
         self._waiters = DurableWaiters()
         self._prep_error: Exception | None = None
         self._unsynced_paths: list[tuple[str, int, int]] = []  # NONE mode: retired, not synced
+        self.commit_seconds = Histogram(COMMIT_LATENCY_BUCKETS_S)  # time each commit's syncs took
+        self.sync_errors = 0  # failed syncs (the first one is fatal: never retried)
         try:
             self._start()
         except BaseException:
@@ -282,6 +287,7 @@ class Journal(WalWriter):
                 raise self._failure
             current = self.segment
             lsn, ranges = self._take_unsynced()
+            started = time.perf_counter()
             try:
                 for path, start, end in self._unsynced_paths:
                     self._sync_path(path, start, end, None)
@@ -289,10 +295,13 @@ class Journal(WalWriter):
                 for seg, start, end in ranges:
                     self._sync_range(seg, start, end)
             except JournalSyncError as exc:
+                self.sync_errors += 1
                 # Fatal: after a failed fsync Linux may have marked the pages clean, so a
                 # retry could "succeed" without the data. Never retry, never advance.
                 self._set_failure(exc)
                 raise
+            if ranges:
+                self.commit_seconds.observe(time.perf_counter() - started)
             for seg, _, _ in ranges:
                 if seg is not current:
                     seg.close()  # rolled away from before this commit, now synced: done

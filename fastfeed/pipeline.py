@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 
 from fastfeed import defaults
+from fastfeed.gaptally import GapTally
 from fastfeed.journal import RecordKind
 from fastfeed.logs import RateLimiter
-from fastfeed.sequence import REASON_VENUE_RESET, SequenceTracker
+from fastfeed.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.streams import GapState, StreamKey
 from fastfeed.venues.events import (
@@ -29,11 +30,26 @@ from fastfeed.venues.events import (
 )
 from fastfeed.venues.tickdb import TickDBAdapter
 
-__all__ = ["Pipeline", "Rejection"]
+__all__ = ["Pipeline", "Rejection", "StreamCounts"]
 
 log = logging.getLogger("fastfeed.pipeline")
 
 FLAG_BINARY = 1  # journal record flag: the frame was a binary WebSocket frame
+
+
+class StreamCounts:
+    """Data frames and their bytes per stream since the process started (replay included).
+
+    Mutable and found by the same two lookups as the stream's key, so counting costs two
+    attribute increments per frame.
+    """
+
+    __slots__ = ("bytes", "frames", "key")
+
+    def __init__(self, key: StreamKey) -> None:
+        self.key = key
+        self.frames = 0  # duplicates included: every data frame the venue sent for the stream
+        self.bytes = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +69,8 @@ class Pipeline:
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
         self._books: dict[StreamKey, tuple[Message, int]] = {}
-        self._keys: dict[str, dict[str, StreamKey]] = {}
+        self._streams: dict[str, dict[str, StreamCounts]] = {}  # channel -> symbol -> counts
+        self.gap_tally = GapTally()
         self._last_lsn = 0
         self._cut_lsn = 0
         self._subscriptions: dict[str, list[str]] | None = None
@@ -79,6 +96,7 @@ class Pipeline:
         self.reconnects = counters.get("reconnects", 0)
         self.venue_resets = counters.get("venue_resets", 0)
         self._last_lsn = self._cut_lsn = applied_lsn
+        self.gap_tally = GapTally(self._tracker.gaps())
 
     # -- the hot path --------------------------------------------------------------------------
     def feed(self, lsn: int, kind: int, recv_ns: int, payload: bytes, flags: int = 0) -> None:
@@ -101,11 +119,14 @@ class Pipeline:
         event = self._adapter.parse(payload, recv_ns, binary=binary)
         if type(event) is Message:
             # One key object per stream, found by two str-keyed lookups (str hashes are cached).
-            by_symbol = self._keys.get(event.channel)
-            key = by_symbol.get(event.symbol) if by_symbol is not None else None
-            if key is None:
-                key = StreamKey(event.channel, event.symbol)
-                self._keys.setdefault(event.channel, {})[event.symbol] = key
+            by_symbol = self._streams.get(event.channel)
+            counts = by_symbol.get(event.symbol) if by_symbol is not None else None
+            if counts is None:
+                counts = StreamCounts(StreamKey(event.channel, event.symbol))
+                self._streams.setdefault(event.channel, {})[event.symbol] = counts
+            counts.frames += 1
+            counts.bytes += len(payload)
+            key = counts.key
             if event.seq is not None:
                 obs = self._tracker.observe(key, event.seq, recv_ns)
                 if obs.duplicate:
@@ -189,6 +210,14 @@ class Pipeline:
     def gaps_open(self) -> int:
         return self._tracker.open_gap_count()
 
+    def stream_counts(self) -> list[StreamCounts]:
+        """Frames and bytes of every stream seen by this process (metrics read these)."""
+        return [counts for by_symbol in self._streams.values() for counts in by_symbol.values()]
+
+    def stream_stats(self, key: StreamKey) -> StreamStats | None:
+        """The tracker's counters of one stream (None if never seen)."""
+        return self._tracker.stream_stats(key)
+
     # -- snapshots -----------------------------------------------------------------------------
     def cut(self) -> Batch | None:
         """Everything derived up to the last fed LSN, as one batch (None if nothing new)."""
@@ -207,6 +236,8 @@ class Pipeline:
             )
             for key, st in self._tracker.changed_stats()
         ]
+        gaps = self._tracker.changed_gaps()
+        self.gap_tally.add(gaps)
         batch = Batch(
             applied_lsn=self._last_lsn,
             messages=self._messages,
@@ -223,7 +254,7 @@ class Pipeline:
                 )
                 for key, (ev, recv_ns) in self._books.items()
             ],
-            gaps=self._tracker.changed_gaps(),
+            gaps=gaps,
             streams=streams,
             tracker_state=self._tracker.to_checkpoint(),
             subscriptions=self._subscriptions,

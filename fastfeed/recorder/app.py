@@ -19,6 +19,7 @@ import signal
 import ssl
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import uvloop
@@ -52,6 +53,9 @@ from fastfeed.recovery import replay_into
 from fastfeed.streams import StreamKey
 from fastfeed.venues.tickdb import TickDBAdapter
 
+if TYPE_CHECKING:
+    from fastfeed.metrics import MetricsServer
+
 __all__ = ["Recorder", "config_from_args", "run_from_args"]
 
 log = logging.getLogger("fastfeed.recorder")
@@ -76,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         "ca_file",
         "log_format",
         "log_level",
+        "metrics",
         "repair_journal",
         "segment_mib",
         "min_free_mib",
@@ -91,6 +96,8 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
     for name, value in values.items():
         if name in ("data_dir", "api_key_file", "ca_file"):
             value = Path(str(value))
+        elif name == "metrics":
+            value = str(value)  # TOML `metrics = 9464` is an int
         elif name == "fsync":
             try:
                 value = FsyncMode(str(value))
@@ -108,6 +115,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     api_key = load_api_key(config)
     setup_logging(config.log_format, config.log_level, secrets=[api_key] if api_key else [])
     validate(config, api_key)
+    if config.metrics is not None:
+        from fastfeed.metrics import parse_listen
+
+        parse_listen(config.metrics)  # a bad --metrics fails before the journal is opened
     recorder = Recorder(config, api_key)
     return uvloop.run(recorder.main())
 
@@ -126,6 +137,7 @@ class Recorder:
         self._frames = 0
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
+        self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
 
     # -- process lifecycle ---------------------------------------------------------------------
     async def main(self) -> int:
@@ -196,7 +208,12 @@ class Recorder:
             self._journal_control({"event": "started", "subscriptions": self._subscriptions})
             if self._stop.is_set():
                 return 0
-            return await self._record()
+            metrics = await self._start_metrics()
+            try:
+                return await self._record()
+            finally:
+                if metrics is not None:
+                    await metrics.close()
         finally:
             self.snapshotter.close()
 
@@ -379,8 +396,37 @@ class Recorder:
                 self._subscribe(conn, channel, added)
         log.info("SIGHUP: now recording %s", _describe_subs(new))
 
+    async def _start_metrics(self) -> MetricsServer | None:
+        """Serve /metrics and /healthz if ``--metrics`` is set (only then load prometheus)."""
+        if self.config.metrics is None:
+            return None
+        from fastfeed.metrics import (
+            MetricsServer,
+            RecorderCollector,
+            health_problem,
+            make_registry,
+            parse_listen,
+        )
+
+        def health() -> str | None:
+            since = self._down_since
+            down_for = 0.0 if since is None else time.monotonic() - since
+            return health_problem(
+                self._status(),
+                down_for,
+                self.config.stall_timeout_s,
+                defaults.HEALTH_MAX_SNAPSHOT_LAG,
+            )
+
+        host, port = parse_listen(self.config.metrics)
+        registry = make_registry(RecorderCollector(self._status, self.pipeline, self.journal))
+        server = MetricsServer(host, port, registry, health)
+        await server.start()
+        return server
+
     # -- FeedHandler ---------------------------------------------------------------------------
     def on_connected(self, connection: Connection) -> None:
+        self._down_since = None
         self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
         for channel, symbols in self._subscriptions.items():
             self._subscribe(connection, channel, symbols)
@@ -421,6 +467,8 @@ class Recorder:
             self._resync()
 
     def on_disconnected(self, reason: str) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
         self._append(
             RecordKind.CONNECTION, orjson.dumps({"event": "disconnected", "reason": reason})
         )
