@@ -175,6 +175,11 @@ class Simulator:
         self.url = match.group(0)
         return self
 
+    def send(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the simulator (SIGSTOP/SIGCONT: a network cut that keeps history)."""
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
     def stderr(self) -> str:
         """What the simulator logged so far."""
         return self._err_path.read_text(errors="replace") if self._err_path.exists() else ""
@@ -370,6 +375,10 @@ class JournalWatch:
                 self.events.append((event, record.recv_ns))
                 self.connected += event == "connected"
         return self
+
+    def journaled(self, key: Stream, seq: int) -> bool:
+        """Whether a push of ``key`` with ``seq`` was journaled (as of the last poll)."""
+        return (key[0], key[1], seq) in self._seen
 
     def _inbound(self, payload: bytes, *, binary: bool) -> None:
         try:
