@@ -51,6 +51,9 @@ class Snapshotter:
         self.store: Store = self._worker.submit(Store.open, store_path, venue=venue).result()
         self.applied_lsn = self._worker.submit(self.store.applied_lsn).result()
         self.batches = 0
+        # One flush at a time: shutdown's final flush can start while the periodic one waits
+        # for durability, and batches must reach SQLite in the order they were cut.
+        self._flushing = asyncio.Lock()
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run ``fn(*args)`` on the store's thread and wait (for start-up and shutdown only)."""
@@ -66,16 +69,17 @@ class Snapshotter:
 
     async def flush(self) -> int:
         """Commit everything the pipeline derived so far; returns the applied LSN."""
-        batch = self._pipeline.cut()
-        if batch is None:
+        async with self._flushing:
+            batch = self._pipeline.cut()
+            if batch is None:
+                return self.applied_lsn
+            if self._fsync is not FsyncMode.NONE:
+                await self._journal.wait_durable(batch.applied_lsn)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._worker, self._apply_and_retire, batch)
+            self.applied_lsn = batch.applied_lsn
+            self.batches += 1
             return self.applied_lsn
-        if self._fsync is not FsyncMode.NONE:
-            await self._journal.wait_durable(batch.applied_lsn)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._worker, self._apply_and_retire, batch)
-        self.applied_lsn = batch.applied_lsn
-        self.batches += 1
-        return self.applied_lsn
 
     def _apply_and_retire(self, batch: Batch) -> None:
         self.store.apply(batch)

@@ -1,0 +1,48 @@
+"""Snapshotter: overlapping flushes commit in LSN order (the periodic one and shutdown's)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastfeed.journal import FsyncMode, Journal, RecordKind
+from fastfeed.pipeline import Pipeline
+from fastfeed.recorder.snapshotter import Snapshotter
+from fastfeed.sim.content import StreamGenerator
+from fastfeed.venues.tickdb import TickDBAdapter
+
+
+def test_a_flush_started_while_another_waits_for_durability_commits_after_it(
+    tmp_path: Path,
+) -> None:
+    # A long group window keeps the first flush waiting for durability until sync() below.
+    journal = Journal.open(tmp_path / "journal", fsync=FsyncMode.GROUP, group_commit_ms=60_000)
+    pipeline = Pipeline("sim", TickDBAdapter())
+    snap = Snapshotter(
+        journal, pipeline, tmp_path / "fastfeed.db", fsync=FsyncMode.GROUP, venue="sim"
+    )
+    gen = StreamGenerator(1, "depth", "AAPL.US")
+
+    def record(n: int) -> None:
+        for _ in range(n):
+            payload = gen.next()
+            lsn = journal.append(RecordKind.INBOUND, 1, 1_000, payload)
+            pipeline.feed(lsn, RecordKind.INBOUND, 1_000, payload)
+
+    async def scenario() -> None:
+        record(10)
+        journal.sync()
+        record(10)  # the periodic flush cuts LSN 20 and waits for the next group commit
+        periodic = asyncio.create_task(snap.flush())
+        await asyncio.sleep(0)
+        record(10)
+        journal.sync()  # what shutdown does: everything durable, then the final flush
+        final = await snap.flush()
+        await periodic
+        assert final == snap.applied_lsn == 30
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        snap.close()
+        journal.close()
