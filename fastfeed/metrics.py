@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -36,6 +36,8 @@ __all__ = ["MetricsServer", "RecorderCollector", "health_problem", "make_registr
 log = logging.getLogger("fastfeed.metrics")
 
 _STREAM = ("channel", "symbol")
+# What generate_latest writes: the classic text format every Prometheus server reads.
+_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -184,7 +186,7 @@ def make_registry(collector: Collector) -> CollectorRegistry:
 class MetricsServer:
     """A minimal HTTP/1.1 server on the event loop: GET /metrics and /healthz, then close.
 
-    Each connection serves one request; its task is tracked so ``close`` can cancel it.
+    Each connection serves one request; its task is tracked so ``close`` can end and await it.
     """
 
     def __init__(
@@ -198,7 +200,7 @@ class MetricsServer:
         self._registry = registry
         self._health = health
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def port(self) -> int:
@@ -228,15 +230,17 @@ class MetricsServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Closing a client's transport ends its read with EOF, so its handler returns normally
+        # (a cancelled handler task makes asyncio's start_server log a spurious error).
+        for writer in self._clients.values():
+            writer.close()
+        await asyncio.gather(*self._clients, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._clients[task] = writer
         try:
             async with asyncio.timeout(defaults.HTTP_REQUEST_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -256,7 +260,7 @@ class MetricsServer:
             pass  # a scraper that left or stalled: nothing to answer
         finally:
             writer.close()
-            self._tasks.discard(task)
+            self._clients.pop(task, None)
 
     def _respond(self, head: bytes) -> tuple[int, str, bytes, bool]:
         """(status code, content type, body, whether to send the body) for one request head."""
@@ -269,7 +273,7 @@ class MetricsServer:
             return 405, text, b"only GET and HEAD\n", True
         send_body = method == b"GET"
         if target == b"/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry), send_body
+            return 200, _CONTENT_TYPE, generate_latest(self._registry), send_body
         if target == b"/healthz":
             problem = self._health()
             if problem is None:
