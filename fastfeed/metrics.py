@@ -1,9 +1,10 @@
 """`--metrics ADDR:PORT`: Prometheus text exposition at /metrics and a health check at /healthz.
 
 Nothing here runs per frame. The collector reads, at scrape time, the counters the recorder,
-pipeline and journal keep anyway; the server runs on the recorder's event loop, so a scrape sees
+pipeline and journal keep anyway. The server runs on the recorder's event loop, so a scrape reads
 one consistent moment of state without locks (the journal's commit-time histogram, written by
-its commit thread, is copied atomically). Each metric is described in docs/operations.md.
+its commit thread, is copied atomically); only turning it into text runs on a worker thread.
+Each metric is described in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -183,6 +184,16 @@ def make_registry(collector: Collector) -> CollectorRegistry:
     return registry
 
 
+class _Collected(Collector):
+    """Metric families already collected, for rendering away from the event loop."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
 class MetricsServer:
     """A minimal HTTP/1.1 server on the event loop: GET /metrics and /healthz, then close.
 
@@ -244,7 +255,7 @@ class MetricsServer:
         try:
             async with asyncio.timeout(defaults.HTTP_REQUEST_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
-                code, content_type, body, send_body = self._respond(head)
+                code, content_type, body, send_body = await self._respond(head)
                 writer.write(
                     f"HTTP/1.1 {code} {_REASONS[code]}\r\nContent-Type: {content_type}\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
@@ -262,7 +273,7 @@ class MetricsServer:
             writer.close()
             self._clients.pop(task, None)
 
-    def _respond(self, head: bytes) -> tuple[int, str, bytes, bool]:
+    async def _respond(self, head: bytes) -> tuple[int, str, bytes, bool]:
         """(status code, content type, body, whether to send the body) for one request head."""
         parts = head.split(b"\r\n", 1)[0].split(b" ")
         text = "text/plain; charset=utf-8"
@@ -273,7 +284,10 @@ class MetricsServer:
             return 405, text, b"only GET and HEAD\n", True
         send_body = method == b"GET"
         if target == b"/metrics":
-            return 200, _CONTENT_TYPE, generate_latest(self._registry), send_body
+            # Read the state here, on the loop (one consistent moment); format it on a worker
+            # thread: rendering is most of a scrape's cost (~30 ms for 1000 streams).
+            families = _Collected(list(self._registry.collect()))
+            return 200, _CONTENT_TYPE, await asyncio.to_thread(generate_latest, families), send_body
         if target == b"/healthz":
             problem = self._health()
             if problem is None:

@@ -89,12 +89,11 @@ def test_scrape_during_a_run_and_health_after_the_venue_stops(
             assert one["fastfeed_connection_up"] == 1
             assert one["fastfeed_frames_received_total"] >= sum(frames.values())
             assert one["fastfeed_records_journaled_total"] > one["fastfeed_frames_received_total"]
-            assert one["fastfeed_journal_accepted_lsn"] >= one["fastfeed_journal_durable_lsn"] > 0
+            # Durable may still be 0: the commit thread first pre-creates the next 64 MiB segment.
+            assert one["fastfeed_journal_accepted_lsn"] >= one["fastfeed_journal_durable_lsn"]
             assert one["fastfeed_snapshot_lag_records"] == (
                 one["fastfeed_journal_accepted_lsn"] - one["fastfeed_snapshot_applied_lsn"]
             )
-            assert one["fastfeed_journal_commit_seconds_count"] > 0
-            assert one["fastfeed_journal_fsync_errors_total"] == 0
             assert one["fastfeed_malformed_frames_total"] == 0
             assert one["process_resident_memory_bytes"] > 1_000_000
             # Durability advances between scrapes, and SQLite follows.
@@ -105,6 +104,9 @@ def test_scrape_during_a_run_and_health_after_the_venue_stops(
                 ),
                 "the durable LSN to pass the first scrape's accepted LSN",
             )
+            later = scrape(base)
+            assert later[("fastfeed_journal_commit_seconds_count", ())] > 0
+            assert later[("fastfeed_journal_fsync_errors_total", ())] == 0
             rec.until(
                 lambda: (
                     scrape(base)[("fastfeed_snapshot_applied_lsn", ())]
