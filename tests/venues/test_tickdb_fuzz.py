@@ -93,7 +93,7 @@ def run(records: Sequence[Record]) -> None:
         check_records(records, Path(tmp))
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 kinds = st.sampled_from(list(RecordKind))
 
 
@@ -120,29 +120,28 @@ def test_truncated_and_bit_flipped_frames_are_stored_or_counted(
 
 # Numbers at and past the 64-bit edges, where JSON, Python and SQLite disagree.
 edges = st.sampled_from([0, 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), -1])
-numbers = st.integers(-(2**65), 2**65) | edges | st.floats(allow_nan=False) | st.none()
+# The edges drawn half the time: plain integer draws rarely land between 2**63 and 2**64.
+numbers = st.one_of(edges, edges, edges, st.integers(-(2**65), 2**65), st.floats(), st.none())
 symbols = st.sampled_from(["AAPL.US", "BTC.CC", "", "x" * 33, "bad sym", 7])
 
 
 @st.composite
 def shaped_frames(draw: st.DrawFn) -> bytes:
-    """Push, ack and error frames of the right outline with hostile field values."""
+    """Push and ack frames that are valid but for one hostile field value (or error frames)."""
     cmd = draw(st.sampled_from([*CHANNELS, "subscribe", "unsubscribe", "ping", "pong", "error"]))
-    doc: dict[str, object] = {"cmd": cmd}
     if cmd in CHANNELS:
-        doc["seq"] = draw(numbers)
-        doc["sent_ns"] = draw(numbers)
-        data = {"symbol": draw(symbols), "timestamp": draw(numbers)}
-        data |= {"bids": [["1.0", "2"]], "asks": [], "price": "1", "quantity": "1", "side": "b"}
-        data |= {"last": "1", "volume": "2"}
-        doc["data"] = data
+        data = {"symbol": "AAPL.US", "timestamp": 1, "bids": [["1.0", "2"]], "asks": []}
+        data |= {"price": "1", "quantity": "1", "side": "b", "last": "1", "volume": "2"}
+        doc: dict[str, object] = {"cmd": cmd, "seq": 1, "sent_ns": 1, "data": data}
+        field = draw(st.sampled_from(["seq", "sent_ns", "timestamp", "symbol"]))
+        value = draw(symbols if field == "symbol" else numbers)
+        (data if field in ("timestamp", "symbol") else doc)[field] = value
     else:
-        doc["code"] = draw(numbers | st.just(0))
-        symbol = draw(symbols)
-        rng = {"first_seq": draw(numbers), "head_seq": draw(numbers)}
-        doc["data"] = {"channel": draw(st.sampled_from(CHANNELS)), "symbols": [symbol]}
-        if draw(st.booleans()) and isinstance(symbol, str):
-            doc["data"]["streams"] = {symbol: rng}  # type: ignore[index]
+        rng = {"first_seq": 1, "head_seq": 0}
+        rng[draw(st.sampled_from(["first_seq", "head_seq"]))] = draw(numbers)
+        data = {"channel": draw(st.sampled_from(CHANNELS)), "symbols": ["AAPL.US"]}
+        data["streams"] = {"AAPL.US": rng}
+        doc = {"cmd": cmd, "code": draw(numbers | st.just(0)), "data": data}
     return json.dumps(doc).encode()
 
 
