@@ -126,6 +126,7 @@ class Segment:
     fault: str
     jump: int
     actions: tuple[tuple[str, int, float], ...]  # (action, frames before it, outage seconds)
+    tail: int  # frames journaled after the last action, before the venue dies
 
 
 def plan(config: ChaosConfig) -> Iterator[Segment]:
@@ -144,7 +145,7 @@ def plan(config: ChaosConfig) -> Iterator[Segment]:
             (next(actions), rng.randint(lo, hi), rng.uniform(0.0, config.max_outage_s))
             for _ in range(config.actions_per_segment)
         )
-        yield Segment(next(faults), jump, acts)
+        yield Segment(next(faults), jump, acts, rng.randint(lo, hi))
 
 
 def _deck(rng: random.Random, kinds: tuple[str, ...]) -> Iterator[str]:
@@ -233,6 +234,9 @@ class _Chaos:
                     if last:
                         self._finish(rec)
                         break
+                    # The recorder gets back on its feet before the venue dies, so what the
+                    # restart destroys is mostly frames in flight, not a whole outage.
+                    self._frames(rec, segment.tail)
                 # The venue is gone: what the recorder journaled from it is all it will get.
                 self._venue_died(rec, sim_started)
         finally:
