@@ -1,0 +1,1 @@
+"""fastfeed benchmarks: micro (pytest-benchmark) and loopback load runs; docs/benchmarks.md."""
