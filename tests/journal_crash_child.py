@@ -1,0 +1,37 @@
+"""Crash-test child: append deterministic records to a journal until it is killed.
+
+``python journal_crash_child.py DIR`` opens the journal in DIR in group-commit mode, writes
+``ready <recovered LSN>`` to stdout, then after every append ``<accepted LSN> <durable LSN>``.
+Each line is one write(2) on the pipe, so the parent sees exactly what was accepted before
+it sent SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SEGMENT_BYTES = 16 * 1024  # small segments: a rollover every dozen records or so
+
+
+def payload(lsn: int) -> bytes:
+    """The payload of record ``lsn``: its size and bytes follow from the LSN alone."""
+    size = (lsn * 7919) % 1000
+    return (lsn.to_bytes(8, "little") * (size // 8 + 1))[:size]
+
+
+def main() -> None:
+    from fastfeed.journal import Journal
+
+    journal = Journal.open(Path(sys.argv[1]), segment_bytes=SEGMENT_BYTES, min_free_bytes=0)
+    os.write(1, f"ready {journal.accepted_lsn}\n".encode())
+    lsn = journal.accepted_lsn
+    while True:
+        lsn += 1
+        assert journal.append(1, lsn % 5, lsn, payload(lsn), lsn & 1) == lsn
+        os.write(1, f"{lsn} {journal.durable_lsn}\n".encode())
+
+
+if __name__ == "__main__":
+    main()
