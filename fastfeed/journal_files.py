@@ -121,7 +121,12 @@ def create_segment(directory: Path, index: int, size: int, min_free_bytes: int) 
             hint="free disk space, move --data-dir, or lower the minimum free space",
         )
     tmp = directory / f".seg-{index:016d}.wal.tmp"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # no inode left for the file
+            raise _disk_full(final, size) from exc
+        raise
     try:
         # 1. Write real zeros (not a sparse ftruncate): every block is allocated now, so a
         #    later store into the mapping cannot hit ENOSPC as a SIGBUS, and msync never has
@@ -137,16 +142,21 @@ def create_segment(directory: Path, index: int, size: int, min_free_bytes: int) 
         os.close(fd)
         os.unlink(tmp)
         if exc.errno == errno.ENOSPC:
-            raise DiskFull(
-                f"disk full while creating journal segment {final} ({size} bytes)",
-                hint="free disk space or move --data-dir",
-            ) from exc
+            raise _disk_full(final, size) from exc
         raise
     os.close(fd)
     # 4. Rename into the log, then fsync the directory so the new name survives power loss.
     os.rename(tmp, final)
     fsync_dir(directory)
     return final
+
+
+def _disk_full(final: Path, size: int) -> DiskFull:
+    """The error for ENOSPC while creating a segment (no blocks, or no inode for the file)."""
+    return DiskFull(
+        f"disk full while creating journal segment {final} ({size} bytes)",
+        hint="free disk space (or inodes) or move --data-dir",
+    )
 
 
 def sync_segment(
