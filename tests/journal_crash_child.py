@@ -1,9 +1,10 @@
-"""Crash-test child: append deterministic records to a journal until it is killed.
+"""Test child: append deterministic records to a journal until it is killed or the disk fills.
 
-``python journal_crash_child.py DIR`` opens the journal in DIR in group-commit mode, writes
-``ready <recovered LSN>`` to stdout, then after every append ``<accepted LSN> <durable LSN>``.
-Each line is one write(2) on the pipe, so the parent sees exactly what was accepted before
-it sent SIGKILL.
+``python journal_crash_child.py DIR [SEGMENT_BYTES]`` opens the journal in DIR in group-commit
+mode, writes ``ready <recovered LSN>`` to stdout, then after every append
+``<accepted LSN> <durable LSN>``. Each line is one write(2) on the pipe, so the parent sees
+exactly what was accepted before it sent SIGKILL. On DiskFull it writes ``disk-full <message>``,
+closes the journal and exits 0.
 """
 
 from __future__ import annotations
@@ -22,15 +23,21 @@ def payload(lsn: int) -> bytes:
 
 
 def main() -> None:
+    from fastfeed.errors import DiskFull
     from fastfeed.journal import Journal
 
-    journal = Journal.open(Path(sys.argv[1]), segment_bytes=SEGMENT_BYTES, min_free_bytes=0)
+    segment_bytes = int(sys.argv[2]) if len(sys.argv) > 2 else SEGMENT_BYTES
+    journal = Journal.open(Path(sys.argv[1]), segment_bytes=segment_bytes, min_free_bytes=0)
     os.write(1, f"ready {journal.accepted_lsn}\n".encode())
     lsn = journal.accepted_lsn
-    while True:
-        lsn += 1
-        assert journal.append(1, lsn % 5, lsn, payload(lsn), lsn & 1) == lsn
-        os.write(1, f"{lsn} {journal.durable_lsn}\n".encode())
+    try:
+        while True:
+            lsn += 1
+            assert journal.append(1, lsn % 5, lsn, payload(lsn), lsn & 1) == lsn
+            os.write(1, f"{lsn} {journal.durable_lsn}\n".encode())
+    except DiskFull as exc:
+        os.write(1, f"disk-full {exc}\n".encode())
+    journal.close()
 
 
 if __name__ == "__main__":
