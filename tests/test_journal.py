@@ -285,16 +285,18 @@ def test_second_writer_in_this_process_is_refused(tmp_path: Path) -> None:
         open_journal(tmp_path)
 
 
-def test_disk_full_refuses_new_segments_with_a_clear_message(tmp_path: Path) -> None:
+def test_min_free_space_refuses_new_segments_with_a_clear_message(tmp_path: Path) -> None:
+    # The free-space guard only (statvfs): tests/test_journal_disk_full.py fills a real tmpfs.
     with pytest.raises(DiskFull, match=r"not creating journal segment .*seg-0+\.wal: \d+ bytes"):
         open_journal(tmp_path, min_free_bytes=2**62)
     with open_journal(tmp_path) as j:
         fill(j, 3)
     with open_journal(tmp_path, min_free_bytes=2**62) as j:  # existing segments still usable
         fill(j, 5)  # fits in segment 0
-        with pytest.raises(DiskFull):
+        assert j.append(1, 0, 0, bytes(3000)) == 9  # segment 1 was prepared by the first open
+        with pytest.raises(DiskFull, match=r"seg-0+2\.wal"):
             j.append(1, 0, 0, bytes(3000))
-            j.append(1, 0, 0, bytes(3000))
+        assert j.accepted_lsn == 9
 
 
 # --- durability ----------------------------------------------------------------------------
