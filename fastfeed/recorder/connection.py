@@ -91,6 +91,7 @@ class Connection:
         backoff: Backoff | None = None,
         backoff_reset_s: float = defaults.BACKOFF_RESET_S,
         max_frame_bytes: int = defaults.MAX_FRAME_BYTES,
+        max_pending_bytes: int = defaults.MAX_PENDING_OUTBOUND_BYTES,
     ) -> None:
         self._url = url
         self._log_url = log_url  # the URL with the key redacted: the only one that is logged
@@ -101,6 +102,7 @@ class Connection:
         self._backoff = backoff or Backoff()
         self._backoff_reset = backoff_reset_s
         self._max_frame = max_frame_bytes
+        self._max_pending = max_pending_bytes
         self._transport: picows.WSTransport | None = None
         self._stopping = asyncio.Event()
         self._close_reason = ""
@@ -110,9 +112,24 @@ class Connection:
 
     # -- used by the handler ------------------------------------------------------------------
     def send(self, payload: bytes) -> bool:
-        """Send one text frame; False when there is no open connection to send it on."""
+        """Send one text frame; False when there is no open connection to send it on.
+
+        A venue that stops reading makes our commands pile up in the transport's buffer:
+        past ``max_pending_bytes`` the connection is dropped (the reconnect resumes).
+        """
         transport = self._transport
         if transport is None or not self.connected:
+            return False
+        pending = transport.underlying_transport.get_write_buffer_size()
+        if pending + len(payload) > self._max_pending:
+            log.error(
+                "%d bytes of commands not yet sent to %s (limit %d): the venue stopped"
+                " reading; dropping the connection",
+                pending,
+                self._log_url,
+                self._max_pending,
+            )
+            self.drop(f"venue stopped reading: over {self._max_pending} bytes pending")
             return False
         transport.send(picows.WSMsgType.TEXT, payload)
         return True

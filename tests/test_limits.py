@@ -1,0 +1,85 @@
+"""Resource limits on the venue connection: exceeding one is logged and survived."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import picows
+import pytest
+
+from fastfeed.recorder.connection import Connection
+
+__all__: list[str] = []
+
+LIMIT = 256 * 1024  # bytes of unsent commands the connection under test tolerates
+COMMAND = b'{"cmd":"ping","pad":"' + b"x" * (64 * 1024) + b'"}'
+
+
+class _Deaf(picows.WSListener):
+    """A venue that accepts the connection and never reads another byte from it."""
+
+    def __init__(self, opened: list[picows.WSTransport]) -> None:
+        self._opened = opened
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self._opened.append(transport)
+        transport.underlying_transport.pause_reading()
+
+
+class _Handler:
+    """Sends commands as fast as it can once connected; notes what the connection reports."""
+
+    def __init__(self) -> None:
+        self.refused_at: int | None = None
+        self.reasons: list[str] = []
+        self.connections = 0
+        self.second = asyncio.Event()
+
+    def on_connected(self, connection: Connection) -> None:
+        self.connections += 1
+        if self.connections == 2:
+            self.second.set()
+            return
+        for sent in range(10_000):  # far more than any socket buffer takes
+            if not connection.send(COMMAND):
+                self.refused_at = sent
+                return
+
+    def on_frame(self, payload: bytes, binary: bool) -> None: ...
+    def on_disconnected(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+    def on_heartbeat(self, connection: Connection) -> None: ...
+
+
+def test_a_venue_that_stops_reading_is_dropped_then_reconnected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="fastfeed.connection"):
+        handler = asyncio.run(_run_against_a_deaf_venue())
+    assert handler.refused_at is not None and handler.refused_at > 0
+    assert handler.reasons[0] == f"venue stopped reading: over {LIMIT} bytes pending"
+    assert any("the venue stopped reading" in r.getMessage() for r in caplog.records)
+
+
+async def _run_against_a_deaf_venue() -> _Handler:
+    opened: list[picows.WSTransport] = []
+    server = await picows.ws_create_server(lambda request: _Deaf(opened), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    handler = _Handler()
+    connection = Connection(
+        f"ws://127.0.0.1:{port}/", f"ws://127.0.0.1:{port}/", handler, max_pending_bytes=LIMIT
+    )
+    task = asyncio.create_task(connection.run())
+    try:
+        async with asyncio.timeout(60):
+            await handler.second.wait()  # the drop was survived: a new connection came up
+    finally:
+        connection.stop()
+        await task
+        server.close()
+        for transport in opened:  # the server's ends, which never read the close either
+            transport.disconnect(graceful=False)
+        await server.wait_closed()
+    return handler
