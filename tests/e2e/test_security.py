@@ -179,3 +179,16 @@ def _listening_addresses(port: int) -> list[str]:
             else:
                 found.append(re.sub(r"(....)", r"\1:", address).rstrip(":"))
     return found
+
+
+def test_no_code_path_turns_certificate_verification_off() -> None:
+    # The TLS test above proves the default verifies; this keeps a quiet "verify off" switch
+    # from being added anywhere in the package later.
+    switches = ("CERT_NONE", "check_hostname = False", "_create_unverified_context")
+    hits = [
+        f"{path.relative_to(REPO)}: {switch}"
+        for path in (REPO / "fastfeed").rglob("*.py")
+        for switch in switches
+        if switch in path.read_text()
+    ]
+    assert hits == []
