@@ -50,7 +50,7 @@ from .harness import (
     wait_for,
 )
 
-__all__ = ["ChaosConfig", "Verdict", "run_chaos"]
+__all__ = ["ChaosConfig", "Verdict", "memory_kib", "run_chaos", "verify"]
 
 SIM_SEED = defaults.SIM_SEED
 GARBAGE = "text,binary,truncated,shape"  # oversized (16 MiB frames) is tests/e2e/test_faults.py's
@@ -95,7 +95,8 @@ class Verdict:
     lost: int = 0  # seqs LOST in the ledger, all inside windows the chaos made unrecoverable
     wrong_gaps: int = 0  # seqs LOST in the ledger that were recorded or could have been
     open_gaps: int = 0
-    max_rss_kib: int = 0  # the largest recorder VmRSS sampled
+    max_rss_kib: int = 0  # the largest recorder VmRSS sampled ...
+    max_anon_kib: int = 0  # ... and RssAnon (VmRSS also counts mapped journal pages)
     problems: list[str] = field(default_factory=list)  # what each bad count is, per stream
     elapsed_s: float = 0.0
 
@@ -115,6 +116,7 @@ class Verdict:
             f"missing={self.missing} duplicated={self.duplicated} mismatched={self.mismatched} "
             f"lost_unrecoverable={self.lost} wrong_gaps={self.wrong_gaps} "
             f"open_gaps={self.open_gaps} max_rss_mib={self.max_rss_kib / 1024:.1f} "
+            f"max_anon_mib={self.max_anon_kib / 1024:.1f} "
             f"elapsed_s={self.elapsed_s:.0f}"
         )
 
@@ -201,6 +203,7 @@ class _Chaos:
         self.settled: dict[Stream, int] = dict.fromkeys(self.keys, 0)
         self.windows: dict[Stream, list[Interval]] = {k: [] for k in self.keys}
         self.connected_at_start = 0
+        self.died_at: dict[Stream, int] = {}  # settled seq per stream when the last venue died
 
     # -- the schedule --------------------------------------------------------------------------
     def run(self) -> Verdict:
@@ -250,6 +253,10 @@ class _Chaos:
 
     def _simulator(self, segment: Segment, options: list[str]) -> Simulator:
         self.start_seq += segment.jump
+        for key, base in self.died_at.items():
+            if base + 1 < self.start_seq:
+                self.windows[key].append((base + 1, self.start_seq - 1))
+                self.settled[key] = self.start_seq - 1
         port = ["--port", str(self.port)] if self.port else []
         streams = [f"{c}:{','.join(s)}" for c, s in self.config.channels.items()]
         args = [*options, *port, "--start-seq", str(self.start_seq)]
@@ -272,11 +279,9 @@ class _Chaos:
             ),
             "the recorder to notice the simulator is gone",
         )
-        for key in self.keys:
-            base = self._settle(key)
-            if base + 1 < self.start_seq:
-                self.windows[key].append((base + 1, self.start_seq - 1))
-                self.settled[key] = self.start_seq - 1
+        # What each stream had settled when the venue died; the window closes at the next
+        # venue's first seq, which a jump may still raise.
+        self.died_at = {key: self._settle(key) for key in self.keys}
 
     def _settle(self, key: Stream) -> int:
         base = self.settled[key]
@@ -298,8 +303,9 @@ class _Chaos:
 
     def _sample_rss(self, rec: Recorder) -> None:
         assert rec.proc is not None
-        kib = rss_kib(rec.proc.pid)
-        self.verdict.max_rss_kib = max(self.verdict.max_rss_kib, kib)
+        rss, anon, _ = memory_kib(rec.proc.pid)
+        self.verdict.max_rss_kib = max(self.verdict.max_rss_kib, rss)
+        self.verdict.max_anon_kib = max(self.verdict.max_anon_kib, anon)
 
     def _act(self, rec: Recorder, sim: Simulator, action: str, frames: int, outage: float) -> None:
         self._frames(rec, frames)
@@ -313,8 +319,8 @@ class _Chaos:
             self._outage(outage)
             self._start(rec)
         else:
-            # A network cut: the venue freezes, so does its clock's effect on the socket; the
-            # recorder's watchdog drops the silent connection and reconnects into the void.
+            # A network cut: the venue freezes with its history intact; the recorder's watchdog
+            # drops the silent connection and its reconnects hang until the venue is back.
             sim.send(signal.SIGSTOP)
             self.verdict.cuts += 1
             try:
@@ -356,16 +362,18 @@ class _Chaos:
         self.verdict.ints += sig is signal.SIGINT
 
 
-def rss_kib(pid: int) -> int:
-    """A process's resident set (VmRSS, KiB) from /proc; 0 once it is gone."""
+def memory_kib(pid: int) -> tuple[int, int, int]:
+    """(VmRSS, RssAnon, RssFile) of a process in KiB from /proc; zeros once it is gone."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return 0
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+        return 0, 0, 0
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def kib(name: str) -> int:
+        return int(fields.get(name, "0 kB").split()[0])
+
+    return kib("VmRSS"), kib("RssAnon"), kib("RssFile")
 
 
 # -- the check -------------------------------------------------------------------------------

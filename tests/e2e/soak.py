@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chaos import Verdict, verify
+from .chaos import Verdict, memory_kib, verify
 from .harness import JournalWatch, Recorder, Simulator, stream_keys
 
 __all__ = ["SoakConfig", "SoakResult", "run_soak"]
@@ -64,20 +64,6 @@ class SoakResult:
             f"rss_anon_max_mib={anon / 1024:.1f} rss_file_max_mib={mapped / 1024:.1f} | "
             f"{self.verdict.line()}"
         )
-
-
-def memory_kib(pid: int) -> tuple[int, int, int]:
-    """(VmRSS, RssAnon, RssFile) of a process in KiB from /proc; zeros once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0, 0, 0
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-    def kib(name: str) -> int:
-        return int(fields.get(name, "0 kB").split()[0])
-
-    return kib("VmRSS"), kib("RssAnon"), kib("RssFile")
 
 
 def run_soak(config: SoakConfig) -> SoakResult:
