@@ -25,6 +25,7 @@ SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
 LOCK_WAIT_S = 5.0  # how long start-up waits for a status/export catch-up to release the journal
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock
 SHUTDOWN_TIMEOUT_S = 10.0  # graceful shutdown bound after SIGTERM/SIGINT
+CLOSE_TIMEOUT_S = 2.0  # at shutdown, a venue silent on our close frame this long is aborted
 STATUS_INTERVAL_S = 1.0  # terminal status line refresh
 LOG_STATUS_INTERVAL_S = 10.0  # status log line cadence when not on a terminal
 MALFORMED_LOG_PER_MIN = 10  # rate limit for malformed-frame log lines

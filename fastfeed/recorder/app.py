@@ -261,6 +261,14 @@ class Recorder:
         self._connection.stop_reading()
         await asyncio.sleep(0)  # let callbacks already scheduled by picows deliver their frames
         self._connection.stop()
+        # A venue that never answers our close frame must not cost the final snapshot.
+        done, _ = await asyncio.wait([conn_task], timeout=defaults.CLOSE_TIMEOUT_S)
+        if not done:
+            log.warning(
+                "the venue did not complete the close in %g s: aborting the connection",
+                defaults.CLOSE_TIMEOUT_S,
+            )
+            self._connection.drop("shutdown: the venue did not answer the close")
         try:
             async with asyncio.timeout(defaults.SHUTDOWN_TIMEOUT_S):
                 await conn_task

@@ -110,6 +110,11 @@ def test_tls_is_verified_refused_without_the_ca_and_accepted_with_it(
         rec.start()
         rec.until(lambda: watch.poll().inbound >= 4, "the ack and three pushes over TLS")
         assert rec.stop(signal.SIGTERM) == 0
+        # This venue never answers the close frame: the stop aborts it and still takes the
+        # final snapshot (SQLite level with the journal) rather than running out the clock.
+        stopped = [m for m in rec.log_messages() if m.startswith("stopped: ")][-1]
+        durable, applied = re.findall(r"LSN (\d+)", stopped)
+        assert durable == applied, stopped
 
     # The venue's symbols are data: the path-like one is a stream like any other, the SQL-like
     # one was refused as malformed, and neither touched the file system or the schema.
