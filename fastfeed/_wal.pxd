@@ -19,7 +19,9 @@ cdef struct SegmentHeader:      # at offset 0 of every segment file, 64 bytes
     uint32_t header_size        # 12: 64
     uint64_t index              # 16: segment index, as in the file name
     uint64_t size               # 24: segment file size in bytes
-    uint8_t reserved[32]        # 32: zero
+    uint64_t durable_mark       # 32: an LSN known durable when written here (0: none yet)
+    uint32_t mark_crc           # 40: CRC32C of durable_mark, seeded with the index
+    uint8_t reserved[20]        # 44: zero
 
 
 cdef struct RecordHeader:       # at offset 64 and every align8(offset + length) after it, 32 bytes

@@ -272,6 +272,28 @@ cdef class Segment:
         return (h.lsn, h.kind, h.stream, h.flags, h.recv_ns, payload,
                 _align8(offset + h.length))
 
+    def durable_mark(self):
+        """The LSN a writer recorded here as durable, or 0 (none, or its CRC does not match)."""
+        self._ensure_open()
+        cdef SegmentHeader *h = <SegmentHeader *>self.base
+        cdef uint64_t mark = h.durable_mark
+        if mark == 0 or h.mark_crc != ff_crc32c(self.seed, <unsigned char *>&mark, 8):
+            return 0
+        return mark
+
+    def set_durable_mark(self, uint64_t lsn):
+        """Record in the header that everything up to ``lsn`` is durable.
+
+        Only a store into the mapping: the next sync of this file carries it to the disk, so
+        the mark on disk always trails what really is durable (see journal_recovery).
+        """
+        self._ensure_open()
+        if not self.writable:
+            raise ValueError(f"segment {self.path} is mapped read-only")
+        cdef SegmentHeader *h = <SegmentHeader *>self.base
+        h.durable_mark = lsn
+        h.mark_crc = ff_crc32c(self.seed, <unsigned char *>&lsn, 8)
+
     def zero(self, uint64_t start, uint64_t end):
         """Overwrite [start, end) with zeros (recovery only; the caller syncs)."""
         self._ensure_open()
@@ -400,6 +422,11 @@ cdef class WalWriter:
             padded = _align8(total)
             if self._base == NULL or self._off + padded > self._size:
                 self._rollover(total)  # raises if it can never fit or no segment can be made
+                if self._base == NULL or self._off + padded > self._size:
+                    # Never write past a mapping, whatever segment rollover installed.
+                    raise ValueError(
+                        f"record of {total} bytes does not fit segment {self._seg.path}"
+                    )
             lsn = self._next_lsn
             h = <RecordHeader *>(self._base + self._off)
             # 1. header fields other than length; 2. payload and zero padding; 3. CRC over

@@ -179,6 +179,9 @@ class Journal(WalWriter):
                 create_segment(self._dir, 0, self._segment_bytes, self._min_free)
                 segments = [Segment(str(segment_path(self._dir, 0)), writable=True)]
                 rec.resume, rec.offset = 0, HEADER_BYTES
+            if rec.report.last_lsn:
+                # Rides on the sync below: recovery may have cut the log below an older mark.
+                segments[rec.resume].set_durable_mark(rec.report.last_lsn)
             # The recovered records were accepted by the last writer but maybe never synced
             # (a process crash leaves them in the page cache): sync them before calling them
             # durable.
@@ -194,6 +197,13 @@ class Journal(WalWriter):
         for seg in segments:
             if seg is not current:
                 seg.close()
+        # Segments after the current one hold nothing (recovery zeroed them). One prepared by
+        # a run with another segment size is replaced: rollover must get the size it expects.
+        stale = [s.path for s in segments[rec.resume + 1 :] if s.size != self._segment_bytes]
+        for path in stale:
+            os.unlink(path)
+        if stale:
+            fsync_dir(self._dir)
         self._install(current, rec.offset, rec.report.last_lsn + 1)
         self._durable = rec.report.last_lsn
         self._writer_setup(self._mode is FsyncMode.ALWAYS, self._event.set)
@@ -307,6 +317,10 @@ class Journal(WalWriter):
                     seg.close()  # rolled away from before this commit, now synced: done
             if lsn > self._durable:
                 self._durable = lsn
+            if ranges and current is not None:
+                # Stored now, on disk with the next sync: recovery tells a power cut's torn
+                # tail (damage past the mark) from disk damage (before it) by this.
+                current.set_durable_mark(self._durable)
         self._notify_waiters()
         return lsn
 

@@ -6,8 +6,16 @@ previous + 1. What follows the stop point decides what it means:
 * nothing valid after it (in that segment or any later one): a torn tail, the normal result of
   a crash or power loss mid-append. The damaged bytes are zeroed and synced; appending resumes
   there. Nothing acknowledged as durable is lost, since a record is durable only once synced.
-* valid records after it: mid-log corruption (disk damage). Refused with ``JournalCorrupt``
-  unless ``repair=True``, which truncates the log at the stop point and reports what it dropped.
+* valid records after it, past the durable mark: a power cut. The page cache writes pages
+  back in any order, so records appended after the last sync can survive behind a page that
+  did not. None of them was ever reported durable, so they go like a torn tail: the log is
+  truncated at the stop point and the report says what was dropped. The mark is the LSN the
+  writer stored in a segment header after a sync returned; it reaches the disk with the next
+  sync, so it never claims more than was durable.
+* valid records after it, at or before the durable mark: mid-log corruption (disk damage).
+  Refused with ``JournalCorrupt`` unless ``repair=True``, which truncates the same way. Only
+  damage within the last group commit before a power cut (between the mark on disk and the
+  real durable point) could be taken for a torn tail.
 """
 
 from __future__ import annotations
@@ -141,13 +149,14 @@ def recover(directory: Path, *, repair: bool, sync: SyncRange) -> Recovered:
     stop_seg = segments[pos]
     dropped_bytes = stop_seg.extent(offset) - offset
     dropped_bytes += sum(s.extent(HEADER_BYTES) - HEADER_BYTES for s in segments[pos + 1 :])
+    mark = max(s.durable_mark() for s in segments)
     if _valid_after(segments, pos, offset, prev):
-        if not repair:
+        if prev < mark and not repair:
             for s in segments:
                 s.close()
             raise JournalCorrupt(
                 f"journal segment {stop_seg.path} is damaged at offset {offset} (after LSN"
-                f" {prev}) and valid records follow",
+                f" {prev}, below LSN {mark} known durable) and valid records follow",
                 segment=stop_seg.path,
                 offset=offset,
                 hint="restart with --repair-journal to truncate the log there (the records"

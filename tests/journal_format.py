@@ -35,7 +35,8 @@ __all__ = [
 
 MAGIC = b"FFWALSEG"
 VERSION = 1
-SEGMENT_HEADER = struct.Struct("<8sIIQQ32s")  # magic, version, header size, index, size, zero
+SEGMENT_HEADER = struct.Struct("<8sIIQQQI20s")  # magic, version, header size, index, size,
+# durable mark (an LSN), CRC32C of the mark seeded with the index, zero
 RECORD_HEADER = struct.Struct("<IIQqHHI")  # length, crc, lsn, recv_ns, kind, stream, flags
 assert SEGMENT_HEADER.size == 64 and RECORD_HEADER.size == 32
 _NAME = re.compile(r"^seg-(\d{16})\.wal$")
@@ -77,6 +78,8 @@ class SegmentHeader:
     header_size: int
     index: int
     size: int
+    durable_mark: int
+    mark_crc: int
     reserved: bytes
 
 
@@ -90,7 +93,7 @@ def segment_header(path: Path, data: bytes) -> SegmentHeader:
         (header.header_size != SEGMENT_HEADER.size, f"header size {header.header_size}"),
         (named is None or int(named.group(1)) != header.index, f"index {header.index}"),
         (header.size != len(data), f"size {header.size} but {len(data)} bytes"),
-        (header.reserved != bytes(32), "nonzero reserved bytes"),
+        (header.reserved != bytes(20), "nonzero reserved bytes"),
     ]
     bad = [what for wrong, what in problems if wrong]
     if bad:

@@ -227,6 +227,49 @@ def test_mid_log_bit_flip_is_refused_then_repaired(tmp_path: Path) -> None:
     assert list(read_journal(tmp_path)) == [expected(n) for n in range(1, 22)]
 
 
+@pytest.mark.parametrize(("damaged", "refused"), [(17, False), (15, True), (5, True)])
+def test_damage_past_the_durable_mark_is_a_torn_tail_before_it_corruption(
+    tmp_path: Path, damaged: int, refused: bool
+) -> None:
+    """A power cut can lose a page written after the last sync while later pages survive."""
+    live, image = tmp_path / "live", tmp_path / "image"
+    with open_journal(live, fsync=FsyncMode.NONE) as j:
+        fill(j, 10)
+        j.sync()  # the mark (LSN 10) is stored now and reaches the disk with the next sync
+        fill(j, 5)
+        j.sync()  # 11..15 durable; the mark says 15 in the page cache
+        fill(j, 5)  # 16..20: never synced
+        # What the disk holds if the power goes now (the page cache as it is).
+        image.mkdir()
+        for seg in live.glob("seg-*.wal"):
+            (image / seg.name).write_bytes(seg.read_bytes())
+    path, off, _ = locate(image, damaged)
+    flip_bit(path, off + REC + 2)
+    if refused:
+        with pytest.raises(JournalCorrupt, match="below LSN 15 known durable"):
+            open_journal(image)
+        return
+    with open_journal(image) as j:
+        report = j.recovery
+        assert (report.last_lsn, report.records_dropped, report.repaired) == (16, 4, True)
+    assert list(read_journal(image)) == [expected(n) for n in range(1, 17)]
+
+
+def test_a_segment_prepared_at_another_size_is_replaced(tmp_path: Path) -> None:
+    """Restarting with a larger segment size: a big record must not go into the old size."""
+    with open_journal(tmp_path, segment_bytes=SEG) as j:
+        fill(j, 2)
+    prepared = sorted(tmp_path.glob("seg-*.wal"))[1]
+    assert prepared.stat().st_size == SEG  # the commit thread made the next one ahead
+    big = bytes(range(256)) * 40  # larger than a whole SEG-byte segment
+    with open_journal(tmp_path, segment_bytes=4 * SEG) as j:
+        while j.segment.index == 0:  # fill segment 0 until the big record rolls over
+            j.append(RecordKind.INBOUND, 0, 0, big)
+        last = j.accepted_lsn
+    assert prepared.stat().st_size == 4 * SEG
+    assert next(read_journal(tmp_path, last)).payload == big
+
+
 def test_damage_at_a_segment_end_with_later_segments_is_corruption(tmp_path: Path) -> None:
     with open_journal(tmp_path) as j:
         fill(j, 40)
