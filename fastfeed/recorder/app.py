@@ -120,7 +120,13 @@ def run_from_args(args: argparse.Namespace) -> int:
 
         parse_listen(config.metrics)  # a bad --metrics fails before the journal is opened
     recorder = Recorder(config, api_key)
-    return uvloop.run(recorder.main())
+    try:
+        return uvloop.run(recorder.main())
+    finally:
+        # The loop's signal handlers went with it, and the default action would kill the
+        # process half-way through its exit: a stop signal keeps meaning what it meant.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _: recorder.on_stop_signal(signal.Signals(signum)))
 
 
 class Recorder:
@@ -144,10 +150,10 @@ class Recorder:
         """Run until a signal or a fatal error; returns the exit code."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+            loop.add_signal_handler(sig, self.on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         for sig in early_signals.take():
-            self._on_stop_signal(sig)
+            self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
         self.journal = await self._open_journal(data_dir / "journal")
         try:
@@ -304,7 +310,8 @@ class Recorder:
             if self._connection is not None:
                 self._connection.stop_reading()
 
-    def _on_stop_signal(self, sig: signal.Signals) -> None:
+    def on_stop_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM/SIGINT: the first stops gracefully, a second exits at once."""
         self._signals += 1
         if self._signals > 1:
             # Second signal: leave now. Everything accepted is in the shared mapping, so the
