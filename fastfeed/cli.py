@@ -1,4 +1,5 @@
-"""The command line: ``fastfeed [run] ...``, ``sim``, ``status``, ``gaps``, ``export``.
+"""The command line: ``fastfeed [run] ...``, ``sim``, ``status``, ``gaps``, ``export``, ``verify``,
+``replay``, ``tail``.
 
 Every expected failure (a bad flag, an unreadable path, a refused journal) ends in one line on
 stderr and a non-zero exit code, never a traceback.

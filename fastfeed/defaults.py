@@ -43,6 +43,13 @@ HTTP_REQUEST_TIMEOUT_S = 5.0  # metrics server: a scraper must send its request 
 HTTP_MAX_HEAD_BYTES = 8192  # metrics server: a longer request head is refused (400)
 TAIL_POLL_S = 0.05  # `fastfeed tail` re-reads the journal end this often: lag nobody notices
 
+# --- export, tail, replay -----------------------------------------------------------------------
+EXPORT_CHUNK_ROWS = 4096  # rows per write (text formats): few syscalls, little memory
+EXPORT_ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: the unit of memory and of later reads
+PROGRESS_INTERVAL_S = 0.2  # progress bar redraw period: smooth enough to read, cheap to ignore
+TAIL_CUT_EVERY_RECORDS = 1024  # `tail` prints in chunks this size while catching up (bounds memory)
+REPLAY_AHEAD_ROWS = 4096  # (seq, recv_ns) pairs replay reads ahead per stream to decide what is due
+
 # --- simulator -------------------------------------------------------------------------------
 SIM_RATE_PER_STREAM = 200.0  # msgs/s per stream: "a few hundred" like a busy equity
 SIM_HISTORY_MESSAGES = 1_000_000  # per stream, for resume

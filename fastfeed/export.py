@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import orjson
 
+from fastfeed import defaults
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.progress import Progress
 from fastfeed.store import MessageRow, Store
@@ -58,8 +59,6 @@ LEVEL_COLUMNS = (
     "price",
     "size",
 )
-CHUNK_ROWS = 4096  # rows per write (text formats): few syscalls, little memory
-ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: the unit of memory and of later reads
 # Parquet decimals: 38 digits with 18 after the point hold any price or size a venue sends as
 # text (up to 20 integer digits); a value that does not fit is an error, never rounded.
 DECIMAL_PRECISION = 38
@@ -244,7 +243,7 @@ def _write_chunks(fh: IO[bytes], lines: Iterable[bytes]) -> None:
     chunk: list[bytes] = []
     for line in lines:
         chunk.append(line)
-        if len(chunk) >= CHUNK_ROWS:
+        if len(chunk) >= defaults.EXPORT_CHUNK_ROWS:
             fh.write(b"".join(chunk))
             chunk.clear()
     fh.write(b"".join(chunk))
@@ -260,7 +259,7 @@ def _require_pyarrow() -> None:
 
 
 def _write_parquet(path: Path, rows: Iterable[MessageRow], *, levels: bool) -> None:
-    """Write row groups of ROW_GROUP_ROWS as they fill: memory is one row group."""
+    """Write row groups of EXPORT_ROW_GROUP_ROWS as they fill: memory is one row group."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -293,7 +292,7 @@ def _write_parquet(path: Path, rows: Iterable[MessageRow], *, levels: bool) -> N
         for t in tuples:
             for col, value in zip(columns, t, strict=True):
                 col.append(value)
-            if len(columns[0]) >= ROW_GROUP_ROWS:
+            if len(columns[0]) >= defaults.EXPORT_ROW_GROUP_ROWS:
                 writer.write_batch(pa.record_batch(columns, schema=schema))
                 columns = [[] for _ in fields]
         if columns[0]:

@@ -1,7 +1,7 @@
 """A one-line progress display on stderr for long commands (verify, export), terminals only.
 
 Off unless stderr is a TTY, so pipes, logs and tests see nothing. Redrawn with ``\\r`` at most
-every ``PROGRESS_INTERVAL_S``; no dependency needed.
+every ``defaults.PROGRESS_INTERVAL_S``; no dependency needed.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import sys
 import time
 from typing import IO
 
+from fastfeed import defaults
+
 __all__ = ["Progress"]
 
-PROGRESS_INTERVAL_S = 0.2  # redraw period: smooth enough to read, cheap enough to ignore
 _WIDTH = 30  # characters in the bar
 
 
@@ -33,7 +34,7 @@ class Progress:
         now = time.monotonic()
         if now < self._next_draw:
             return
-        self._next_draw = now + PROGRESS_INTERVAL_S
+        self._next_draw = now + defaults.PROGRESS_INTERVAL_S
         self._draw(done)
 
     def _draw(self, done: int) -> None:

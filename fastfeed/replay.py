@@ -33,6 +33,7 @@ from pathlib import Path
 
 import uvloop
 
+from fastfeed import defaults
 from fastfeed.datadir import open_data_dir
 from fastfeed.defaults import SIM_HOST
 from fastfeed.errors import ConfigError
@@ -44,7 +45,6 @@ from fastfeed.store import Store
 __all__ = ["ReplayServer", "main_replay", "parse_speed", "serve_replay"]
 
 log = logging.getLogger("fastfeed.replay")
-_AHEAD_ROWS = 4096  # (seq, recv_ns) pairs read ahead per stream to decide what is due
 
 
 def parse_speed(text: str) -> float:
@@ -149,7 +149,7 @@ class ReplayHistory(StreamHistory):
             self._rec.conn.execute(
                 "SELECT seq, recv_ns FROM messages WHERE channel=? AND symbol=? AND seq > ?"
                 " ORDER BY seq LIMIT ?",
-                (*self._key, self._head, _AHEAD_ROWS),
+                (*self._key, self._head, defaults.REPLAY_AHEAD_ROWS),
             )
         )
         return bool(self._ahead)

@@ -42,8 +42,6 @@ __all__ = ["main"]
 
 log = logging.getLogger("fastfeed.tail")
 
-CUT_EVERY_RECORDS = 1024  # print in chunks this size while catching up (bounds memory)
-
 
 def main(args: argparse.Namespace) -> int:
     """Follow until SIGINT, SIGTERM or a closed stdout; returns the exit code (0)."""
@@ -72,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
                     )
                 next_lsn = record.lsn + 1
                 pipeline.feed(record.lsn, record.kind, record.recv_ns, record.payload, record.flags)
-                if record.lsn % CUT_EVERY_RECORDS == 0:
+                if record.lsn % defaults.TAIL_CUT_EVERY_RECORDS == 0:
                     _print(out, pipeline, args)
                     if stop.is_set():
                         break
