@@ -155,7 +155,8 @@ class Journal(WalWriter):
         self._stopping = False
         self._commit_lock = threading.Lock()
         self._prep_lock = threading.Lock()
-        self._event = threading.Event()
+        self._event = threading.Event()  # wakes the commit thread
+        self._prep_wanted = threading.Event()  # wakes the segment preparer
         self._waiters = DurableWaiters()
         self._prep_error: Exception | None = None
         self._unsynced_paths: list[tuple[str, int, int]] = []  # NONE mode: retired, not synced
@@ -210,16 +211,19 @@ class Journal(WalWriter):
         self._thread = threading.Thread(
             target=self._run, name=f"journal-commit:{self._dir}", daemon=True
         )
+        # Its own thread: zero-filling a 64 MiB segment takes long enough that doing it on the
+        # commit thread would hold up durability for every record appended meanwhile.
+        self._preparer = threading.Thread(
+            target=self._prepare_run, name=f"journal-prepare:{self._dir}", daemon=True
+        )
         self._thread.start()
+        self._preparer.start()
 
     # --- the commit thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        """Commit thread: prepare the next segment, then sync per the mode until closed."""
-        while True:
-            self._prepare_next()  # first, so even a short-lived journal leaves one ready
-            if self._stopping:
-                break
+        """Commit thread: sync per the mode until closed."""
+        while not self._stopping:
             if self._mode is not FsyncMode.GROUP:
                 self._event.wait()
                 self._event.clear()
@@ -254,6 +258,15 @@ class Journal(WalWriter):
         self._failure = exc
         self._fail(exc)
         self._notify_waiters()
+
+    def _prepare_run(self) -> None:
+        """Preparer thread: keep the segment after the current one ready until closed."""
+        while True:
+            self._prepare_next()  # first, so even a short-lived journal leaves one ready
+            if self._stopping:
+                return
+            self._prep_wanted.wait()
+            self._prep_wanted.clear()
 
     def _prepare_next(self) -> None:
         """Create the segment after the current one now, so rollover finds it ready."""
@@ -348,7 +361,8 @@ class Journal(WalWriter):
         lsn = self.accepted_lsn + 1
         self._first_lsns[index] = lsn
         self._install(seg, HEADER_BYTES, lsn)
-        self._event.set()  # prepare the segment after this one, off the hot path
+        self._prep_wanted.set()  # prepare the segment after this one, off the hot path
+        self._event.set()  # NONE mode: the commit thread unmaps the segment rolled away from
 
     # --- waiting for durability -------------------------------------------------------------
 
@@ -438,7 +452,9 @@ class Journal(WalWriter):
             return
         self._stopping = True
         self._event.set()
+        self._prep_wanted.set()
         self._thread.join()
+        self._preparer.join()
         try:
             if self._failure is None:
                 self._commit()
