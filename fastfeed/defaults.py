@@ -22,6 +22,7 @@ RESYNC_RETRY_S = 1.0  # ask again for a gapped stream after this long (acks can 
 RESYNC_MIN_INTERVAL_S = 0.1  # at most 10 resync commands/s: venues rate-limit (TickDB code 3001)
 CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
 SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
+SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
 LOCK_WAIT_S = 5.0  # how long start-up waits for a status/export catch-up to release the journal
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock
 SHUTDOWN_TIMEOUT_S = 10.0  # graceful shutdown bound after SIGTERM/SIGINT

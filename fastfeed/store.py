@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from fastfeed import defaults
 from fastfeed.errors import StoreError
 from fastfeed.streams import Gap
 
@@ -119,6 +120,10 @@ class Store:
         self._conn = conn
         self._path = path
         self._venue = venue
+        self._aborted = False
+        # sqlite3's interrupt() misses executemany (no statement runs between its rows), so
+        # aborting goes through the progress handler, which SQLite calls inside each step.
+        conn.set_progress_handler(lambda: self._aborted, defaults.SQLITE_ABORT_CHECK_OPCODES)
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False, venue: str | None = None) -> Store:
@@ -256,6 +261,15 @@ class Store:
                     " catches up at the next start",
                 ) from None
             raise
+
+    def in_transaction(self) -> bool:
+        """Whether a commit is in flight on this connection (safe to ask from any thread)."""
+        return self._conn.in_transaction
+
+    def abort(self) -> None:
+        """From any thread: every statement from now on fails, so an ``apply`` in flight
+        raises ``StoreError`` and its transaction is rolled back (on close at the latest)."""
+        self._aborted = True
 
     def _checkpoint_doc(self, key: str) -> Any:
         row = self._conn.execute("SELECT value FROM checkpoint WHERE key=?", (key,)).fetchone()

@@ -46,3 +46,37 @@ def test_a_flush_started_while_another_waits_for_durability_commits_after_it(
     finally:
         snap.close()
         journal.close()
+
+
+def test_abandon_aborts_the_sqlite_commit_in_flight_and_starts_no_other(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "journal", fsync=FsyncMode.GROUP)
+    pipeline = Pipeline("sim", TickDBAdapter())
+    snap = Snapshotter(
+        journal, pipeline, tmp_path / "fastfeed.db", fsync=FsyncMode.GROUP, venue="sim"
+    )
+    gen = StreamGenerator(1, "trade", "BTC.CC")
+    for _ in range(300_000):  # a batch SQLite takes far longer to commit than the test waits
+        payload = gen.next()
+        lsn = journal.append(RecordKind.INBOUND, 1, 1_000, payload)
+        pipeline.feed(lsn, RecordKind.INBOUND, 1_000, payload)
+    journal.sync()
+    started = journal_applied = 0
+
+    async def scenario() -> None:
+        nonlocal started
+        flush = asyncio.create_task(snap.flush())
+        # Wait (on a condition) until the store thread is inside the transaction.
+        while not snap.store.in_transaction():
+            await asyncio.sleep(0.001)
+        started = 1
+        snap.abandon()
+        assert await flush == 0  # rolled back, not raised
+        assert await snap.flush() == 0  # and no later flush starts
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+        journal_applied = snap.call(snap.store.applied_lsn)
+    finally:
+        snap.close()
+        journal.close()
+    assert (started, journal_applied) == (1, 0)

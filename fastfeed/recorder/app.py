@@ -264,6 +264,8 @@ class Recorder:
     async def _shutdown(self, conn_task: asyncio.Task[None]) -> None:
         """Graceful stop, bounded by SHUTDOWN_TIMEOUT_S; the journal is synced either way."""
         assert self._connection is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT_S
         self._connection.stop_reading()
         await asyncio.sleep(0)  # let callbacks already scheduled by picows deliver their frames
         self._connection.stop()
@@ -276,7 +278,7 @@ class Recorder:
             )
             self._connection.drop("shutdown: the venue did not answer the close")
         try:
-            async with asyncio.timeout(defaults.SHUTDOWN_TIMEOUT_S):
+            async with asyncio.timeout_at(deadline):
                 await conn_task
                 self.journal.sync()
                 # After a failed commit its rows are gone from the pipeline: a later batch
@@ -287,11 +289,13 @@ class Recorder:
             log.error("final sync or snapshot failed: %s", exc)
             self._fail(exc)
         except TimeoutError:
-            log.error(
-                "graceful shutdown took over %g s; the journal is synced, SQLite "
-                "will catch up at the next start",
+            log.warning(
+                "graceful shutdown took over %g s: the journal is synced; SQLite stops at"
+                " its last snapshot and catches up from the journal at the next start",
                 defaults.SHUTDOWN_TIMEOUT_S,
             )
+            # A large batch can take SQLite seconds to commit: abort it rather than wait.
+            self.snapshotter.abandon()
             conn_task.cancel()
             self.journal.sync()
         log.info(

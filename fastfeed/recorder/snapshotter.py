@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastfeed import defaults
+from fastfeed.errors import StoreError
 from fastfeed.journal import FsyncMode, Journal
 from fastfeed.pipeline import Pipeline
 from fastfeed.store import Batch, Store
@@ -54,6 +55,7 @@ class Snapshotter:
         # One flush at a time: shutdown's final flush can start while the periodic one waits
         # for durability, and batches must reach SQLite in the order they were cut.
         self._flushing = asyncio.Lock()
+        self._abandoned = False
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run ``fn(*args)`` on the store's thread and wait (for start-up and shutdown only)."""
@@ -70,22 +72,40 @@ class Snapshotter:
     async def flush(self) -> int:
         """Commit everything the pipeline derived so far; returns the applied LSN."""
         async with self._flushing:
+            if self._abandoned:
+                return self.applied_lsn
             batch = self._pipeline.cut()
             if batch is None:
                 return self.applied_lsn
             if self._fsync is not FsyncMode.NONE:
                 await self._journal.wait_durable(batch.applied_lsn)
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._worker, self._apply_and_retire, batch)
+            try:
+                await loop.run_in_executor(self._worker, self._apply_and_retire, batch)
+            except StoreError:
+                if self._abandoned:
+                    return self.applied_lsn  # interrupted on purpose: rolled back, not failed
+                raise
             self.applied_lsn = batch.applied_lsn
             self.batches += 1
             return self.applied_lsn
 
     def _apply_and_retire(self, batch: Batch) -> None:
+        if self._abandoned:  # abandoned while this waited for the store's thread
+            raise StoreError("snapshot abandoned at shutdown")
         self.store.apply(batch)
         # Segments wholly below the applied LSN are in SQLite now; keep the newest
         # retention_bytes anyway (repair, verify, rebuilding SQLite), delete the rest.
         self._journal.release_before(batch.applied_lsn, keep_bytes=self._retention)
+
+    def abandon(self) -> None:
+        """Shutdown ran out of time: abort the SQLite transaction in flight and start no other.
+
+        The rolled-back rows are still in the journal, after ``applied_lsn``: the next start
+        derives them again.
+        """
+        self._abandoned = True
+        self.store.abort()
 
     def flush_blocking(self, batch: Batch | None) -> None:
         """Commit a batch from outside the event loop (start-up replay)."""

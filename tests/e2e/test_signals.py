@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 from pathlib import Path
 
 from fastfeed.store import Store
@@ -60,10 +61,17 @@ def test_second_sigterm_exits_at_once_and_everything_journaled_is_recovered(
     with Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec:
         rec.start()
         rec.until(lambda: watch.poll().inbound >= 3000, "3000 frames journaled")
-        rec.send(signal.SIGTERM)
-        wait_for(lambda: not rec.signal_pending(signal.SIGTERM), "the first SIGTERM delivered")
-        rec.send(signal.SIGTERM)
-        assert rec.wait() == EXIT_FORCED
+        # A graceful stop on a healthy machine takes milliseconds; a writer holding SQLite's
+        # lock holds up its final snapshot, so the second signal surely lands inside it.
+        blocker = sqlite3.connect(data_dir / "fastfeed.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            rec.send(signal.SIGTERM)
+            wait_for(lambda: not rec.signal_pending(signal.SIGTERM), "the first SIGTERM delivered")
+            rec.send(signal.SIGTERM)
+            assert rec.wait() == EXIT_FORCED
+        finally:
+            blocker.close()
         assert "second SIGTERM: exiting without waiting" in rec.log_messages()
         journaled = dict(watch.poll().max_seq)
         # The read-only export catches SQLite up from the journal the forced exit left.
