@@ -1,7 +1,9 @@
 """``fastfeed export``: recorded messages as JSON lines, CSV or Parquet, streamed.
 
-Rows come from SQLite in stream-then-seq order through one cursor and leave in chunks, so memory
-stays bounded however large the recording. Two row shapes:
+Rows come from SQLite in stream, epoch, seq order through one cursor and leave in chunks, so
+memory stays bounded however large the recording. Each row ends with its ``epoch`` (0, or the
+number of venue restarts of its stream before it: a seq is unique within an epoch). Two row
+shapes:
 
 * frames (default): one row per message, the exact frame (``frame`` text, or ``frame_b64`` for
   binary frames; Parquet keeps the bytes in ``frame`` with a ``binary`` flag);
@@ -46,7 +48,8 @@ __all__ = [
 ]
 
 FORMATS = ("jsonl", "csv", "parquet")
-FRAME_COLUMNS = ("venue", "channel", "symbol", "seq", "recv_ns", "frame", "frame_b64")
+# "epoch" comes last so the documented leading fields keep their order.
+FRAME_COLUMNS = ("venue", "channel", "symbol", "seq", "recv_ns", "frame", "frame_b64", "epoch")
 LEVEL_COLUMNS = (
     "venue",
     "channel",
@@ -58,6 +61,7 @@ LEVEL_COLUMNS = (
     "level",
     "price",
     "size",
+    "epoch",
 )
 # Parquet decimals: 38 digits with 18 after the point hold any price or size a venue sends as
 # text (up to 20 integer digits); a value that does not fit is an error, never rounded.
@@ -151,7 +155,7 @@ def _rows(
 
 
 # -- row shapes ------------------------------------------------------------------------------------
-def _frame_doc(row: MessageRow) -> dict[str, Any]:
+def _frame_doc(row: MessageRow, *, epoch: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "venue": row.venue,
         "channel": row.channel,
@@ -164,13 +168,18 @@ def _frame_doc(row: MessageRow) -> dict[str, Any]:
         doc["frame_b64"] = base64.b64encode(row.frame).decode()
     else:
         doc["frame"] = text
+    if epoch:
+        doc["epoch"] = row.epoch
     return doc
 
 
-def export_lines(rows: Iterable[MessageRow]) -> Iterable[bytes]:
-    """One JSON line per message: the exact frame as text, or base64 for binary frames."""
+def export_lines(rows: Iterable[MessageRow], *, epoch: bool = True) -> Iterable[bytes]:
+    """One JSON line per message: the exact frame as text, or base64 for binary frames.
+
+    ``epoch=False`` leaves the epoch out, for a reader that does not know it (``tail``).
+    """
     for row in rows:
-        yield orjson.dumps(_frame_doc(row), option=orjson.OPT_APPEND_NEWLINE)
+        yield orjson.dumps(_frame_doc(row, epoch=epoch), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _levels(rows: Iterable[MessageRow]) -> Iterator[tuple[Any, ...]]:
@@ -193,6 +202,7 @@ def _levels(rows: Iterable[MessageRow]) -> Iterator[tuple[Any, ...]]:
                     level,
                     price,
                     size,
+                    row.epoch,
                 )
 
 
@@ -229,7 +239,8 @@ def _csv_lines(rows: Iterable[MessageRow], *, levels: bool) -> Iterator[bytes]:
     if levels:
         tuples = _levels(rows)
     else:
-        tuples = (tuple(doc.get(c) for c in FRAME_COLUMNS) for doc in (_frame_doc(r) for r in rows))
+        docs = (_frame_doc(r, epoch=True) for r in rows)
+        tuples = (tuple(doc.get(c) for c in FRAME_COLUMNS) for doc in docs)
     for t in tuples:
         # None (no seq, or the frame column not used) is an empty field.
         writer.writerow(t)
@@ -279,13 +290,17 @@ def _write_parquet(path: Path, rows: Iterable[MessageRow], *, levels: bool) -> N
             ("level", pa.int32()),
             ("price", dec),
             ("size", dec),
+            ("epoch", pa.int64()),
         ]
         tuples: Iterable[tuple[Any, ...]] = (
-            (*t[:8], _decimal(t[8], t), _decimal(t[9], t)) for t in _levels(rows)
+            (*t[:8], _decimal(t[8], t), _decimal(t[9], t), t[10]) for t in _levels(rows)
         )
     else:
-        fields = [*base, ("frame", pa.binary()), ("binary", pa.bool_())]
-        tuples = ((r.venue, r.channel, r.symbol, r.seq, r.recv_ns, r.frame, r.binary) for r in rows)
+        fields = [*base, ("frame", pa.binary()), ("binary", pa.bool_()), ("epoch", pa.int64())]
+        tuples = (
+            (r.venue, r.channel, r.symbol, r.seq, r.recv_ns, r.frame, r.binary, r.epoch)
+            for r in rows
+        )
     schema = pa.schema(fields)
     with pq.ParquetWriter(str(path), schema) as writer:
         columns: list[list[Any]] = [[] for _ in fields]

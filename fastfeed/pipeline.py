@@ -20,7 +20,7 @@ from fastfeed.journal import RecordKind
 from fastfeed.logs import RateLimiter
 from fastfeed.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
-from fastfeed.streams import GapState, StreamKey
+from fastfeed.streams import Gap, GapState, StreamKey
 from fastfeed.venues.events import (
     Malformed,
     Message,
@@ -41,13 +41,15 @@ class StreamCounts:
     """Data frames and their bytes per stream since the process started (replay included).
 
     Mutable and found by the same two lookups as the stream's key, so counting costs two
-    attribute increments per frame.
+    attribute increments per frame. It also mirrors the tracker's epoch of the stream (changed
+    only by a venue reset), so tagging a message with its epoch costs one attribute read.
     """
 
-    __slots__ = ("bytes", "frames", "key")
+    __slots__ = ("bytes", "epoch", "frames", "key")
 
-    def __init__(self, key: StreamKey) -> None:
+    def __init__(self, key: StreamKey, epoch: int) -> None:
         self.key = key
+        self.epoch = epoch
         self.frames = 0  # duplicates included: every data frame the venue sent for the stream
         self.bytes = 0
 
@@ -68,7 +70,7 @@ class Pipeline:
         self._adapter = adapter
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
-        self._books: dict[StreamKey, tuple[Message, int]] = {}
+        self._books: dict[StreamKey, tuple[Message, int, int]] = {}
         self._streams: dict[str, dict[str, StreamCounts]] = {}  # channel -> symbol -> counts
         self.gap_tally = GapTally()
         self._last_lsn = 0
@@ -122,8 +124,7 @@ class Pipeline:
             by_symbol = self._streams.get(event.channel)
             counts = by_symbol.get(event.symbol) if by_symbol is not None else None
             if counts is None:
-                counts = StreamCounts(StreamKey(event.channel, event.symbol))
-                self._streams.setdefault(event.channel, {})[event.symbol] = counts
+                counts = self._new_counts(StreamKey(event.channel, event.symbol))
             counts.frames += 1
             counts.bytes += len(payload)
             key = counts.key
@@ -132,7 +133,7 @@ class Pipeline:
                 if obs.duplicate:
                     return
                 if obs.reset is not None:
-                    self._venue_reset(lsn, key, obs.reset.reason)
+                    self._venue_reset(lsn, key, obs.reset)
                 if obs.resync_from is not None:
                     self.resync.add(key)
             else:
@@ -140,12 +141,20 @@ class Pipeline:
             self.messages += 1
             self._messages.append(
                 MessageRow(
-                    self.venue, key.channel, key.symbol, event.seq, recv_ns, lsn, payload, binary
+                    self.venue,
+                    key.channel,
+                    key.symbol,
+                    event.seq,
+                    recv_ns,
+                    lsn,
+                    payload,
+                    binary,
+                    counts.epoch,
                 )
             )
             if key.channel == "depth":
                 # Only the latest book per stream is snapshotted; build its row at cut time.
-                self._books[key] = (event, recv_ns)
+                self._books[key] = (event, recv_ns, counts.epoch)
         elif type(event) is Pong:
             pass
         elif type(event) is Subscribed:
@@ -154,7 +163,7 @@ class Pipeline:
                     key = StreamKey(event.channel, symbol)
                     for gap in self._tracker.on_ack(key, rng.first_seq, rng.head_seq, recv_ns):
                         if gap.reason.startswith(REASON_VENUE_RESET):
-                            self._venue_reset(lsn, key, gap.reason)
+                            self._venue_reset(lsn, key, gap)
         elif type(event) is Malformed:
             self.malformed += 1
             if self._malformed_log.allow():
@@ -165,10 +174,29 @@ class Pipeline:
             if event.fatal:
                 self.fatal = Rejection(event.code, event.message)
 
-    def _venue_reset(self, lsn: int, key: StreamKey, reason: str) -> None:
+    def _new_counts(self, key: StreamKey) -> StreamCounts:
+        """The counts of a stream first seen by this process, at the tracker's epoch of it."""
+        stats = self._tracker.stream_stats(key)
+        counts = StreamCounts(key, stats.epoch if stats is not None else 0)
+        self._streams.setdefault(key.channel, {})[key.symbol] = counts
+        return counts
+
+    def _venue_reset(self, lsn: int, key: StreamKey, marker: Gap) -> None:
+        # The marker belongs to the new epoch: the stream's next messages are tagged with it.
+        by_symbol = self._streams.get(key.channel)
+        counts = by_symbol.get(key.symbol) if by_symbol is not None else None
+        if counts is None:
+            counts = self._new_counts(key)
+        counts.epoch = marker.epoch
         # Rare and important (the stream's numbering started over): always logged.
         self.venue_resets += 1
-        log.warning("%s at LSN %d: %s; recording it as a new epoch of the stream", key, lsn, reason)
+        log.warning(
+            "%s at LSN %d: %s; recording it as epoch %d of the stream",
+            key,
+            lsn,
+            marker.reason,
+            marker.epoch,
+        )
 
     def _outbound(self, payload: bytes) -> None:
         # A subscribe with resume tells the tracker where each stream was asked to restart, so
@@ -233,6 +261,7 @@ class Pipeline:
                 st.records,
                 st.duplicates,
                 st.first_seq,
+                st.epoch,
             )
             for key, st in self._tracker.changed_stats()
         ]
@@ -251,8 +280,9 @@ class Pipeline:
                     ev.ts_ms,
                     ev.data.get("bids", []),
                     ev.data.get("asks", []),
+                    epoch,
                 )
-                for key, (ev, recv_ns) in self._books.items()
+                for key, (ev, recv_ns, epoch) in self._books.items()
             ],
             gaps=gaps,
             streams=streams,

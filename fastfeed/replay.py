@@ -18,6 +18,10 @@ nothing more is sent; connections stay open and pings are still answered.
 Frames are published in seq order and only while seqs are contiguous: a stream stops at its
 first missing seq (a lost or still-open gap: see ``fastfeed gaps``), because the protocol's
 ack cannot say that a seq in the middle of a history is gone.
+
+A stream has one seq space on the wire, so a stream the venue restarted during the recording
+(several epochs: see fastfeed/sequence.py) is served from its latest epoch only; ``export``
+has them all.
 """
 
 from __future__ import annotations
@@ -80,14 +84,18 @@ class ReplayHistory(StreamHistory):
     __slots__ = ("_ahead", "_head", "_key", "_last", "_mean", "_rec")
 
     def __init__(self, rec: _Recording, channel: str, symbol: str) -> None:
+        (epoch,) = rec.conn.execute(
+            "SELECT max(epoch) FROM messages WHERE channel=? AND symbol=? AND seq IS NOT NULL",
+            (channel, symbol),
+        ).fetchone()
+        self._key = (channel, symbol, epoch or 0)  # the latest epoch (module docstring)
         first, last, mean = rec.conn.execute(
             "SELECT min(seq), max(seq), avg(length(frame)) FROM messages"
-            " WHERE channel=? AND symbol=? AND seq IS NOT NULL",
-            (channel, symbol),
+            " WHERE channel=? AND symbol=? AND epoch=? AND seq IS NOT NULL",
+            self._key,
         ).fetchone()
         super().__init__(1, first_seq=first or 1)
         self._rec = rec
-        self._key = (channel, symbol)
         self._head = self.first_seq - 1  # nothing released yet
         self._last = last or 0
         self._mean = float(mean or 0.0)
@@ -113,8 +121,8 @@ class ReplayHistory(StreamHistory):
         if upto < from_seq:
             return []
         rows = self._rec.conn.execute(
-            "SELECT frame FROM messages WHERE channel=? AND symbol=? AND seq BETWEEN ? AND ?"
-            " ORDER BY seq",
+            "SELECT frame FROM messages WHERE channel=? AND symbol=? AND epoch=?"
+            " AND seq BETWEEN ? AND ? ORDER BY seq",
             (*self._key, from_seq, upto),
         )
         return [bytes(frame) for (frame,) in rows]
@@ -131,7 +139,7 @@ class ReplayHistory(StreamHistory):
                 self._last = self._head  # a hole: the stream ends here (module docstring)
                 log.warning(
                     "replay of %s:%s stops at seq %d: seq %d is not in the recording",
-                    *self._key,
+                    *self._key[:2],
                     self._head,
                     self._head + 1,
                 )
@@ -147,8 +155,8 @@ class ReplayHistory(StreamHistory):
             return False
         self._ahead.extend(
             self._rec.conn.execute(
-                "SELECT seq, recv_ns FROM messages WHERE channel=? AND symbol=? AND seq > ?"
-                " ORDER BY seq LIMIT ?",
+                "SELECT seq, recv_ns FROM messages WHERE channel=? AND symbol=? AND epoch=?"
+                " AND seq > ? ORDER BY seq LIMIT ?",
                 (*self._key, self._head, defaults.REPLAY_AHEAD_ROWS),
             )
         )

@@ -32,6 +32,11 @@ Either way the old epoch's open gaps become LOST (the venue no longer has that h
 LOST time gap marks the break, and the stream starts over at base 0, so seqs of the new
 epoch are news, not duplicates, and any it has missed are a gap to backfill.
 
+Each stream counts its epochs: 0 for the first run of seqs, +1 at each venue reset. A seq
+names a message only together with its epoch (the store keys messages by both), and every gap
+carries the epoch its seqs belong to. The count is in the checkpoint, and replaying the journal
+takes the same resets in the same order, so live recording and recovery number epochs alike.
+
 Without seqs (plain TickDB) a disconnect or stall opens a LOST gap bounded in time: from the
 stream's last message to its first message after the connection is back.
 """
@@ -57,7 +62,7 @@ __all__ = [
     "SyncState",
 ]
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: streams and gaps carry their epoch
 REASON_JUMP = "seq jump"
 REASON_HISTORY_GONE = "venue history gone"
 REASON_VENUE_RESET = "venue reset"
@@ -143,6 +148,7 @@ class StreamStats:
     last_recv_ns: int | None
     head_seq: int | None  # the venue's last published seq, from its latest ack
     open_gaps: int
+    epoch: int = 0  # venue restarts seen: first_seq and last_seq are of this epoch
 
 
 _lo = itemgetter(0)
@@ -156,6 +162,7 @@ class _Stream:
         "above",
         "base",
         "duplicates",
+        "epoch",
         "first_seq",
         "head_seq",
         "key",
@@ -173,6 +180,7 @@ class _Stream:
     def __init__(self, key: StreamKey) -> None:
         self.key = key
         self.state = SyncState.UNSYNCED
+        self.epoch = 0  # venue restarts seen (module docstring)
         self.base = -1  # every seq <= base is settled; -1: no baseline yet (seqs start at 1)
         self.above: list[tuple[int, int]] = []
         self.open: list[Gap] = []  # OPEN gaps, by from_seq
@@ -228,7 +236,8 @@ class SequenceTracker:
         # LOST gap bounded in time, like a plain stream's outage.
         since = st.last_recv_ns if st.last_recv_ns is not None else recv_ns
         reason = f"{REASON_VENUE_RESET}: {what}"
-        marker = self._new_gap(st.key, None, None, since, recv_ns, GapState.LOST, reason)
+        st.epoch += 1  # the marker is the new epoch's: what it missed before its first seq
+        marker = self._new_gap(st, None, None, since, recv_ns, GapState.LOST, reason)
         st.base = 0
         st.above = []
         st.open = []
@@ -254,7 +263,7 @@ class SequenceTracker:
         top = st.above[-1][1] if st.above else st.base
         _add_range(st, seq, seq)
         if seq > top + 1:
-            gap = self._new_gap(st.key, top + 1, seq - 1, recv_ns, None, GapState.OPEN, REASON_JUMP)
+            gap = self._new_gap(st, top + 1, seq - 1, recv_ns, None, GapState.OPEN, REASON_JUMP)
             st.open.append(gap)  # above every other gap: the list stays sorted
             _advance(st, _T.GAP_OPENED)
             return Observation(Outcome.NEW, opened=(gap,), resync_from=st.base + 1)
@@ -342,7 +351,7 @@ class SequenceTracker:
                 gap_id = gap.gap_id if n == 0 else self._take_id()
                 reason = REASON_HISTORY_GONE if state is GapState.LOST else gap.reason
                 to_ns = None if state is GapState.OPEN else recv_ns
-                piece = Gap(gap_id, st.key, a, b, gap.from_ns, to_ns, state, reason)
+                piece = Gap(gap_id, st.key, a, b, gap.from_ns, to_ns, state, reason, st.epoch)
                 self._put(piece)
                 if state is GapState.OPEN:
                     still_open.append(piece)
@@ -352,9 +361,7 @@ class SequenceTracker:
             # Seqs past anything we saw: never in a gap yet, lost outright.
             start = max(lo, top + 1)
             lost.append(
-                self._new_gap(
-                    st.key, start, hi, recv_ns, recv_ns, GapState.LOST, REASON_HISTORY_GONE
-                )
+                self._new_gap(st, start, hi, recv_ns, recv_ns, GapState.LOST, REASON_HISTORY_GONE)
             )
         _add_range(st, lo, hi)
         st.open = sorted(still_open, key=_from_seq)
@@ -399,7 +406,7 @@ class SequenceTracker:
                     self._put(replace(gap, to_ns=None))
                 continue
             start = st.last_recv_ns if st.last_recv_ns is not None else recv_ns
-            gap = self._new_gap(st.key, None, None, start, None, GapState.LOST, reason)
+            gap = self._new_gap(st, None, None, start, None, GapState.LOST, reason)
             st.time_gap = gap.gap_id
 
     def connection_restored(self, recv_ns: int) -> None:
@@ -425,7 +432,14 @@ class SequenceTracker:
         out = []
         for key in sorted(self._streams):
             st = self._streams[key]
-            now = [st.records, st.duplicates, st.last_recv_ns, st.state.value, st.head_seq]
+            now = [
+                st.records,
+                st.duplicates,
+                st.last_recv_ns,
+                st.state.value,
+                st.head_seq,
+                st.epoch,
+            ]
             if now != st.reported:
                 st.reported = now
                 out.append((key, _stats(st)))
@@ -466,6 +480,7 @@ class SequenceTracker:
                     "channel": st.key.channel,
                     "symbol": st.key.symbol,
                     "state": st.state.value,
+                    "epoch": st.epoch,
                     "base": st.base,
                     "above": [list(iv) for iv in st.above],
                     "open": [g.gap_id for g in st.open],
@@ -511,12 +526,14 @@ class SequenceTracker:
                     g["to_ns"],
                     GapState(g["state"]),
                     g["reason"],
+                    int(g["epoch"]),
                 )
                 tracker._gaps[gap.gap_id] = gap
             tracker._dirty = dict.fromkeys(int(i) for i in doc["dirty"])
             for s in doc["streams"]:
                 st = _Stream(StreamKey(s["channel"], s["symbol"]))
                 st.state = SyncState(s["state"])
+                st.epoch = int(s["epoch"])
                 st.base = int(s["base"])
                 st.above = [(int(lo), int(hi)) for lo, hi in s["above"]]
                 st.open = [tracker._gaps[int(i)] for i in s["open"]]
@@ -545,7 +562,7 @@ class SequenceTracker:
 
     def _new_gap(
         self,
-        key: StreamKey,
+        st: _Stream,
         from_seq: int | None,
         to_seq: int | None,
         from_ns: int,
@@ -553,7 +570,9 @@ class SequenceTracker:
         state: GapState,
         reason: str,
     ) -> Gap:
-        gap = Gap(self._take_id(), key, from_seq, to_seq, from_ns, to_ns, state, reason)
+        gap = Gap(
+            self._take_id(), st.key, from_seq, to_seq, from_ns, to_ns, state, reason, st.epoch
+        )
         self._put(gap)
         return gap
 
@@ -576,6 +595,7 @@ def _stats(st: _Stream) -> StreamStats:
         st.last_recv_ns,
         st.head_seq,
         len(st.open),
+        st.epoch,
     )
 
 
@@ -648,4 +668,5 @@ def _gap_doc(gap: Gap) -> dict[str, Any]:
         "to_ns": gap.to_ns,
         "state": gap.state.value,
         "reason": gap.reason,
+        "epoch": gap.epoch,
     }

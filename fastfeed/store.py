@@ -3,6 +3,9 @@
 Everything here can be rebuilt from the journal, which is why ``synchronous=NORMAL`` is enough:
 a power cut may lose the last SQLite transactions, and the next start replays them from the
 journal (each batch records the journal LSN it reached in the same transaction).
+
+A seq names a message only within its stream's epoch (a venue restart numbers the stream from 1
+again: fastfeed/sequence.py), so messages are unique by (venue, channel, symbol, epoch, seq).
 """
 
 from __future__ import annotations
@@ -22,33 +25,34 @@ from fastfeed.streams import Gap
 
 __all__ = ["FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the epoch column (messages, books, streams, gaps)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
-    seq INTEGER, recv_ns INTEGER NOT NULL, lsn INTEGER NOT NULL,
+    epoch INTEGER NOT NULL, seq INTEGER, recv_ns INTEGER NOT NULL, lsn INTEGER NOT NULL,
     frame BLOB NOT NULL, binary INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq
-    ON messages (venue, channel, symbol, seq) WHERE seq IS NOT NULL;
+    ON messages (venue, channel, symbol, epoch, seq) WHERE seq IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_lsn ON messages (lsn);
 CREATE TABLE IF NOT EXISTS books (
     venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
-    seq INTEGER, recv_ns INTEGER NOT NULL, ts_ms INTEGER,
+    epoch INTEGER NOT NULL, seq INTEGER, recv_ns INTEGER NOT NULL, ts_ms INTEGER,
     bids TEXT NOT NULL, asks TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS books_by_stream ON books (venue, channel, symbol, recv_ns);
 CREATE TABLE IF NOT EXISTS streams (
     venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
-    records INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+    records INTEGER NOT NULL, duplicates INTEGER NOT NULL, epoch INTEGER NOT NULL,
     first_seq INTEGER, last_seq INTEGER, last_recv_ns INTEGER,
     PRIMARY KEY (venue, channel, symbol)
 );
 CREATE TABLE IF NOT EXISTS gaps (
     gap_id INTEGER NOT NULL, venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
-    from_seq INTEGER, to_seq INTEGER, from_ns INTEGER NOT NULL, to_ns INTEGER,
+    epoch INTEGER NOT NULL, from_seq INTEGER, to_seq INTEGER,
+    from_ns INTEGER NOT NULL, to_ns INTEGER,
     state TEXT NOT NULL, reason TEXT NOT NULL,
     PRIMARY KEY (venue, gap_id)
 );
@@ -70,6 +74,7 @@ class MessageRow(NamedTuple):
     lsn: int
     frame: bytes
     binary: bool
+    epoch: int = 0  # the stream's epoch ``seq`` belongs to (0 until a venue restart)
 
 
 class BookRow(NamedTuple):
@@ -83,6 +88,7 @@ class BookRow(NamedTuple):
     ts_ms: int | None
     bids: list[Any]
     asks: list[Any]
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,7 @@ class StreamCheckpoint:
     records: int
     duplicates: int
     first_seq: int | None
+    epoch: int = 0  # first_seq and last_seq are of this epoch
 
 
 @dataclass(slots=True)
@@ -184,19 +191,30 @@ class Store:
         try:
             # OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
             c.executemany(
-                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
                 [
-                    (m.venue, m.channel, m.symbol, m.seq, m.recv_ns, m.lsn, m.frame, m.binary)
+                    (
+                        m.venue,
+                        m.channel,
+                        m.symbol,
+                        m.epoch,
+                        m.seq,
+                        m.recv_ns,
+                        m.lsn,
+                        m.frame,
+                        m.binary,
+                    )
                     for m in batch.messages
                 ],
             )
             c.executemany(
-                "INSERT INTO books VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO books VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         b.venue,
                         b.channel,
                         b.symbol,
+                        b.epoch,
                         b.seq,
                         b.recv_ns,
                         b.ts_ms,
@@ -208,13 +226,14 @@ class Store:
             )
             venue = batch.messages[0].venue if batch.messages else (self._venue or "")
             c.executemany(
-                "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         g.gap_id,
                         self._venue or venue,
                         g.key.channel,
                         g.key.symbol,
+                        g.epoch,
                         g.from_seq,
                         g.to_seq,
                         g.from_ns,
@@ -226,7 +245,7 @@ class Store:
                 ],
             )
             c.executemany(
-                "INSERT OR REPLACE INTO streams VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO streams VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         s.venue,
@@ -234,6 +253,7 @@ class Store:
                         s.symbol,
                         s.records,
                         s.duplicates,
+                        s.epoch,
                         s.first_seq,
                         s.last_seq,
                         s.last_recv_ns,
@@ -310,14 +330,15 @@ class Store:
                 "channel": ch,
                 "symbol": sym,
                 "records": rec,
+                "epoch": epoch,
                 "first_seq": first,
                 "last_seq": last,
                 "last_recv_ns": last_ns,
                 "duplicates": dup,
                 "gaps_open": open_by_stream.get((v, ch, sym), 0),
             }
-            for v, ch, sym, rec, dup, first, last, last_ns in self._conn.execute(
-                "SELECT venue, channel, symbol, records, duplicates, first_seq, last_seq,"
+            for v, ch, sym, rec, dup, epoch, first, last, last_ns in self._conn.execute(
+                "SELECT venue, channel, symbol, records, duplicates, epoch, first_seq, last_seq,"
                 " last_recv_ns FROM streams ORDER BY venue, channel, symbol"
             )
         ]
@@ -337,6 +358,7 @@ class Store:
             "venue",
             "channel",
             "symbol",
+            "epoch",
             "from_seq",
             "to_seq",
             "from_ns",
@@ -345,34 +367,36 @@ class Store:
             "reason",
         )
         rows = self._conn.execute(
-            f"SELECT {', '.join(cols)} FROM gaps ORDER BY venue, channel, symbol, from_seq, from_ns"
+            f"SELECT {', '.join(cols)} FROM gaps"
+            " ORDER BY venue, channel, symbol, epoch, from_seq, from_ns"
         )
         return [dict(zip(cols, row, strict=True)) for row in rows]
 
     def iter_messages(
         self, *, channel: str | None = None, symbol: str | None = None
     ) -> Iterator[MessageRow]:
-        """Messages by stream then seq (LSN when there is no seq), streamed from a cursor."""
+        """Messages by stream, epoch, then seq (LSN when there is no seq), from a cursor."""
         cursor = self._conn.execute(
-            "SELECT venue, channel, symbol, seq, recv_ns, lsn, frame, binary FROM messages"
+            "SELECT venue, channel, symbol, epoch, seq, recv_ns, lsn, frame, binary FROM messages"
             " WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR symbol = ?2)"
-            " ORDER BY venue, channel, symbol, seq IS NULL, seq, lsn",
+            " ORDER BY venue, channel, symbol, epoch, seq IS NULL, seq, lsn",
             (channel, symbol),
         )
-        for v, ch, sym, seq, recv_ns, lsn, frame, binary in cursor:
-            yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary))
+        for v, ch, sym, epoch, seq, recv_ns, lsn, frame, binary in cursor:
+            yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
 
     def latest_book(self, channel: str, symbol: str) -> BookRow | None:
         """The most recent book snapshot of one stream."""
         row = self._conn.execute(
-            "SELECT venue, channel, symbol, seq, recv_ns, ts_ms, bids, asks FROM books"
+            "SELECT venue, channel, symbol, epoch, seq, recv_ns, ts_ms, bids, asks FROM books"
             " WHERE channel=? AND symbol=? ORDER BY recv_ns DESC LIMIT 1",
             (channel, symbol),
         ).fetchone()
         if row is None:
             return None
-        v, ch, sym, seq, recv_ns, ts_ms, bids, asks = row
-        return BookRow(v, ch, sym, seq, recv_ns, ts_ms, orjson.loads(bids), orjson.loads(asks))
+        v, ch, sym, epoch, seq, recv_ns, ts_ms, bids, asks = row
+        bids, asks = orjson.loads(bids), orjson.loads(asks)
+        return BookRow(v, ch, sym, seq, recv_ns, ts_ms, bids, asks, epoch)
 
     def close(self) -> None:
         """Close the connection."""

@@ -38,6 +38,8 @@ class Gap:
     them (plain TickDB), the gap is the time window ``from_ns``..``to_ns`` in which the recorder
     could not have received anything (a disconnect or a stall); its seq bounds are ``None``.
     ``gap_id`` is stable for the life of the gap so the ledger can update it in place.
+    ``epoch`` is the stream's epoch the seqs belong to (it counts venue restarts; see
+    fastfeed/sequence.py).
     """
 
     gap_id: int
@@ -48,3 +50,4 @@ class Gap:
     to_ns: int | None
     state: GapState
     reason: str
+    epoch: int = 0

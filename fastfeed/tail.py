@@ -3,7 +3,8 @@
 Read-only and lock-free: records come from :func:`fastfeed.journal.read_journal` (no writer lock,
 so a recorder can always start or restart beside it) and go through the recorder's own
 :class:`~fastfeed.pipeline.Pipeline`, so a line is exactly a row ``export`` will show: duplicates
-dropped, the same fields and JSON shape.
+dropped, the same fields and JSON shape, less ``epoch`` (tail starts mid-journal, where it cannot
+know how many venue restarts came before).
 
 What "durable" means here: the writer's durable LSN lives in its memory, not on disk, so tail
 prints records once they are *accepted*, i.e. complete and CRC-valid in the shared journal
@@ -93,7 +94,11 @@ def _print(out: IO[bytes], pipeline: Pipeline, args: argparse.Namespace) -> None
         if (args.channel is None or row.channel == args.channel) and (
             args.symbol is None or row.symbol == args.symbol
         ):
-            line = next(iter(export_lines([row]))) if args.format == "json" else _text(row)
+            line = (
+                next(iter(export_lines([row], epoch=False)))
+                if args.format == "json"
+                else _text(row)
+            )
             out.write(line)
             out.flush()
 

@@ -7,11 +7,12 @@ Four checks, each naming what is wrong and where:
    segment is a torn tail, what a crash leaves and recovery trims: a note, not a failure);
 2. SQLite against the journal, over the LSNs both hold (the journal's retained start up to
    ``applied_lsn``): every data message the journal holds is in ``messages`` with the same
-   bytes, time and stream, or is a duplicate of a seq stored at an earlier LSN; every row there
-   is such a message; no row claims an LSN past ``applied_lsn``;
-3. per stream, every missing seq between the first and last stored is covered by an open or lost
-   gap in the ledger, and no filled gap has a missing seq;
-4. the ``streams`` table agrees with ``messages`` (record count, last seq).
+   bytes, time and stream, or is a duplicate of a seq stored at an earlier LSN in the same epoch;
+   every row there is such a message; no row claims an LSN past ``applied_lsn``;
+3. per stream and epoch (a venue restart numbers a stream from 1 again), every missing seq
+   between the first and last stored is covered by an open or lost gap of that epoch in the
+   ledger, and no filled gap has a missing seq;
+4. the ``streams`` table agrees with ``messages`` (record count, last seq of its epoch).
 
 Read-only and lock-free: SQLite is opened ``mode=ro`` inside one read transaction (a consistent
 snapshot even while a recorder writes) and the journal through read-only mappings, so it runs on
@@ -279,44 +280,58 @@ def _check_against_journal(
 
 
 def _stored_earlier(conn: sqlite3.Connection, event: Message, lsn: int) -> bool:
-    """Whether this stream's seq is stored from an earlier LSN (so this copy was a duplicate)."""
+    """Whether this stream's seq is stored from an earlier LSN (so this copy was a duplicate).
+
+    The copy belongs to the epoch of the stream's last row stored before it: an epoch begins
+    with a stored message, and a duplicate repeats a seq of the epoch it arrives in.
+    """
     found = conn.execute(
-        "SELECT lsn FROM messages WHERE channel=? AND symbol=? AND seq=?",
-        (event.channel, event.symbol, event.seq),
+        "SELECT 1 FROM messages WHERE channel=?1 AND symbol=?2 AND seq=?3 AND lsn<?4"
+        " AND epoch=(SELECT epoch FROM messages WHERE channel=?1 AND symbol=?2 AND lsn<?4"
+        " ORDER BY lsn DESC LIMIT 1)",
+        (event.channel, event.symbol, event.seq, lsn),
     ).fetchone()
-    return found is not None and int(found[0]) < lsn
+    return found is not None
 
 
 # -- 3 and 4. streams, seq holes and the gap ledger ----------------------------------------------
 def _check_streams(conn: sqlite3.Connection, report: Report) -> None:
-    ledger: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
-    for channel, symbol, lo, hi, state in conn.execute(
-        "SELECT channel, symbol, from_seq, to_seq, state FROM gaps WHERE from_seq IS NOT NULL"
+    ledger: dict[tuple[str, str, int], list[tuple[int, int, str]]] = {}
+    for channel, symbol, epoch, lo, hi, state in conn.execute(
+        "SELECT channel, symbol, epoch, from_seq, to_seq, state FROM gaps"
+        " WHERE from_seq IS NOT NULL"
     ):
-        ledger.setdefault((channel, symbol), []).append((lo, hi, state))
+        ledger.setdefault((channel, symbol, epoch), []).append((lo, hi, state))
     table = {
-        (ch, sym): (records, last)
-        for ch, sym, records, last in conn.execute(
-            "SELECT channel, symbol, records, last_seq FROM streams"
+        (ch, sym): (records, epoch, last)
+        for ch, sym, records, epoch, last in conn.execute(
+            "SELECT channel, symbol, records, epoch, last_seq FROM streams"
         )
     }
-    counted = {
-        (ch, sym): (n, top)
-        for ch, sym, n, top in conn.execute(
-            "SELECT channel, symbol, count(*), max(seq) FROM messages GROUP BY channel, symbol"
+    tops = {
+        (ch, sym, epoch): (n, top)
+        for ch, sym, epoch, n, top in conn.execute(
+            "SELECT channel, symbol, epoch, count(*), max(seq) FROM messages"
+            " GROUP BY channel, symbol, epoch"
         )
     }
+    counted: dict[tuple[str, str], int] = {}
+    for (ch, sym, _), (n, _) in tops.items():
+        counted[(ch, sym)] = counted.get((ch, sym), 0) + n
     report.streams = len(counted)
     for key in sorted(set(table) | set(counted)):
-        name = f"{key[0]}:{key[1]}"
-        if table.get(key, (0, None)) != counted.get(key, (0, None)):
+        records, epoch, last = table.get(key, (0, 0, None))
+        held = (counted.get(key, 0), tops.get((*key, epoch), (0, None))[1])
+        if (records, last) != held:
             report.problems.append(
-                f"{name}: streams table says (records, last_seq) = {table.get(key)}, messages"
-                f" hold {counted.get(key)}"
+                f"{key[0]}:{key[1]}: streams table says (records, last_seq of epoch {epoch}) ="
+                f" {(records, last)}, messages hold {held}"
             )
-        holes = list(_holes(conn, key))
+    for at in sorted(set(tops) | set(ledger)):
+        name = f"{at[0]}:{at[1]} epoch {at[2]}"
+        holes = list(_holes(conn, at))
         report.holes += len(holes)
-        gaps = ledger.get(key, [])
+        gaps = ledger.get(at, [])
         expected = sorted((lo, hi) for lo, hi, state in gaps if state in ("open", "lost"))
         for lo, hi in holes:
             if not _covered(expected, lo, hi):
@@ -326,11 +341,12 @@ def _check_streams(conn: sqlite3.Connection, report: Report) -> None:
                 report.problems.append(f"{name}: gap {lo}..{hi} is marked filled but has holes")
 
 
-def _holes(conn: sqlite3.Connection, key: tuple[str, str]) -> Iterator[tuple[int, int]]:
-    """Missing seq ranges between a stream's first and last stored seq, streamed in seq order."""
+def _holes(conn: sqlite3.Connection, key: tuple[str, str, int]) -> Iterator[tuple[int, int]]:
+    """Missing seq ranges between an epoch's first and last stored seq, streamed in seq order."""
     prev = None
     for (seq,) in conn.execute(
-        "SELECT seq FROM messages WHERE channel=? AND symbol=? AND seq IS NOT NULL ORDER BY seq",
+        "SELECT seq FROM messages WHERE channel=? AND symbol=? AND epoch=? AND seq IS NOT NULL"
+        " ORDER BY seq",
         key,
     ):
         if prev is not None and seq > prev + 1:

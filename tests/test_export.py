@@ -47,7 +47,10 @@ def test_default_jsonl_is_the_documented_contract(data: Path, tmp_path: Path) ->
         "seq": 1,
         "recv_ns": recv_ns(1),
         "frame": frames(DEPTH, 1)[0].decode(),
+        "epoch": 0,
     }
+    # The documented fields first, in their order; epoch (venue restarts) is appended.
+    assert list(rows[0])[:6] == ["venue", "channel", "symbol", "seq", "recv_ns", "frame"]
     assert [r["frame"].encode() for r in rows[40:]] == frames(TRADE, 40)
 
 
@@ -56,7 +59,16 @@ def test_csv_frames_round_trip_exactly(data: Path, tmp_path: Path) -> None:
     assert run(data, out, "--format", "csv", "--channel", "trade") == 0
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["venue", "channel", "symbol", "seq", "recv_ns", "frame", "frame_b64"]
+    assert list(rows[0]) == [
+        "venue",
+        "channel",
+        "symbol",
+        "seq",
+        "recv_ns",
+        "frame",
+        "frame_b64",
+        "epoch",
+    ]
     assert [r["frame"].encode() for r in rows] == frames(TRADE, 40)
     assert [int(r["recv_ns"]) for r in rows] == [recv_ns(2 * n) for n in range(1, 41)]
     assert {r["frame_b64"] for r in rows} == {""}
@@ -122,6 +134,7 @@ def test_depth_levels_flatten_every_book_level(data: Path, tmp_path: Path) -> No
                         "level": level,
                         "price": price,
                         "size": size,
+                        "epoch": 0,
                     }
                 )
     assert rows == want

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastfeed.errors import StoreError
-from fastfeed.sequence import Observation, Outcome, SequenceTracker, StreamStats, SyncState
+from fastfeed.sequence import (
+    CHECKPOINT_FORMAT,
+    Observation,
+    Outcome,
+    SequenceTracker,
+    StreamStats,
+    SyncState,
+)
 from fastfeed.streams import Gap, GapState, StreamKey
 
 AAPL = StreamKey("depth", "AAPL.US")
@@ -250,29 +257,33 @@ def test_checkpoint_of_another_format_is_refused() -> None:
     with pytest.raises(StoreError, match="format 99"):
         SequenceTracker.from_checkpoint({"format": 99})
     with pytest.raises(StoreError, match="damaged"):
-        SequenceTracker.from_checkpoint({"format": 1, "next_gap_id": 1, "gaps": [{}]})
+        SequenceTracker.from_checkpoint(
+            {"format": CHECKPOINT_FORMAT, "next_gap_id": 1, "gaps": [{}]}
+        )
 
 
 # -- venue restarts: a new epoch, never "duplicates forever" ------------------------------------
 def test_seq_back_to_one_after_5000_is_a_venue_reset_not_duplicates() -> None:
     tracker = SequenceTracker()
     feed(tracker, AAPL, list(range(1, 5001)))
-    marker = Gap(1, AAPL, None, None, 500_000, 600_000, LOST, "venue reset: seq 5000 then 1")
+    reason = "venue reset: seq 5000 then 1"
+    # The marker opens epoch 1: the new run of seqs is stored beside epoch 0's, not over it.
+    marker = Gap(1, AAPL, None, None, 500_000, 600_000, LOST, reason, epoch=1)
     assert tracker.observe(AAPL, 1, 600_000) == Observation(Outcome.NEW, reset=marker)
     assert [tracker.observe(AAPL, s, 600_000 + s) for s in range(2, 4)] == [NEW, NEW]
     assert tracker.resume_point(AAPL) == 4
     assert tracker.gaps() == [marker]
     assert tracker.stream_stats(AAPL) == StreamStats(
-        SyncState.SYNCED, 5003, 0, 1, 3, 600_003, None, 0
+        SyncState.SYNCED, 5003, 0, 1, 3, 600_003, None, 0, epoch=1
     )
 
 
 def test_reset_loses_the_old_epochs_open_gaps_and_backfills_the_new_one() -> None:
     tracker = SequenceTracker(reset_backwards=10)
     feed(tracker, AAPL, [1, 2, 3, 30, 31])  # gap 4..29 open
-    lost = Gap(1, AAPL, 4, 29, 3000, 3500, LOST, "venue reset")
-    marker = Gap(2, AAPL, None, None, 3100, 3500, LOST, "venue reset: seq 31 then 5")
-    opened = Gap(3, AAPL, 1, 4, 3500, None, OPEN, "seq jump")
+    lost = Gap(1, AAPL, 4, 29, 3000, 3500, LOST, "venue reset")  # epoch 0's seqs
+    marker = Gap(2, AAPL, None, None, 3100, 3500, LOST, "venue reset: seq 31 then 5", epoch=1)
+    opened = Gap(3, AAPL, 1, 4, 3500, None, OPEN, "seq jump", epoch=1)
     # The restart's first seqs were missed: seq 5 opens 1..4 of the new epoch, to backfill.
     assert tracker.observe(AAPL, 5, 3500) == Observation(
         Outcome.NEW, opened=(opened,), resync_from=1, reset=marker
@@ -282,7 +293,7 @@ def test_reset_loses_the_old_epochs_open_gaps_and_backfills_the_new_one() -> Non
     tracker.resume_requested(AAPL, 1)
     assert tracker.on_ack(AAPL, 1, 5, 3600) == ()
     assert feed(tracker, AAPL, [1, 2, 3])[-1] == NEW
-    filled = Gap(3, AAPL, 1, 4, 3500, 400, FILLED, "seq jump")
+    filled = Gap(3, AAPL, 1, 4, 3500, 400, FILLED, "seq jump", epoch=1)
     assert tracker.observe(AAPL, 4, 400) == Observation(Outcome.NEW, filled=(filled,))
     assert tracker.observe(AAPL, 5, 500) == DUP  # the replay reaches the live edge
     assert tracker.resume_point(AAPL) == 6
@@ -306,10 +317,11 @@ def test_ack_below_the_resume_point_is_a_venue_reset() -> None:
     tracker.connection_lost(400)
     tracker.resume_requested(AAPL, 4)
     # Sequence extension: asked past head_seq + 1, the venue answers head_seq + 1.
-    marker = Gap(1, AAPL, None, None, 300, 500, LOST, "venue reset: asked to resume at 4, acked 3")
+    reason = "venue reset: asked to resume at 4, acked 3"
+    marker = Gap(1, AAPL, None, None, 300, 500, LOST, reason, epoch=1)
     assert tracker.on_ack(AAPL, 3, 2, 500) == (marker,)
     assert tracker.resume_point(AAPL) == 1
-    opened = Gap(2, AAPL, 1, 2, 600, None, OPEN, "seq jump")
+    opened = Gap(2, AAPL, 1, 2, 600, None, OPEN, "seq jump", epoch=1)
     assert tracker.observe(AAPL, 3, 600) == Observation(
         Outcome.NEW, opened=(opened,), resync_from=1
     )

@@ -8,17 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from fastfeed.errors import StoreError
-from fastfeed.store import Batch, BookRow, MessageRow, Store, StreamCheckpoint
+from fastfeed.export import export_lines
+from fastfeed.store import FORMAT_VERSION, Batch, BookRow, MessageRow, Store, StreamCheckpoint
 from fastfeed.streams import Gap, GapState, StreamKey
 
 AAPL = StreamKey("depth", "AAPL.US")
 
 
-def msg(seq: int | None, lsn: int, symbol: str = "AAPL.US") -> MessageRow:
-    return MessageRow("sim", "depth", symbol, seq, 1000 + lsn, lsn, b'{"seq":%d}' % lsn, False)
+def msg(seq: int | None, lsn: int, symbol: str = "AAPL.US", epoch: int = 0) -> MessageRow:
+    frame = b'{"seq":%d}' % lsn
+    return MessageRow("sim", "depth", symbol, seq, 1000 + lsn, lsn, frame, False, epoch)
 
 
 def batch(lsn: int, messages: list[MessageRow], **kw: object) -> Batch:
@@ -58,6 +61,22 @@ def test_the_same_seq_applied_twice_is_stored_once(store: Store) -> None:
     assert [m.seq for m in store.iter_messages()] == [1, 2, 3]
 
 
+def test_a_venue_restarts_overlapping_seqs_are_kept_and_exported_epoch_by_epoch(
+    store: Store,
+) -> None:
+    # Epoch 0 reached seq 3; the venue restarted (epoch 1) and sent 1 and 2 again, then the
+    # recorder replayed the whole range once more: every message once, none lost to the overlap.
+    old = [msg(1, 1), msg(2, 2), msg(3, 3)]
+    new = [msg(1, 4, epoch=1), msg(2, 5, epoch=1)]
+    store.apply(batch(4, [*old, new[0]]))
+    store.apply(batch(5, [*old, *new]))
+    assert list(store.iter_messages()) == [*old, *new]
+    lines = [orjson.loads(line) for line in export_lines(store.iter_messages())]
+    assert [(r["epoch"], r["seq"], r["frame"]) for r in lines] == [
+        (m.epoch, m.seq, m.frame.decode()) for m in [*old, *new]
+    ]
+
+
 def test_applied_lsn_never_goes_backwards(store: Store) -> None:
     store.apply(batch(10, []))
     with pytest.raises(StoreError, match="behind applied 10"):
@@ -77,6 +96,7 @@ def test_gaps_are_upserted_by_id_and_status_counts_them(store: Store) -> None:
             "venue": "sim",
             "channel": "depth",
             "symbol": "AAPL.US",
+            "epoch": 0,
             "from_seq": 11,
             "to_seq": 14,
             "from_ns": 5,
@@ -92,6 +112,7 @@ def test_gaps_are_upserted_by_id_and_status_counts_them(store: Store) -> None:
                 "channel": "depth",
                 "symbol": "AAPL.US",
                 "records": 16,
+                "epoch": 0,
                 "first_seq": 1,
                 "last_seq": 20,
                 "last_recv_ns": 999,
@@ -137,7 +158,9 @@ def test_other_format_version_is_refused(tmp_path: Path) -> None:
     conn.execute("UPDATE meta SET value='99' WHERE key='format_version'")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="format version 99; this fastfeed reads 1"):
+    with pytest.raises(
+        StoreError, match=f"format version 99; this fastfeed reads {FORMAT_VERSION}"
+    ):
         Store.open(tmp_path / "fastfeed.db")
 
 

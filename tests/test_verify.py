@@ -106,14 +106,14 @@ def test_a_deleted_sqlite_row_is_named(data: Path, capsys: pytest.CaptureFixture
     code, out = verify(data, capsys)
     assert code == 1
     assert "(trade:BTC.CC seq 150): in the journal but not in SQLite messages" in out
-    assert "trade:BTC.CC: seqs 150..150 missing and not in the gap ledger" in out
-    assert "trade:BTC.CC: streams table says (records, last_seq) = (300, 300)" in out
+    assert "trade:BTC.CC epoch 0: seqs 150..150 missing and not in the gap ledger" in out
+    assert "trade:BTC.CC: streams table says (records, last_seq of epoch 0) = (300, 300)" in out
 
 
 def test_a_bogus_sqlite_row_is_named(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sql(
         data,
-        "INSERT INTO messages VALUES ('tickdb','depth','AAPL.US',301,1,?,x'7b7d',0)",
+        "INSERT INTO messages VALUES ('tickdb','depth','AAPL.US',0,301,1,?,x'7b7d',0)",
         10_000,
     )
     code, out = verify(data, capsys)
@@ -138,4 +138,4 @@ def test_a_hole_in_the_gap_ledger_passes_until_the_ledger_forgets_it(
     sql(data, "DELETE FROM gaps")
     code, out = verify(data, capsys)
     assert code == 1
-    assert "depth:AAPL.US: seqs 20..20 missing and not in the gap ledger" in out
+    assert "depth:AAPL.US epoch 0: seqs 20..20 missing and not in the gap ledger" in out

@@ -25,7 +25,7 @@ import orjson
 from fastfeed import defaults
 from fastfeed.journal import RecordKind, read_journal
 
-from .harness import JournalWatch, Recorder, gaps, status
+from .harness import JournalWatch, Recorder, cli, export, gaps, status
 
 __all__: list[str] = []
 
@@ -397,6 +397,19 @@ def test_seq_back_to_one_mid_connection_is_a_venue_reset(tmp_path: Path, data_di
     assert (marker["state"], marker["reason"]) == ("lost", "venue reset: seq 5000 then 1")
     assert marker["from_seq"] is None and marker["from_ns"] <= marker["to_ns"]
     assert any("venue reset: seq 5000 then 1" in m for m in rec.log_messages())
+    # Both epochs in full, epoch by epoch: seqs 1..300 of the new one sit beside the old ones.
+    want = [(0, s, push(s)) for s in range(1, 5001)] + [(1, s, push(s)) for s in range(1, 301)]
+
+    def exported() -> list[tuple[int, int, bytes]]:
+        rows = export(data_dir)[("trade", "BTC.CC")]
+        return [(r["epoch"], r["seq"], r["frame"].encode()) for r in rows]
+
+    assert exported() == want
+    assert cli("verify", "--data-dir", str(data_dir)).returncode == 0
+    # SQLite rebuilt from the journal alone numbers the epochs the same way.
+    for path in data_dir.glob("fastfeed.db*"):
+        path.unlink()
+    assert exported() == want
 
 
 def test_restarted_venue_acking_below_the_resume_point_is_backfilled(
