@@ -133,3 +133,32 @@ def test_catch_up_applies_a_crashed_recorders_tail(tmp_path: Path) -> None:
     assert catch_up(tmp_path) == 6
     assert [r[1] for r in exported(tmp_path)] == [1, 2, 3, 4, 5]
     assert catch_up(tmp_path) == 0
+
+
+def test_a_venue_restarts_epoch_carries_across_a_recorder_restart(tmp_path: Path) -> None:
+    # 1200 seqs, then the venue restarts at 1: epoch 1. Three of its seqs are snapshotted, the
+    # next three only journaled (crash): the restarted recorder's replay must keep epoch 1.
+    a = frames("AAPL.US", 1200)
+    journal, pipeline, snap = open_all(tmp_path)
+    for frame in a:
+        record(journal, pipeline, RecordKind.INBOUND, frame)
+    for frame in a[:3]:
+        record(journal, pipeline, RecordKind.INBOUND, frame)
+    asyncio.run(snap.flush())
+    for frame in a[3:6]:
+        record(journal, pipeline, RecordKind.INBOUND, frame)
+    snap.close()
+    journal.close()
+
+    journal, pipeline, snap = open_all(tmp_path)
+    assert replay_into(journal, pipeline, snap) == 3
+    snap.close()
+    journal.close()
+    store = Store.open(tmp_path / "fastfeed.db", readonly=True)
+    try:
+        rows = [(m.epoch, m.seq, m.frame) for m in store.iter_messages()]
+    finally:
+        store.close()
+    assert rows == [(0, i + 1, f) for i, f in enumerate(a)] + [
+        (1, i + 1, f) for i, f in enumerate(a[:6])
+    ]
