@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import logging
 import math
-import signal
 import sqlite3
 from collections import deque
 from pathlib import Path
@@ -42,8 +41,9 @@ from fastfeed.datadir import open_data_dir
 from fastfeed.defaults import SIM_HOST
 from fastfeed.errors import ConfigError
 from fastfeed.recovery import catch_up
-from fastfeed.sim import PATH, SimConfig, SimServer
+from fastfeed.sim import SimConfig, SimServer
 from fastfeed.sim.history import Stream, StreamHistory, StreamTable
+from fastfeed.sim.server import serve_until_signalled
 from fastfeed.store import Store
 
 __all__ = ["ReplayServer", "main_replay", "parse_speed", "serve_replay"]
@@ -243,25 +243,11 @@ async def serve_replay(
     return server
 
 
-async def _run(data_dir: Path, speed: float, host: str, port: int) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = await serve_replay(data_dir, speed=speed, host=host, port=port)
-    shown = f"[{server.host}]" if ":" in server.host else server.host
-    # The address on stdout, so a script that passed --port 0 can find the port.
-    print(f"fastfeed replay listening on ws://{shown}:{server.port}{PATH}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await server.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    return 0
-
-
 def main_replay(args: argparse.Namespace) -> int:
     """``fastfeed replay``: serve until SIGINT/SIGTERM; returns the exit code."""
     speed = parse_speed(args.speed)
-    return uvloop.run(_run(args.data_dir, speed, args.host, args.port))
+    return uvloop.run(
+        serve_until_signalled(
+            serve_replay(args.data_dir, speed=speed, host=args.host, port=args.port), "replay"
+        )
+    )

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
 from urllib.parse import parse_qs
 
 import uvloop
@@ -32,7 +33,7 @@ from fastfeed.sim.faults import ConnectionFaults, FaultPlan
 from fastfeed.sim.history import Stream, StreamTable
 from fastfeed.sim.wire import negotiate_deflate
 
-__all__ = ["PATH", "SimServer", "main_sim", "serve"]
+__all__ = ["PATH", "SimServer", "main_sim", "serve", "serve_until_signalled"]
 
 log = logging.getLogger("fastfeed.sim")
 PATH = "/v1/realtime"
@@ -194,26 +195,29 @@ async def serve(config: SimConfig, *, host: str = SIM_HOST, port: int = 0) -> Si
     return server
 
 
-async def _run_until_signalled(config: SimConfig, host: str, port: int) -> int:
+async def serve_until_signalled(server: Awaitable[SimServer], name: str) -> int:
+    """Start ``server``, print its URL on stdout and serve until SIGINT or SIGTERM; exit code.
+
+    The URL goes to stdout so a script that passed --port 0 can find the port.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = await serve(config, host=host, port=port)
-    shown = f"[{server.host}]" if ":" in server.host else server.host
-    # The address on stdout, so a script that passed --port 0 can find the port.
-    print(f"fastfeed sim listening on ws://{shown}:{server.port}{PATH}", flush=True)
+    running = await server
+    shown = f"[{running.host}]" if ":" in running.host else running.host
+    print(f"fastfeed {name} listening on ws://{shown}:{running.port}{PATH}", flush=True)
     try:
         await stop.wait()
     finally:
-        await server.close()
+        await running.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    log.info("simulator stopped")
+    log.info("%s stopped", name)
     return 0
 
 
 def main_sim(ns: argparse.Namespace) -> int:
     """``fastfeed sim``: serve until SIGINT/SIGTERM; returns the exit code."""
     config = sim_config_from_args(ns)
-    return uvloop.run(_run_until_signalled(config, ns.host, ns.port))
+    return uvloop.run(serve_until_signalled(serve(config, host=ns.host, port=ns.port), "sim"))
