@@ -15,7 +15,7 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q -e '.[bench]'
+.venv/bin/python -m pip install -q --upgrade "setuptools>=77" -e '.[bench]'
 .venv/bin/python setup.py -q build_ext --inplace
 .venv/bin/python -m bench.buildcheck  # refuses a debug or pure-Python build, saying which
 mkdir -p bench/results

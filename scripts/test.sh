@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q --upgrade pip "setuptools>=77"  # setup.py build_ext reads pyproject.toml: its SPDX license needs setuptools>=77
 .venv/bin/python -m pip install -q -e '.[dev]'
 # Build the extension next to its source as well, so tests import the same code they read.
 .venv/bin/python setup.py -q build_ext --inplace
