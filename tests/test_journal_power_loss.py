@@ -9,9 +9,11 @@ import random
 import threading
 from pathlib import Path
 
+from e2e.harness import wait_for
 from journal_format import SEGMENT_HEADER, read_log, segment_files
 
 from fastfeed.journal import FsyncMode, Journal, JournalRecord
+from fastfeed.journal_files import segment_path
 
 PAGE = 4096  # the unit the kernel writes back in
 SECTOR = 512  # the unit a device writes atomically: a torn page mixes old and new sectors
@@ -114,6 +116,10 @@ def run_seed(seed: int, base: Path) -> tuple[int, int]:
                 if rng.random() < 0.03:
                     j.sync()
             durable, accepted = j.durable_lsn, j.accepted_lsn
+            # The preparer thread makes the next segment ahead, on its own time: cut once it
+            # has, so the image depends on the seed alone.
+            ahead = segment_path(directory, j.write_offset[0] + 1)
+            wait_for(ahead.exists, f"{ahead.name} prepared")
             image = disk.power_cut(rng, keep=rng.choice([0.0, 0.3, 0.7, 1.0]))
         # The machine comes back with only what was on the disk.
         directory = base / str(cycle + 1)
