@@ -10,6 +10,7 @@ MIN_FREE_BYTES = 256 * MiB  # refuse to create a segment when the disk has less 
 RETENTION_BYTES = 1024 * MiB  # journal kept even when fully snapshotted (for repair/verify)
 MAX_FRAME_BYTES = 16 * MiB  # a frame larger than this is refused by the WebSocket layer
 MAX_PENDING_OUTBOUND_BYTES = 4 * MiB  # unsent commands past this: the venue stopped reading
+RECV_BUFFER_BYTES = 256 * 1024  # socket receive buffer: bounds one read, so one loop turn
 MAX_STREAMS_PER_CONNECTION = 1000  # (channel, symbol) pairs on one socket: bounds resync bursts
 
 # --- recorder -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import logging
 import picows
 import pytest
 
+from fastfeed import defaults
 from fastfeed.recorder.connection import Connection
 
 __all__: list[str] = []
@@ -83,3 +84,68 @@ async def _run_against_a_deaf_venue() -> _Handler:
             transport.disconnect(graceful=False)
         await server.wait_closed()
     return handler
+
+
+FLOOD_FRAMES = 40_000
+FLOOD_FRAME = b'{"cmd":"depth","data":{"symbol":"AAPL.US","pad":"' + b"x" * 150 + b'"}}'
+
+
+class _Flood(picows.WSListener):
+    """A venue that writes a backlog far larger than any socket buffer the moment we connect."""
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        for _ in range(FLOOD_FRAMES):
+            transport.send(picows.WSMsgType.TEXT, FLOOD_FRAME)
+
+
+class _Counter:
+    """Counts frames per turn of the event loop (a call_soon chain marks each turn)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.this_turn = 0
+        self.most_in_a_turn = 0
+        self.done = asyncio.Event()
+        asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self.this_turn = 0
+        if not self.done.is_set():
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def on_connected(self, connection: Connection) -> None: ...
+    def on_frame(self, payload: bytes, binary: bool) -> None:
+        self.frames += 1
+        self.this_turn += 1
+        self.most_in_a_turn = max(self.most_in_a_turn, self.this_turn)
+        sum(payload)  # some work per frame, so the backlog piles up in the socket
+        if self.frames == FLOOD_FRAMES:
+            self.done.set()
+
+    def on_disconnected(self, reason: str) -> None: ...
+    def on_heartbeat(self, connection: Connection) -> None: ...
+
+
+def test_a_backlog_is_read_a_socket_buffer_at_a_time_so_the_loop_keeps_turning() -> None:
+    most = asyncio.run(_read_a_flood())
+    # picows delivers everything one read returned before the loop turns again; without a
+    # bounded receive buffer one read returns up to the kernel's autotuned size (megabytes).
+    per_read = 2 * defaults.RECV_BUFFER_BYTES // (len(FLOOD_FRAME) + 4)  # the kernel doubles it
+    assert 0 < most <= 2 * per_read
+
+
+async def _read_a_flood() -> int:
+    server = await picows.ws_create_server(lambda request: _Flood(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    counter = _Counter()
+    connection = Connection(f"ws://127.0.0.1:{port}/", f"ws://127.0.0.1:{port}/", counter)
+    task = asyncio.create_task(connection.run())
+    try:
+        async with asyncio.timeout(60):
+            await counter.done.wait()
+    finally:
+        connection.stop()
+        await task
+        server.close()
+        await server.wait_closed()
+    return counter.most_in_a_turn

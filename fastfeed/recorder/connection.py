@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from typing import Protocol
@@ -43,6 +44,13 @@ class _Listener(picows.WSListener):
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self._connection._transport = transport
+        sock = transport.underlying_transport.get_extra_info("socket")
+        if sock is not None:
+            # picows hands over all it read in one callback and grows its buffer to what the
+            # socket holds (megabytes behind a fast feed): a small receive buffer keeps one
+            # read, and so one turn of the event loop, to about a thousand frames, so signals,
+            # heartbeats and snapshots are never held up by a backlog. Set before we subscribe.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, defaults.RECV_BUFFER_BYTES)
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         msg_type = frame.msg_type
