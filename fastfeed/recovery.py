@@ -14,7 +14,7 @@ from fastfeed.venues.tickdb import TickDBAdapter
 if TYPE_CHECKING:
     from fastfeed.recorder.snapshotter import Snapshotter
 
-__all__ = ["REPLAY_BATCH_RECORDS", "catch_up", "replay_into"]
+__all__ = ["REPLAY_BATCH_RECORDS", "catch_up", "replay_into", "venue_of"]
 
 log = logging.getLogger("fastfeed.recovery")
 
@@ -67,7 +67,7 @@ def catch_up(data_dir: Path) -> int:
     except JournalLocked:
         return 0
     with journal:
-        venue = _venue_of(data_dir)
+        venue = venue_of(data_dir)
         pipeline = Pipeline(venue, TickDBAdapter())
         snapshotter = Snapshotter(
             journal, pipeline, data_dir / "fastfeed.db", fsync=FsyncMode.NONE, venue=venue
@@ -81,7 +81,8 @@ def catch_up(data_dir: Path) -> int:
     return replayed
 
 
-def _venue_of(data_dir: Path) -> str:
+def venue_of(data_dir: Path) -> str:
+    """The venue a data dir records, from its SQLite file (tickdb when there is none yet)."""
     from fastfeed.store import Store
 
     store = (

@@ -10,6 +10,7 @@ again: fastfeed/sequence.py), so messages are unique by (venue, channel, symbol,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -183,12 +184,12 @@ class Store:
         Raises:
             StoreError: the batch would move applied_lsn backwards, or SQLite failed (disk full).
         """
-        current = self.applied_lsn()
-        if batch.applied_lsn < current:
-            raise StoreError(f"batch reaches LSN {batch.applied_lsn}, behind applied {current}")
         c = self._conn
-        c.execute("BEGIN IMMEDIATE")
         try:
+            current = self.applied_lsn()
+            if batch.applied_lsn < current:
+                raise StoreError(f"batch reaches LSN {batch.applied_lsn}, behind applied {current}")
+            c.execute("BEGIN IMMEDIATE")
             # OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
             c.executemany(
                 "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
@@ -273,7 +274,9 @@ class Store:
         except BaseException as exc:
             # SQLite may have rolled back already (a full disk fails the COMMIT itself).
             if c.in_transaction:
-                c.execute("ROLLBACK")
+                # An aborted connection refuses the ROLLBACK too; closing it rolls back.
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(
                     f"cannot commit a snapshot to {self._path}: {exc}",

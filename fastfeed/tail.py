@@ -35,7 +35,7 @@ from fastfeed.journal import read_journal
 from fastfeed.journal_files import list_segments
 from fastfeed.logs import setup_logging
 from fastfeed.pipeline import Pipeline
-from fastfeed.recovery import _venue_of
+from fastfeed.recovery import venue_of
 from fastfeed.store import MessageRow
 from fastfeed.venues.tickdb import TickDBAdapter
 
@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    pipeline = Pipeline(_venue_of(args.data_dir), TickDBAdapter())
+    pipeline = Pipeline(venue_of(args.data_dir), TickDBAdapter())
     out = sys.stdout.buffer
     next_lsn = 1 if args.from_start else _end_lsn(journal_dir) + 1
     try:

@@ -48,7 +48,7 @@ class _Listener(picows.WSListener):
         if sock is not None:
             # picows hands over all it read in one callback and grows its buffer to what the
             # socket holds (megabytes behind a fast feed): a small receive buffer keeps one
-            # read, and so one turn of the event loop, to about a thousand frames, so signals,
+            # read, and so one turn of the event loop, to a few thousand frames, so signals,
             # heartbeats and snapshots are never held up by a backlog. Set before we subscribe.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, defaults.RECV_BUFFER_BYTES)
 
