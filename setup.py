@@ -30,8 +30,8 @@ else:
 
 extensions = [
     Extension(
-        "fastfeed._wal",
-        ["fastfeed/_wal.pyx"],
+        "fastfeed.journal._wal",
+        ["fastfeed/journal/_wal.pyx"],
         extra_compile_args=compile_args,
         define_macros=macros,
     )

@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 
 from bench import latency
 from bench.window import measure, sent_ns, write_result
-from fastfeed.config import parse_channel_specs
+from fastfeed.recorder.config import parse_channel_specs
 from fastfeed.venues.tickdb import TickDBAdapter
 
 KINDS = ("transport", "naive-sqlite", "os-write")

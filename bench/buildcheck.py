@@ -5,17 +5,19 @@ from __future__ import annotations
 import importlib.machinery
 import sys
 
-from fastfeed import _wal
+from fastfeed.journal import _wal
 
 
 def build_problem() -> str | None:
     """Why this build must not be benchmarked, or None when it is an optimised extension."""
     path = getattr(_wal, "__file__", "") or ""
     if not path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        return f"fastfeed._wal is not a compiled extension ({path or 'no file'}): pure Python"
+        return (
+            f"fastfeed.journal._wal is not a compiled extension ({path or 'no file'}): pure Python"
+        )
     if _wal.DEBUG_BUILD:
         return (
-            "fastfeed._wal is a FASTFEED_DEBUG=1 build (-O0, line tracing): rebuild with "
+            "fastfeed.journal._wal is a FASTFEED_DEBUG=1 build (-O0, line tracing): rebuild with "
             "`python setup.py build_ext --inplace` before benchmarking"
         )
     return None

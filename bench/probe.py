@@ -23,10 +23,10 @@ import uvloop  # noqa: E402
 from bench import latency  # noqa: E402
 from bench.buildcheck import require_release_build  # noqa: E402
 from bench.window import measure, sent_ns, write_result  # noqa: E402
-from fastfeed.config import RecorderConfig, parse_channel_specs  # noqa: E402
 from fastfeed.journal import FsyncMode  # noqa: E402
 from fastfeed.logs import setup_logging  # noqa: E402
 from fastfeed.recorder import app  # noqa: E402
+from fastfeed.recorder.config import RecorderConfig, parse_channel_specs  # noqa: E402
 from fastfeed.recorder.connection import Connection  # noqa: E402
 
 

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from bench.buildcheck import build_problem
-from fastfeed._wal import crc32c
+from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.sequence import SequenceTracker
+from fastfeed.derive.streams import StreamKey
 from fastfeed.journal import FsyncMode, Journal, RecordKind
-from fastfeed.pipeline import Pipeline
-from fastfeed.sequence import SequenceTracker
+from fastfeed.journal._wal import crc32c
 from fastfeed.sim.content import StreamGenerator
 from fastfeed.store import Batch, MessageRow, Store
-from fastfeed.streams import StreamKey
 from fastfeed.venues.tickdb import TickDBAdapter
 
 RECORD = b"x" * 200  # the 200-byte record

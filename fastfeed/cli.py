@@ -160,19 +160,19 @@ def main(argv: list[str] | None = None) -> int:
 
             return main_sim(args)
         if args.command in ("status", "gaps", "export"):
-            from fastfeed import reports
+            from fastfeed.tools import reports
 
             return reports.main(args)
         if args.command == "verify":
-            from fastfeed import verify
+            from fastfeed.tools import verify
 
             return verify.main(args)
         if args.command == "tail":
-            from fastfeed import tail
+            from fastfeed.tools import tail
 
             return tail.main(args)
         if args.command == "replay":
-            from fastfeed.replay import main_replay
+            from fastfeed.tools.replay import main_replay
 
             return main_replay(args)
         _build_parser().print_help()

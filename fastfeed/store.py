@@ -5,7 +5,7 @@ a power cut may lose the last SQLite transactions, and the next start replays th
 journal (each batch records the journal LSN it reached in the same transaction).
 
 A seq names a message only within its stream's epoch (a venue restart numbers the stream from 1
-again: fastfeed/sequence.py), so messages are unique by (venue, channel, symbol, epoch, seq).
+again: fastfeed/derive/sequence.py), so messages are unique by (venue, channel, symbol, epoch, seq).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from fastfeed import defaults
+from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
-from fastfeed.streams import Gap
 
 __all__ = ["FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
 

@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "venues"))
 
 with atheris.instrument_imports(include=["fastfeed"]):
-    import fastfeed.pipeline
-    import fastfeed.sequence
+    import fastfeed.derive.pipeline
+    import fastfeed.derive.sequence
     import fastfeed.store
     import fastfeed.venues.tickdb  # noqa: F401  (instrumented for coverage)
 

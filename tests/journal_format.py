@@ -1,8 +1,9 @@
 """A pure-Python reader of the journal's on-disk format, to cross-check the Cython core.
 
 It decodes segment and record headers straight from the file bytes, with the layout written in
-fastfeed/_wal.pxd, and checks each CRC with its own table-driven CRC32C. It imports nothing from
-fastfeed, so a bug in fastfeed/_wal.pyx cannot hide by being shared with its checker.
+fastfeed/journal/_wal.pxd, and checks each CRC with its own table-driven CRC32C. It imports
+nothing from fastfeed, so a bug in fastfeed/journal/_wal.pyx cannot hide by being shared with its
+checker.
 
 Format (little-endian): a segment file ``seg-<index:016d>.wal`` starts with a 64-byte header
 (magic ``FFWALSEG``, version 1, header size 64, index, file size, 32 zero bytes). Records follow

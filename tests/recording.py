@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastfeed.catchup import catch_up
 from fastfeed.datadir import prepare_data_dir
 from fastfeed.journal import FsyncMode, Journal, RecordKind
-from fastfeed.recovery import catch_up
 from fastfeed.sim.content import StreamGenerator
 
 __all__ = ["T0_NS", "build", "recv_ns"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fastfeed import defaults
-from fastfeed.config import RecorderConfig, parse_channel_specs, validate
 from fastfeed.errors import ConfigError
+from fastfeed.recorder.config import RecorderConfig, parse_channel_specs, validate
 
 __all__: list[str] = []
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fastfeed._wal import crc32c, crc32c_sw
+from fastfeed.journal._wal import crc32c, crc32c_sw
 
 VECTORS = [
     (b"", 0, 0x00000000),

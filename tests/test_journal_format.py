@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from journal_format import FormatViolation, crc32c, disk_records, read_log, segment_files
 
-from fastfeed._wal import crc32c as core_crc32c
 from fastfeed.errors import JournalCorrupt
 from fastfeed.journal import FsyncMode, Journal, JournalRecord, read_journal
+from fastfeed.journal._wal import crc32c as core_crc32c
 
 SEG = 4096
 MAX_PAYLOAD = SEG - 64 - 32

@@ -13,7 +13,7 @@ from e2e.harness import wait_for
 from journal_format import SEGMENT_HEADER, read_log, segment_files
 
 from fastfeed.journal import FsyncMode, Journal, JournalRecord
-from fastfeed.journal_files import segment_path
+from fastfeed.journal.segments import segment_path
 
 PAGE = 4096  # the unit the kernel writes back in
 SECTOR = 512  # the unit a device writes atomically: a torn page mixes old and new sectors

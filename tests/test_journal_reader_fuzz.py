@@ -18,10 +18,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastfeed._wal import crc32c
 from fastfeed.errors import JournalCorrupt, JournalFormatError
 from fastfeed.journal import FsyncMode, Journal, JournalRecord, RecordKind, read_journal
-from fastfeed.journal_files import segment_path
+from fastfeed.journal._wal import crc32c
+from fastfeed.journal.segments import segment_path
 
 __all__ = ["Mutation", "check_journal", "damaged_journal", "template_segments"]
 

@@ -10,12 +10,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from fastfeed import defaults
+from fastfeed.derive.gaptally import GapTally
+from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import ConfigError
-from fastfeed.gaptally import GapTally
 from fastfeed.histogram import Histogram
-from fastfeed.metrics import MetricsServer, health_problem, make_registry, parse_listen
+from fastfeed.recorder.metrics import MetricsServer, health_problem, make_registry, parse_listen
 from fastfeed.recorder.statusline import Status
-from fastfeed.streams import Gap, GapState, StreamKey
 
 A = StreamKey("depth", "AAPL.US")
 B = StreamKey("trade", "BTC.CC")

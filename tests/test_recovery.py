@@ -7,13 +7,13 @@ from pathlib import Path
 
 import orjson
 
+from fastfeed.catchup import catch_up, replay_into
+from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.streams import StreamKey
 from fastfeed.journal import FsyncMode, Journal, RecordKind
-from fastfeed.pipeline import Pipeline
 from fastfeed.recorder.snapshotter import Snapshotter
-from fastfeed.recovery import catch_up, replay_into
 from fastfeed.sim.content import StreamGenerator
 from fastfeed.store import Store
-from fastfeed.streams import StreamKey
 from fastfeed.venues.tickdb import TickDBAdapter
 
 SEG = 64 * 1024

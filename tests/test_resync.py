@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fastfeed.derive.streams import StreamKey
 from fastfeed.recorder.resync import ResyncScheduler
-from fastfeed.streams import StreamKey
 
 A = StreamKey("depth", "AAPL.US")
 T = StreamKey("depth", "TSLA.US")

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastfeed.errors import StoreError
-from fastfeed.sequence import (
+from fastfeed.derive.sequence import (
     CHECKPOINT_FORMAT,
     Observation,
     Outcome,
@@ -19,7 +18,8 @@ from fastfeed.sequence import (
     StreamStats,
     SyncState,
 )
-from fastfeed.streams import Gap, GapState, StreamKey
+from fastfeed.derive.streams import Gap, GapState, StreamKey
+from fastfeed.errors import StoreError
 
 AAPL = StreamKey("depth", "AAPL.US")
 TSLA = StreamKey("trade", "TSLA.US")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from fastfeed.derive.pipeline import Pipeline
 from fastfeed.journal import FsyncMode, Journal, RecordKind
-from fastfeed.pipeline import Pipeline
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.sim.content import StreamGenerator
 from fastfeed.venues.tickdb import TickDBAdapter

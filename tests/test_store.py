@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
-from fastfeed.export import export_lines
 from fastfeed.store import FORMAT_VERSION, Batch, BookRow, MessageRow, Store, StreamCheckpoint
-from fastfeed.streams import Gap, GapState, StreamKey
+from fastfeed.tools.export import export_lines
 
 AAPL = StreamKey("depth", "AAPL.US")
 

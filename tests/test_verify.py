@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fastfeed._wal import HEADER_BYTES, crc32c
 from fastfeed.cli import main
-from fastfeed.journal_files import list_segments
+from fastfeed.journal._wal import HEADER_BYTES, crc32c
+from fastfeed.journal.segments import list_segments
 from tests.recording import build
 
 DEPTH = ("depth", "AAPL.US")

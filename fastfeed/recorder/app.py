@@ -25,14 +25,10 @@ import orjson
 import uvloop
 
 from fastfeed import defaults
-from fastfeed.config import (
-    RecorderConfig,
-    load_api_key,
-    load_toml,
-    parse_channel_specs,
-    validate,
-)
+from fastfeed.catchup import replay_into
 from fastfeed.datadir import prepare_data_dir
+from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
     ConfigError,
     FastfeedError,
@@ -43,18 +39,22 @@ from fastfeed.errors import (
 )
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.logs import setup_logging
-from fastfeed.pipeline import Pipeline
 from fastfeed.recorder import early_signals
+from fastfeed.recorder.config import (
+    RecorderConfig,
+    load_api_key,
+    load_toml,
+    parse_channel_specs,
+    validate,
+)
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.resync import ResyncScheduler
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
-from fastfeed.recovery import replay_into
-from fastfeed.streams import StreamKey
 from fastfeed.venues.tickdb import TickDBAdapter
 
 if TYPE_CHECKING:
-    from fastfeed.metrics import MetricsServer
+    from fastfeed.recorder.metrics import MetricsServer
 
 __all__ = ["Recorder", "config_from_args", "run_from_args"]
 
@@ -116,7 +116,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     setup_logging(config.log_format, config.log_level, secrets=[api_key] if api_key else [])
     validate(config, api_key)
     if config.metrics is not None:
-        from fastfeed.metrics import parse_listen
+        from fastfeed.recorder.metrics import parse_listen
 
         parse_listen(config.metrics)  # a bad --metrics fails before the journal is opened
     recorder = Recorder(config, api_key)
@@ -419,7 +419,7 @@ class Recorder:
         """Serve /metrics and /healthz if ``--metrics`` is set (only then load prometheus)."""
         if self.config.metrics is None:
             return None
-        from fastfeed.metrics import (
+        from fastfeed.recorder.metrics import (
             MetricsServer,
             RecorderCollector,
             health_problem,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fastfeed import defaults
-from fastfeed.streams import StreamKey
+from fastfeed.derive.streams import StreamKey
 
 __all__ = ["ResyncScheduler"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastfeed import defaults
+from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import StoreError
 from fastfeed.journal import FsyncMode, Journal
-from fastfeed.pipeline import Pipeline
 from fastfeed.store import Batch, Store
 
 __all__ = ["Snapshotter"]

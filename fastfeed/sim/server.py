@@ -27,10 +27,10 @@ from picows import (
 )
 
 from fastfeed.defaults import SIM_BURST_BATCH, SIM_HOST, SIM_TICK_S
-from fastfeed.sim.client import SimClient
 from fastfeed.sim.config import SimConfig, sim_config_from_args
 from fastfeed.sim.faults import ConnectionFaults, FaultPlan
 from fastfeed.sim.history import Stream, StreamTable
+from fastfeed.sim.session import SimClient
 from fastfeed.sim.wire import negotiate_deflate
 
 __all__ = ["PATH", "SimServer", "main_sim", "serve", "serve_until_signalled"]

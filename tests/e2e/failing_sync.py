@@ -17,7 +17,7 @@ import orjson
 
 from fastfeed import cli
 from fastfeed.journal import Journal
-from fastfeed.journal_files import sync_segment
+from fastfeed.journal.segments import sync_segment
 
 
 def main() -> int:

@@ -17,8 +17,8 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from fastfeed.replay import serve_replay
 from fastfeed.sim.content import StreamGenerator
+from fastfeed.tools.replay import serve_replay
 from tests.recording import build
 
 from .harness import FASTFEED, REPO, Recorder, Simulator, export, status

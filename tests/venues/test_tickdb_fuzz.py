@@ -16,8 +16,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastfeed.derive.pipeline import FLAG_BINARY, Pipeline
 from fastfeed.journal import RecordKind
-from fastfeed.pipeline import FLAG_BINARY, Pipeline
 from fastfeed.store import Store
 from fastfeed.venues.events import (
     Malformed,

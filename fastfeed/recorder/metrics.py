@@ -26,15 +26,15 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from fastfeed import defaults
+from fastfeed.derive.pipeline import Pipeline, StreamCounts
+from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import ConfigError
 from fastfeed.journal import Journal
-from fastfeed.pipeline import Pipeline, StreamCounts
 from fastfeed.recorder.statusline import Status
-from fastfeed.streams import StreamKey
 
 __all__ = ["MetricsServer", "RecorderCollector", "health_problem", "make_registry", "parse_listen"]
 
-log = logging.getLogger("fastfeed.metrics")
+log = logging.getLogger("fastfeed.recorder.metrics")
 
 _STREAM = ("channel", "symbol")
 # What generate_latest writes: the classic text format every Prometheus server reads.

@@ -1,7 +1,7 @@
 """The journal core: mmap'd segments, record framing, CRC32C, append and scan.
 
 Nothing here knows about files other than the one segment it maps, about threads or asyncio:
-fastfeed/journal.py owns segment creation, recovery decisions, the lock and the commit thread.
+fastfeed/journal/writer.py owns segment creation, recovery decisions, the lock and the commit thread.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -67,7 +67,7 @@ cdef enum:
 cdef long _PAGE = sysconf(_SC_PAGESIZE)
 
 if sizeof(RecordHeader) != _RECORD or sizeof(SegmentHeader) != _HEADER:
-    raise ImportError("fastfeed._wal: on-disk struct sizes do not match the format")
+    raise ImportError("fastfeed.journal._wal: on-disk struct sizes do not match the format")
 
 
 cdef inline uint64_t _align8(uint64_t n) noexcept nogil:

@@ -2,9 +2,9 @@
 
 Read-only and lock-free: records come from :func:`fastfeed.journal.read_journal` (no writer lock,
 so a recorder can always start or restart beside it) and go through the recorder's own
-:class:`~fastfeed.pipeline.Pipeline`, so a line is exactly a row ``export`` will show: duplicates
-dropped, the same fields and JSON shape, less ``epoch`` (tail starts mid-journal, where it cannot
-know how many venue restarts came before).
+:class:`~fastfeed.derive.pipeline.Pipeline`, so a line is exactly a row ``export`` will show:
+duplicates dropped, the same fields and JSON shape, less ``epoch`` (tail starts mid-journal,
+where it cannot know how many venue restarts came before).
 
 What "durable" means here: the writer's durable LSN lives in its memory, not on disk, so tail
 prints records once they are *accepted*, i.e. complete and CRC-valid in the shared journal
@@ -27,21 +27,21 @@ from types import FrameType
 from typing import IO
 
 from fastfeed import defaults
-from fastfeed._wal import HEADER_BYTES, Segment
+from fastfeed.catchup import venue_of
 from fastfeed.datadir import open_data_dir
+from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import ConfigError
-from fastfeed.export import export_lines
 from fastfeed.journal import read_journal
-from fastfeed.journal_files import list_segments
+from fastfeed.journal._wal import HEADER_BYTES, Segment
+from fastfeed.journal.segments import list_segments
 from fastfeed.logs import setup_logging
-from fastfeed.pipeline import Pipeline
-from fastfeed.recovery import venue_of
 from fastfeed.store import MessageRow
+from fastfeed.tools.export import export_lines
 from fastfeed.venues.tickdb import TickDBAdapter
 
 __all__ = ["main"]
 
-log = logging.getLogger("fastfeed.tail")
+log = logging.getLogger("fastfeed.tools.tail")
 
 
 def main(args: argparse.Namespace) -> int:

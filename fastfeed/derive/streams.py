@@ -39,7 +39,7 @@ class Gap:
     could not have received anything (a disconnect or a stall); its seq bounds are ``None``.
     ``gap_id`` is stable for the life of the gap so the ledger can update it in place.
     ``epoch`` is the stream's epoch the seqs belong to (it counts venue restarts; see
-    fastfeed/sequence.py).
+    fastfeed/derive/sequence.py).
     """
 
     gap_id: int

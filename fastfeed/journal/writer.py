@@ -2,7 +2,7 @@
 
 ``Journal.open(directory)`` takes the journal directory itself (the recorder passes
 ``<data-dir>/journal``): it holds ``LOCK`` and the ``seg-<index>.wal`` segments. The on-disk format
-is in docs/architecture.md; the per-record work is in fastfeed/_wal.pyx.
+is in docs/architecture.md; the per-record work is in fastfeed/journal/_wal.pyx.
 
 Durability modes (``FsyncMode``):
 
@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from fastfeed._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
 from fastfeed.defaults import (
     COMMIT_LATENCY_BUCKETS_S,
     GROUP_COMMIT_BYTES,
@@ -35,7 +34,9 @@ from fastfeed.defaults import (
 )
 from fastfeed.errors import DiskFull, JournalError, JournalSyncError
 from fastfeed.histogram import Histogram
-from fastfeed.journal_files import (
+from fastfeed.journal._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
+from fastfeed.journal.recovery import RecoveryReport, recover
+from fastfeed.journal.segments import (
     JournalRecord,
     create_segment,
     fsync_dir,
@@ -46,8 +47,7 @@ from fastfeed.journal_files import (
     segment_path,
     sync_segment,
 )
-from fastfeed.journal_recovery import RecoveryReport, recover
-from fastfeed.journal_waiters import DurableWaiters
+from fastfeed.journal.waiters import DurableWaiters
 
 __all__ = [
     "FsyncMode",

@@ -1,5 +1,5 @@
 # On-disk layout of the journal (all little-endian; the format is described in full in
-# docs/architecture.md and fastfeed/journal.py). Natural alignment gives exactly these offsets.
+# docs/architecture.md and fastfeed/journal/writer.py). Natural alignment gives exactly these offsets.
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 

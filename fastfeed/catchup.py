@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import JournalLocked, StoreError
 from fastfeed.journal import Journal
-from fastfeed.pipeline import Pipeline
 from fastfeed.venues.tickdb import TickDBAdapter
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REPLAY_BATCH_RECORDS", "catch_up", "replay_into", "venue_of"]
 
-log = logging.getLogger("fastfeed.recovery")
+log = logging.getLogger("fastfeed.catchup")
 
 REPLAY_BATCH_RECORDS = 50_000  # one SQLite transaction per this many replayed records
 

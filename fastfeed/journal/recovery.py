@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastfeed._wal import HEADER_BYTES, Segment
 from fastfeed.errors import JournalCorrupt
-from fastfeed.journal_files import fsync_dir, list_segments
+from fastfeed.journal._wal import HEADER_BYTES, Segment
+from fastfeed.journal.segments import fsync_dir, list_segments
 
 __all__ = ["Recovered", "RecoveryReport", "recover"]
 

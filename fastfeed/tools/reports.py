@@ -1,6 +1,6 @@
 """`status`, `gaps` and `export`: read-only views of a data dir, safe beside a running recorder.
 
-The export formats themselves live in fastfeed/export.py.
+The export formats themselves live in fastfeed/tools/export.py.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
+from fastfeed.catchup import catch_up
 from fastfeed.datadir import open_data_dir
-from fastfeed.export import export, filter_from_args
-from fastfeed.recovery import catch_up
 from fastfeed.store import Store
+from fastfeed.tools.export import export, filter_from_args
 
 __all__ = ["main"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fastfeed.streams import Gap, GapState, StreamKey
+from fastfeed.derive.streams import Gap, GapState, StreamKey
 
 __all__ = ["GapCounts", "GapTally"]
 

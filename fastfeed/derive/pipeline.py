@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 
 from fastfeed import defaults
-from fastfeed.gaptally import GapTally
+from fastfeed.derive.gaptally import GapTally
+from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
+from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.journal import RecordKind
 from fastfeed.logs import RateLimiter
-from fastfeed.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
-from fastfeed.streams import Gap, GapState, StreamKey
 from fastfeed.venues.events import (
     Malformed,
     Message,
@@ -32,7 +32,7 @@ from fastfeed.venues.tickdb import TickDBAdapter
 
 __all__ = ["Pipeline", "Rejection", "StreamCounts"]
 
-log = logging.getLogger("fastfeed.pipeline")
+log = logging.getLogger("fastfeed.derive.pipeline")
 
 FLAG_BINARY = 1  # journal record flag: the frame was a binary WebSocket frame
 

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastfeed._wal import HEADER_BYTES, Segment
 from fastfeed.datadir import open_data_dir
+from fastfeed.derive.pipeline import FLAG_BINARY
 from fastfeed.errors import FastfeedError
 from fastfeed.journal import RecordKind, read_journal
-from fastfeed.journal_files import list_segments
-from fastfeed.pipeline import FLAG_BINARY
-from fastfeed.progress import Progress
+from fastfeed.journal._wal import HEADER_BYTES, Segment
+from fastfeed.journal.segments import list_segments
 from fastfeed.store import Store
+from fastfeed.tools.progress import Progress
 from fastfeed.venues.events import Message
 from fastfeed.venues.tickdb import TickDBAdapter
 

@@ -50,8 +50,8 @@ from operator import itemgetter
 from typing import Any
 
 from fastfeed import defaults
+from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
-from fastfeed.streams import Gap, GapState, StreamKey
 
 __all__ = [
     "CHECKPOINT_FORMAT",

@@ -20,7 +20,7 @@ first missing seq (a lost or still-open gap: see ``fastfeed gaps``), because the
 ack cannot say that a seq in the middle of a history is gone.
 
 A stream has one seq space on the wire, so a stream the venue restarted during the recording
-(several epochs: see fastfeed/sequence.py) is served from its latest epoch only; ``export``
+(several epochs: see fastfeed/derive/sequence.py) is served from its latest epoch only; ``export``
 has them all.
 """
 
@@ -37,10 +37,10 @@ from pathlib import Path
 import uvloop
 
 from fastfeed import defaults
+from fastfeed.catchup import catch_up
 from fastfeed.datadir import open_data_dir
 from fastfeed.defaults import SIM_HOST
 from fastfeed.errors import ConfigError
-from fastfeed.recovery import catch_up
 from fastfeed.sim import SimConfig, SimServer
 from fastfeed.sim.history import Stream, StreamHistory, StreamTable
 from fastfeed.sim.server import serve_until_signalled
@@ -48,7 +48,7 @@ from fastfeed.store import Store
 
 __all__ = ["ReplayServer", "main_replay", "parse_speed", "serve_replay"]
 
-log = logging.getLogger("fastfeed.replay")
+log = logging.getLogger("fastfeed.tools.replay")
 
 
 def parse_speed(text: str) -> float:

@@ -1,4 +1,4 @@
-"""Types of the Cython journal core (fastfeed/_wal.pyx)."""
+"""Types of the Cython journal core (fastfeed/journal/_wal.pyx)."""
 
 from collections.abc import Callable
 from typing import Any

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastfeed._wal import FORMAT_VERSION, HEADER_BYTES, MAGIC, Segment
 from fastfeed.defaults import MiB
 from fastfeed.errors import DiskFull, JournalLocked
+from fastfeed.journal._wal import FORMAT_VERSION, HEADER_BYTES, MAGIC, Segment
 
 __all__ = [
     "JournalRecord",

@@ -31,8 +31,8 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError, FastfeedError
-from fastfeed.progress import Progress
 from fastfeed.store import MessageRow, Store
+from fastfeed.tools.progress import Progress
 from fastfeed.venues.events import Message
 from fastfeed.venues.tickdb import TickDBAdapter
 
