@@ -30,17 +30,16 @@ import argparse
 import asyncio
 import logging
 import math
-import sqlite3
 from collections import deque
 from pathlib import Path
 
 import uvloop
 
 from fastfeed import defaults
-from fastfeed.catchup import catch_up
-from fastfeed.datadir import open_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.defaults import SIM_HOST
 from fastfeed.errors import ConfigError
+from fastfeed.journal import end_of_log
 from fastfeed.sim import SimConfig, SimServer
 from fastfeed.sim.history import Stream, StreamHistory, StreamTable
 from fastfeed.sim.server import serve_until_signalled
@@ -67,15 +66,11 @@ def parse_speed(text: str) -> float:
 
 
 class _Recording:
-    """The read-only SQLite connection every replayed stream reads its frames from."""
+    """The read-only store every replayed stream reads its frames from."""
 
     def __init__(self, db_path: Path) -> None:
-        Store.open(db_path, readonly=True).close()  # the format version check, with its hint
-        self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        row = self.conn.execute(
-            "SELECT min(recv_ns) FROM messages WHERE seq IS NOT NULL"
-        ).fetchone()
-        self.origin_ns: int = row[0] or 0  # the recording's first receive time
+        self.store = Store.open(db_path, readonly=True)
+        self.origin_ns = self.store.first_recv_ns()  # the recording's first receive time
 
 
 class ReplayHistory(StreamHistory):
@@ -84,21 +79,13 @@ class ReplayHistory(StreamHistory):
     __slots__ = ("_ahead", "_head", "_key", "_last", "_mean", "_rec")
 
     def __init__(self, rec: _Recording, channel: str, symbol: str) -> None:
-        (epoch,) = rec.conn.execute(
-            "SELECT max(epoch) FROM messages WHERE channel=? AND symbol=? AND seq IS NOT NULL",
-            (channel, symbol),
-        ).fetchone()
-        self._key = (channel, symbol, epoch or 0)  # the latest epoch (module docstring)
-        first, last, mean = rec.conn.execute(
-            "SELECT min(seq), max(seq), avg(length(frame)) FROM messages"
-            " WHERE channel=? AND symbol=? AND epoch=? AND seq IS NOT NULL",
-            self._key,
-        ).fetchone()
+        epoch, first, last, mean = rec.store.latest_epoch(channel, symbol)
+        self._key = (channel, symbol, epoch)  # the latest epoch (module docstring)
         super().__init__(1, first_seq=first or 1)
         self._rec = rec
         self._head = self.first_seq - 1  # nothing released yet
-        self._last = last or 0
-        self._mean = float(mean or 0.0)
+        self._last = last
+        self._mean = mean
         self._ahead: deque[tuple[int, int]] = deque()  # upcoming (seq, recv_ns) after the head
 
     @property
@@ -120,12 +107,7 @@ class ReplayHistory(StreamHistory):
         upto = min(self._head, from_seq + limit - 1)
         if upto < from_seq:
             return []
-        rows = self._rec.conn.execute(
-            "SELECT frame FROM messages WHERE channel=? AND symbol=? AND epoch=?"
-            " AND seq BETWEEN ? AND ? ORDER BY seq",
-            (*self._key, from_seq, upto),
-        )
-        return [bytes(frame) for (frame,) in rows]
+        return self._rec.store.frames(*self._key, from_seq, upto)
 
     def release(self, until_ns: float, limit: int) -> None:
         """Publish up to ``limit`` more seqs received before ``until_ns``, contiguously."""
@@ -154,11 +136,7 @@ class ReplayHistory(StreamHistory):
         if self._head >= self._last:
             return False
         self._ahead.extend(
-            self._rec.conn.execute(
-                "SELECT seq, recv_ns FROM messages WHERE channel=? AND symbol=? AND epoch=?"
-                " AND seq > ? ORDER BY seq LIMIT ?",
-                (*self._key, self._head, defaults.REPLAY_AHEAD_ROWS),
-            )
+            self._rec.store.seq_times(*self._key, self._head, defaults.REPLAY_AHEAD_ROWS)
         )
         return bool(self._ahead)
 
@@ -226,10 +204,15 @@ class ReplayServer(SimServer):
         self._recording = _Recording(db_path)
         self.table = _ReplayTable(self._recording, speed)
 
+    @property
+    def applied_lsn(self) -> int:
+        """The journal LSN the recording served (SQLite's) reaches."""
+        return self._recording.store.applied_lsn()
+
     async def close(self) -> None:
         """Stop serving and close the recording."""
         await super().close()
-        self._recording.conn.close()
+        self._recording.store.close()
 
 
 async def serve_replay(
@@ -237,8 +220,14 @@ async def serve_replay(
 ) -> ReplayServer:
     """Start serving ``data_dir``'s recording on ``host:port`` and return the running server."""
     open_data_dir(data_dir)
-    catch_up(data_dir)  # as status/export do: a copied data dir shows everything it journaled
-    server = ReplayServer(data_dir / "fastfeed.db", speed)
+    server = ReplayServer(data_dir / STORE_FILE, speed)
+    behind = end_of_log(data_dir / JOURNAL_DIR).last_lsn - server.applied_lsn
+    if behind > 0:
+        log.warning(
+            "SQLite is %d journal records behind the journal: replay serves what SQLite holds"
+            " (start the recorder on this data dir once to bring it up to date)",
+            behind,
+        )
     await server.start(host, port)
     return server
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastfeed.datadir import FORMAT_VERSION
+from fastfeed.datadir import DATA_DIR_FORMAT_VERSION
 
 from .harness import (
     REPO,
@@ -240,11 +240,11 @@ def test_a_data_dir_of_another_format_version_is_refused(
     sim: Simulator, tmp_path: Path, data_dir: Path
 ) -> None:
     data_dir.mkdir(mode=0o700)
-    (data_dir / "FORMAT").write_text(f"{FORMAT_VERSION - 1}\n")
+    (data_dir / "FORMAT").write_text(f"{DATA_DIR_FORMAT_VERSION - 1}\n")
     with Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec:
         rec.start()
         assert rec.wait() == 1
-        assert_one_line_refusal(rec, 1, f"has format version '{FORMAT_VERSION - 1}'")
+        assert_one_line_refusal(rec, 1, f"has format version '{DATA_DIR_FORMAT_VERSION - 1}'")
     for command in ("status", "gaps", "export"):
         proc = cli(command, "--data-dir", str(data_dir))
         assert proc.returncode == 1
