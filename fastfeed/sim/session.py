@@ -1,4 +1,8 @@
-"""One simulator connection: commands in, acks and pre-framed pushes out, under flow control.
+"""One simulator session (the server side of one connection): commands in, acks and pre-framed
+pushes out, under flow control.
+
+The session knows its server only through ``SessionHost``: the configuration, the streams, and
+four calls that tell the server what happened (it never changes the server's state itself).
 
 Every subscription is a cursor (``next_seq``) into its stream's history. A *pump* writes the
 history from each cursor up to the head in chunks, one transport write per pump, and stops while
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -24,16 +28,14 @@ from fastfeed.defaults import (
     SIM_WRITE_CHUNK_BYTES,
     SIM_WRITE_HIGH_WATER,
 )
+from fastfeed.sim.config import SimConfig
 from fastfeed.sim.content import CHANNELS, stamp
 from fastfeed.sim.faults import Action, ConnectionFaults
-from fastfeed.sim.history import Stream
+from fastfeed.sim.history import Stream, StreamSource
 from fastfeed.sim.wire import OP_TEXT, Deflate, frame_header
 from fastfeed.venues.tickdb import validate_symbol
 
-if TYPE_CHECKING:
-    from fastfeed.sim.server import SimServer
-
-__all__ = ["SimClient"]
+__all__ = ["Session", "SessionHost"]
 
 log = logging.getLogger("fastfeed.sim")
 _PONG = b'{"cmd":"pong"}'
@@ -49,12 +51,34 @@ class _Cursor:
         self.next_seq = next_seq
 
 
-class SimClient(WSListener):
+class SessionHost(Protocol):
+    """What a session needs of the server that accepted it; every call is on the event loop."""
+
+    config: SimConfig
+    table: StreamSource
+
+    def session_opened(self, session: Session) -> None:
+        """The WebSocket handshake completed: ``session`` now receives publish wake-ups."""
+
+    def session_closed(self, session: Session) -> None:
+        """The connection is gone."""
+
+    def session_dropped(self, session: Session) -> None:
+        """``session`` is being dropped for lagging (counted)."""
+
+    def frames_written(self, count: int) -> None:
+        """``count`` frames were handed to a transport (counted)."""
+
+    def publish(self, stream: Stream, source: Session | None = None) -> None:
+        """Burst mode: advance ``stream`` and wake its subscribers other than ``source``."""
+
+
+class Session(WSListener):
     """The server side of one WebSocket connection."""
 
     def __init__(
         self,
-        server: SimServer,
+        server: SessionHost,
         index: int,
         *,
         key_ok: bool,
@@ -83,7 +107,7 @@ class SimClient(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         transport.underlying_transport.set_write_buffer_limits(high=SIM_WRITE_HIGH_WATER)
-        self.server.clients.add(self)
+        self.server.session_opened(self)
         if not self._key_ok:
             # TickDB: a bad key gets error 1001, then the server closes.
             self._reply({"cmd": "error", "code": 1001, "message": "Invalid API key"})
@@ -91,7 +115,7 @@ class SimClient(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closing = True
-        self.server.clients.discard(self)
+        self.server.session_closed(self)
         if self._timer is not None:
             self._timer.cancel()
 
@@ -246,7 +270,7 @@ class SimClient(WSListener):
             parts.append(frame_header(opcode, len(payload), compressed=deflate is not None))
             parts.append(payload)
         self.transport.underlying_transport.write(b"".join(parts))
-        self.server.frames_sent += len(frames)
+        self.server.frames_written(len(frames))
 
     def schedule_pump(self) -> None:
         """Run the pump soon (once, however many times it is asked before it runs)."""
@@ -340,7 +364,7 @@ class SimClient(WSListener):
     def drop(self, reason: str) -> None:
         """Drop a reader that cannot keep up: log it, tell it (close 1008), abort if it lingers."""
         log.warning("dropping connection %d: %s", self.index, reason)
-        self.server.slow_drops += 1
+        self.server.session_dropped(self)
         self.close(WSCloseCode.POLICY_VIOLATION, reason[:120])
         self._timer = self._loop.call_later(SIM_SLOW_CLOSE_GRACE_S, self.abort)
 

@@ -41,7 +41,7 @@ from fastfeed.defaults import SIM_HOST
 from fastfeed.errors import ConfigError
 from fastfeed.journal import end_of_log
 from fastfeed.sim import SimConfig, SimServer
-from fastfeed.sim.history import Stream, StreamHistory, StreamTable
+from fastfeed.sim.history import Stream
 from fastfeed.sim.server import serve_until_signalled
 from fastfeed.store import Store
 
@@ -73,15 +73,15 @@ class _Recording:
         self.origin_ns = self.store.first_recv_ns()  # the recording's first receive time
 
 
-class ReplayHistory(StreamHistory):
-    """One recorded stream as the simulator sees a history: ``first_seq`` to the released head."""
+class ReplayHistory:
+    """One recorded stream as a simulator ``History``: ``first_seq`` to the released head."""
 
-    __slots__ = ("_ahead", "_head", "_key", "_last", "_mean", "_rec")
+    __slots__ = ("_ahead", "_head", "_key", "_last", "_mean", "_rec", "first_seq")
 
     def __init__(self, rec: _Recording, channel: str, symbol: str) -> None:
         epoch, first, last, mean = rec.store.latest_epoch(channel, symbol)
         self._key = (channel, symbol, epoch)  # the latest epoch (module docstring)
-        super().__init__(1, first_seq=first or 1)
+        self.first_seq = first or 1
         self._rec = rec
         self._head = self.first_seq - 1  # nothing released yet
         self._last = last
@@ -92,9 +92,6 @@ class ReplayHistory(StreamHistory):
     def head_seq(self) -> int:
         """The last seq released so far."""
         return self._head
-
-    def __len__(self) -> int:
-        return self._head - self.first_seq + 1
 
     def mean_size(self) -> float:
         """Average recorded frame size (the simulator sizes its write chunks with it)."""
@@ -141,43 +138,34 @@ class ReplayHistory(StreamHistory):
         return bool(self._ahead)
 
 
-class _ReplayStream(Stream):
-    """A recorded stream: the simulator's stream with a :class:`ReplayHistory`, no generator."""
-
-    __slots__ = ()
-
-    def __init__(self, channel: str, symbol: str, history: ReplayHistory) -> None:
-        self.channel = channel
-        self.symbol = symbol
-        self.history = history
-        self.start_seq = history.first_seq
-        self.started_at = 0.0
-
-
-class _ReplayTable(StreamTable):
-    """The recorded streams, and the replay clock that decides what each has published."""
+class _ReplayTable:
+    """The recorded streams (a simulator ``StreamSource``), and the replay clock that decides
+    what each has published."""
 
     def __init__(self, rec: _Recording, speed: float) -> None:
-        super().__init__(0, plain=False, depth_levels=1, max_messages=1, max_bytes=1)
         self._rec = rec
         self._speed = speed
         self._clock_start: float | None = None
+        self._streams: dict[tuple[str, str], tuple[Stream, ReplayHistory]] = {}
+
+    def get(self, channel: str, symbol: str) -> Stream | None:
+        """The stream if a session asked for it already."""
+        found = self._streams.get((channel, symbol))
+        return None if found is None else found[0]
 
     def get_or_create(self, channel: str, symbol: str, now: float) -> Stream:
         """The stream (empty if the recording has none), brought up to the replay clock."""
         if self._clock_start is None:
             self._clock_start = now  # the first subscribe starts the replay clock
-        stream = self.streams.get((channel, symbol))
-        if stream is None:
+        found = self._streams.get((channel, symbol))
+        if found is None:
             history = ReplayHistory(self._rec, channel, symbol)
-            stream = self.streams[(channel, symbol)] = _ReplayStream(channel, symbol, history)
-        self.release(stream, now)
-        return stream
+            found = self._streams[(channel, symbol)] = (Stream(channel, symbol, history), history)
+        self._release(found[1], now)
+        return found[0]
 
-    def release(self, stream: Stream, now: float) -> None:
+    def _release(self, history: ReplayHistory, now: float) -> None:
         """Paced: publish what the replay clock has passed (``max`` publishes in ``advance``)."""
-        history = stream.history
-        assert isinstance(history, ReplayHistory)
         if math.isinf(self._speed):
             return
         start = self._clock_start if self._clock_start is not None else now
@@ -186,12 +174,11 @@ class _ReplayTable(StreamTable):
 
     def advance(self, stream: Stream, count: int) -> None:
         """Burst mode: a subscriber caught up with ``stream`` (``count`` is the batch hint)."""
-        history = stream.history
-        assert isinstance(history, ReplayHistory)
+        history = self._streams[(stream.channel, stream.symbol)][1]
         if math.isinf(self._speed):
             history.release(math.inf, count)
         else:
-            self.release(stream, asyncio.get_running_loop().time())
+            self._release(history, asyncio.get_running_loop().time())
 
 
 class ReplayServer(SimServer):
@@ -200,9 +187,8 @@ class ReplayServer(SimServer):
     def __init__(self, db_path: Path, speed: float) -> None:
         # Burst mode: heads advance when a subscriber catches up, which is when replay checks
         # its clock; the simulator's ticker wakes every subscriber every few milliseconds.
-        super().__init__(SimConfig(burst=True))
         self._recording = _Recording(db_path)
-        self.table = _ReplayTable(self._recording, speed)
+        super().__init__(SimConfig(burst=True), _ReplayTable(self._recording, speed))
 
     @property
     def applied_lsn(self) -> int:
