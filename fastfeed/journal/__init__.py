@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         scan_journal,
     )
     from fastfeed.journal.recovery import RecoveryReport
+    from fastfeed.journal.segments import max_payload, segment_bytes_for
     from fastfeed.journal.writer import FsyncMode, Journal, SyncHook
 
 __all__ = [
@@ -47,8 +48,10 @@ __all__ = [
     "RecoveryReport",
     "SyncHook",
     "end_of_log",
+    "max_payload",
     "read_journal",
     "scan_journal",
+    "segment_bytes_for",
 ]
 
 _HOME = {
@@ -62,6 +65,8 @@ _HOME = {
     "read_journal": "reader",
     "scan_journal": "reader",
     "RecoveryReport": "recovery",
+    "max_payload": "segments",
+    "segment_bytes_for": "segments",
     "FsyncMode": "writer",
     "Journal": "writer",
     "SyncHook": "writer",

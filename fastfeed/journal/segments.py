@@ -15,14 +15,16 @@ from pathlib import Path
 
 from fastfeed.defaults import MiB
 from fastfeed.errors import DiskFull, JournalLocked
-from fastfeed.journal._wal import FORMAT_VERSION, HEADER_BYTES, MAGIC, Segment
+from fastfeed.journal._wal import FORMAT_VERSION, HEADER_BYTES, MAGIC, RECORD_HEADER_BYTES, Segment
 
 __all__ = [
     "create_segment",
     "fsync_dir",
     "list_segments",
     "lock_directory",
+    "max_payload",
     "remove_stale_temps",
+    "segment_bytes_for",
     "segment_path",
     "sync_segment",
 ]
@@ -31,6 +33,16 @@ _SEGMENT_RE = re.compile(r"^seg-(\d{16})\.wal$")
 _TEMP_RE = re.compile(r"^\.seg-\d{16}\.wal\.tmp$")
 _ZERO_CHUNK = bytes(1 * MiB)
 _HEADER = struct.Struct("<8sIIQQ32x")
+
+
+def max_payload(segment_bytes: int) -> int:
+    """The largest record payload a segment of ``segment_bytes`` holds (one record, alone)."""
+    return segment_bytes - HEADER_BYTES - RECORD_HEADER_BYTES
+
+
+def segment_bytes_for(payload_bytes: int) -> int:
+    """The smallest segment size (8-byte aligned) that holds a ``payload_bytes`` record."""
+    return (HEADER_BYTES + RECORD_HEADER_BYTES + payload_bytes + 7) & ~7
 
 
 def segment_path(directory: Path, index: int) -> Path:

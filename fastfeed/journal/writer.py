@@ -32,7 +32,7 @@ from fastfeed.defaults import (
     MIN_FREE_BYTES,
     SEGMENT_BYTES,
 )
-from fastfeed.errors import DiskFull, JournalError, JournalSyncError
+from fastfeed.errors import DiskFull, JournalError, JournalSyncError, RecordTooLarge
 from fastfeed.histogram import Histogram
 from fastfeed.journal._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
 from fastfeed.journal.reader import JournalRecord, read_journal
@@ -42,6 +42,7 @@ from fastfeed.journal.segments import (
     fsync_dir,
     list_segments,
     lock_directory,
+    max_payload,
     remove_stale_temps,
     segment_path,
     sync_segment,
@@ -327,11 +328,14 @@ class Journal(WalWriter):
         """Called by append when a ``total``-byte record does not fit: move to a new segment."""
         if self._closed:
             raise JournalError(f"journal {self._dir} is closed")
-        limit = self._segment_bytes - HEADER_BYTES
-        if total > limit:
-            raise ValueError(
-                f"record of {total - RECORD_HEADER_BYTES} payload bytes exceeds the maximum"
-                f" {limit - RECORD_HEADER_BYTES} for {self._segment_bytes}-byte segments"
+        size, limit = total - RECORD_HEADER_BYTES, max_payload(self._segment_bytes)
+        if size > limit:
+            raise RecordTooLarge(
+                f"record of {size} payload bytes exceeds the maximum {limit} for"
+                f" {self._segment_bytes}-byte segments",
+                size=size,
+                limit=limit,
+                hint="use a larger segment size (--segment-mib)",
             )
         index = self.write_offset[0] + 1
         with self._prep_lock:

@@ -36,8 +36,10 @@ __all__: list[str] = []
 CHANNELS = {"depth": ["AAPL.US"], "trade": ["BTC.CC"]}
 CHANNELS_K = stream_keys(CHANNELS)
 MORE = 500  # seqs per stream a restarted recorder must record past the previous run's end
-DISK_MIB = 12  # the small file system: a few seconds of recording at the simulator's rate
-SEGMENT_MIB = 1
+# The small file system: two segments (the current one and the one prepared after it), then a
+# few seconds of recording at the simulator's rate.
+DISK_MIB = 40
+SEGMENT_MIB = 17  # the least that holds the largest frame accepted (MAX_FRAME_BYTES)
 MIN_FREE_MIB = 3  # what the journal leaves for SQLite's last snapshot once it stops
 LAUNCHER = Path(__file__).with_name("failing_sync.py")
 
