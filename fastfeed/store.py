@@ -28,9 +28,8 @@ from fastfeed.errors import StoreError
 
 __all__ = ["STORE_FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
 
-STORE_FORMAT_VERSION = (
-    2  # SQLite schema version; 2: the epoch column (messages, books, streams, gaps)
-)
+# The SQLite schema's version; 2: the epoch column (messages, books, streams, gaps).
+STORE_FORMAT_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from fastfeed.defaults import MiB
 from fastfeed.errors import DiskFull, JournalLocked
-from fastfeed.journal._wal import FORMAT_VERSION, HEADER_BYTES, MAGIC, RECORD_HEADER_BYTES, Segment
+from fastfeed.journal._wal import (
+    HEADER_BYTES,
+    MAGIC,
+    RECORD_HEADER_BYTES,
+    SEGMENT_FORMAT_VERSION,
+    Segment,
+)
 
 __all__ = [
     "create_segment",
@@ -130,7 +136,7 @@ def create_segment(directory: Path, index: int, size: int, min_free_bytes: int) 
         while left:
             left -= os.write(fd, _ZERO_CHUNK[: min(left, len(_ZERO_CHUNK))])
         # 2. The header, so the file identifies itself (index, size, format version).
-        os.pwrite(fd, _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_BYTES, index, size), 0)
+        os.pwrite(fd, _HEADER.pack(MAGIC, SEGMENT_FORMAT_VERSION, HEADER_BYTES, index, size), 0)
         # 3. fsync before the rename: the name must never point at unwritten blocks.
         os.fsync(fd)
     except OSError as exc:

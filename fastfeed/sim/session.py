@@ -29,11 +29,18 @@ from fastfeed.defaults import (
     SIM_WRITE_HIGH_WATER,
 )
 from fastfeed.sim.config import SimConfig
-from fastfeed.sim.content import CHANNELS, stamp
+from fastfeed.sim.content import stamp
 from fastfeed.sim.faults import Action, ConnectionFaults
 from fastfeed.sim.history import Stream, StreamSource
 from fastfeed.sim.wire import OP_TEXT, Deflate, frame_header
-from fastfeed.venues.tickdb import validate_symbol
+from fastfeed.venues.tickdb import (
+    CHANNELS,
+    CODE_BAD_REQUEST,
+    CODE_INVALID_KEY,
+    CODE_RATE_LIMITED,
+    CODE_UNKNOWN_NAME,
+    validate_symbol,
+)
 
 __all__ = ["Session", "SessionHost"]
 
@@ -109,8 +116,8 @@ class Session(WSListener):
         transport.underlying_transport.set_write_buffer_limits(high=SIM_WRITE_HIGH_WATER)
         self.server.session_opened(self)
         if not self._key_ok:
-            # TickDB: a bad key gets error 1001, then the server closes.
-            self._reply({"cmd": "error", "code": 1001, "message": "Invalid API key"})
+            # TickDB: a bad key gets an error, then the server closes.
+            self._reply({"cmd": "error", "code": CODE_INVALID_KEY, "message": "Invalid API key"})
             self.close(WSCloseCode.POLICY_VIOLATION, "invalid api key")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -135,7 +142,7 @@ class Session(WSListener):
             self.close(WSCloseCode.OK, "")
         elif kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if not frame.fin:
-                self._error("error", 2001, "fragmented messages are not supported")
+                self._error("error", CODE_BAD_REQUEST, "fragmented messages are not supported")
                 return
             payload = frame.get_payload_as_bytes()
             if frame.rsv1:
@@ -149,36 +156,36 @@ class Session(WSListener):
                     return
             self._command(payload)
         elif kind is WSMsgType.CONTINUATION:
-            self._error("error", 2001, "fragmented messages are not supported")
+            self._error("error", CODE_BAD_REQUEST, "fragmented messages are not supported")
 
     # -- commands ------------------------------------------------------------------------------
     def _command(self, payload: bytes) -> None:
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            self._error("error", 2001, "expected a JSON object")
+            self._error("error", CODE_BAD_REQUEST, "expected a JSON object")
             return
         cmd = doc.get("cmd") if type(doc) is dict else None
         if type(cmd) is not str:
-            self._error("error", 2001, 'expected an object with a string "cmd"')
+            self._error("error", CODE_BAD_REQUEST, 'expected an object with a string "cmd"')
             return
         now = self._loop.time()
         if now - self._window_start >= 1.0:
             self._window_start, self._window_count = now, 0
         self._window_count += 1
         if self._window_count > self.server.config.commands_per_s:
-            self._error(cmd, 3001, "Rate limit exceeded")
+            self._error(cmd, CODE_RATE_LIMITED, "Rate limit exceeded")
         elif cmd == "ping":
             if not self.stalled:
                 self._write_frames([(OP_TEXT, _PONG)])
         elif cmd in ("subscribe", "unsubscribe"):
             self._subscription(cmd, doc.get("data"))
         else:
-            self._error("error", 2001, f"unknown command {cmd[:40]!r}")
+            self._error("error", CODE_BAD_REQUEST, f"unknown command {cmd[:40]!r}")
 
     def _subscription(self, cmd: str, data: object) -> None:
         if type(data) is not dict:
-            self._error(cmd, 2001, 'expected an object at "data"')
+            self._error(cmd, CODE_BAD_REQUEST, 'expected an object at "data"')
             return
         channel, symbols = data.get("channel"), data.get("symbols")
         if (
@@ -187,11 +194,15 @@ class Session(WSListener):
             or any(type(s) is not str for s in symbols)
             or type(channel) is not str
         ):
-            self._error(cmd, 2001, 'expected "channel" and a non-empty "symbols" array of strings')
+            self._error(
+                cmd,
+                CODE_BAD_REQUEST,
+                'expected "channel" and a non-empty "symbols" array of strings',
+            )
             return
         echo = {"channel": channel, "symbols": symbols}
         if channel not in CHANNELS:
-            self._error(cmd, 2002, f"Unknown channel {channel[:40]!r}", echo)
+            self._error(cmd, CODE_UNKNOWN_NAME, f"Unknown channel {channel[:40]!r}", echo)
             return
         if cmd == "unsubscribe":
             for symbol in symbols:
@@ -207,7 +218,12 @@ class Session(WSListener):
         plan = server.config.faults
         bad = [s for s in symbols if validate_symbol(s) is not None]
         if bad:
-            self._error("subscribe", 2002, "Unknown symbol", {"channel": channel, "symbols": bad})
+            self._error(
+                "subscribe",
+                CODE_UNKNOWN_NAME,
+                "Unknown symbol",
+                {"channel": channel, "symbols": bad},
+            )
             return
         rejected = [s for s in symbols if s in plan.reject_symbols]
         if rejected:
@@ -220,7 +236,9 @@ class Session(WSListener):
             if type(resume) is not dict or any(
                 type(v) is not int or v < 1 or k not in symbols for k, v in resume.items()
             ):
-                self._error("subscribe", 2001, 'expected "resume" {SYMBOL: seq >= 1}', echo)
+                self._error(
+                    "subscribe", CODE_BAD_REQUEST, 'expected "resume" {SYMBOL: seq >= 1}', echo
+                )
                 return
             asked = resume
         now = self._loop.time()
