@@ -97,6 +97,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="stop recording rather than leave less free disk than this (default 256)",
     )
     run.add_argument(
+        "--jitter-seed",
+        type=int,
+        metavar="N",
+        help="seed the reconnect delays' jitter, so a test or chaos run reproduces exactly",
+    )
+    run.add_argument(
         "--repair-journal",
         action="store_true",
         default=None,

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import ssl
 import time
@@ -40,6 +41,7 @@ from fastfeed.errors import (
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.logs import setup_logging
 from fastfeed.recorder import early_signals
+from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
     RecorderConfig,
     load_api_key,
@@ -84,6 +86,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         "repair_journal",
         "segment_mib",
         "min_free_mib",
+        "jitter_seed",
     ):
         flag = getattr(args, name, None)
         if flag is not None:
@@ -144,6 +147,7 @@ class Recorder:
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
         self._started = False  # the "started" control record, with the subscriptions, is written
+        self._messages_at_connect = 0  # pipeline.messages when the current connection came up
         self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
 
     # -- process lifecycle ---------------------------------------------------------------------
@@ -250,6 +254,7 @@ class Recorder:
             ssl_context=self._ssl_context(endpoint),
             ping_interval_s=self.config.ping_interval_s,
             stall_timeout_s=self.config.stall_timeout_s,
+            backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
         )
         reporter = StatusReporter(self._status)
         try:
@@ -465,6 +470,7 @@ class Recorder:
     # -- FeedHandler ---------------------------------------------------------------------------
     def on_connected(self, connection: Connection) -> None:
         self._down_since = None
+        self._messages_at_connect = self.pipeline.messages
         self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
         for channel, symbols in self._subscriptions.items():
             self._subscribe(connection, channel, symbols)
@@ -486,6 +492,13 @@ class Recorder:
         elif pipeline.resync:
             pipeline.resync.clear()
             self._resync()
+        conn = self._connection
+        if (
+            conn is not None
+            and not conn.productive
+            and pipeline.messages > self._messages_at_connect
+        ):
+            conn.mark_productive()  # market data arrived after subscribing: a healthy connection
 
     def _resync(self) -> None:
         """Re-subscribe gapped streams with resume, as the scheduler allows."""

@@ -53,6 +53,7 @@ class RecorderConfig:
     metrics: str | None = None  # "PORT" or "ADDR:PORT" for /metrics and /healthz
     segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
+    jitter_seed: int | None = None  # seeds the reconnect jitter: a run reproduces exactly
 
     @property
     def ping_interval_s(self) -> float:
@@ -135,6 +136,7 @@ _TOML_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "metrics": (lambda v: _is_str(v) or _is_int(v), 'a port number or "ADDR:PORT"'),
     "segment_mib": (_is_int, "a whole number of MiB"),
     "min_free_mib": (_is_int, "a whole number of MiB"),
+    "jitter_seed": (_is_int, "a whole number"),
 }
 
 
