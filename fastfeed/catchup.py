@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import orjson
+
 from fastfeed import defaults
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
-from fastfeed.journal import Break, Journal, read_journal, scan_journal
+from fastfeed.journal import Break, Journal, RecordKind, read_journal, scan_journal
 from fastfeed.store import Batch, MessageRow, Store, StreamCheckpoint
 from fastfeed.venues.tickdb import TickDBAdapter
 
-__all__ = ["BatchSink", "View", "open_view", "replay_into"]
+__all__ = ["BatchSink", "View", "open_view", "replay_into", "venue_of"]
 
 log = logging.getLogger("fastfeed.catchup")
 T = TypeVar("T")
@@ -86,6 +88,23 @@ class View:
         self.store.close()
 
 
+def venue_of(store: Store, journal_dir: Path) -> str:
+    """The venue a data dir records: SQLite's label, else the one its recorder journaled at
+    start (the first control record), else tickdb (journals older than that record's field)."""
+    venue = store.venue()
+    if venue is not None or not journal_dir.is_dir():
+        return venue or TickDBAdapter.name
+    for record in read_journal(journal_dir):
+        if record.kind == RecordKind.CONTROL:
+            try:
+                doc = orjson.loads(record.payload)
+            except orjson.JSONDecodeError:
+                doc = None
+            named = doc.get("venue") if isinstance(doc, dict) else None
+            return named if isinstance(named, str) else TickDBAdapter.name
+    return TickDBAdapter.name
+
+
 def open_view(data_dir: Path, *, messages: bool) -> View:
     """Open ``data_dir`` read-only and derive the journal's records past SQLite in memory.
 
@@ -114,7 +133,7 @@ def _derive(journal_dir: Path, store: Store, *, messages: bool) -> View:
     view = View(store, None)
     if not journal_dir.is_dir():
         return view
-    pipeline = Pipeline(store.venue() or TickDBAdapter.name, TickDBAdapter())
+    pipeline = Pipeline(venue_of(store, journal_dir), TickDBAdapter())
     pipeline.restore(store.load_tracker_state(), store.counters(), applied)
     pending = _Pending(applied, keep_messages=messages)
     for n, record in enumerate(read_journal(journal_dir, applied + 1), start=1):

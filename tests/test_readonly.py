@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from fastfeed import defaults
+from fastfeed.catchup import open_view
 from fastfeed.cli import main
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE
 from fastfeed.journal import FsyncMode, Journal, RecordKind
@@ -148,3 +149,20 @@ def test_damage_past_sqlite_stops_the_answer_there_and_says_so(
     captured = capsys.readouterr()
     assert orjson.loads(captured.out)["applied_lsn"] == 249
     assert "after LSN 249" in captured.err and "this answer stops at LSN 249" in captured.err
+
+
+def test_without_sqlite_the_venue_comes_from_the_journal(tmp_path: Path) -> None:
+    # Issue: rebuilding from the journal labelled every stream tickdb, whatever was recorded.
+    (tmp_path / "FORMAT").write_text("1\n")
+    started = {"event": "started", "venue": "sim", "subscriptions": {"depth": ["AAPL.US"]}}
+    gen = StreamGenerator(1, *DEPTH)
+    with Journal.open(tmp_path / JOURNAL_DIR, fsync=FsyncMode.NONE) as j:
+        j.append(RecordKind.CONTROL, 0, recv_ns(1), orjson.dumps(started))
+        for _ in range(3):
+            j.append(RecordKind.INBOUND, 1, recv_ns(j.accepted_lsn + 1), gen.next())
+    view = open_view(tmp_path, messages=True)
+    try:
+        assert [s["venue"] for s in view.store.status(view.pending)["streams"]] == ["sim"]
+        assert {m.venue for m in view.store.iter_messages(pending=view.pending)} == {"sim"}
+    finally:
+        view.close()

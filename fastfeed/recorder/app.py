@@ -219,7 +219,13 @@ class Recorder:
                 len(self.pipeline.tracker_streams()),
                 self.pipeline.gaps_open(),
             )
-            self._journal_control({"event": "started", "subscriptions": self._subscriptions})
+            self._journal_control(
+                {
+                    "event": "started",
+                    "venue": self.config.venue,  # readers label streams from the journal alone
+                    "subscriptions": self._subscriptions,
+                }
+            )
             self._started = True
             if self._stop.is_set():
                 return 0

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import IO
 
 from fastfeed import defaults
+from fastfeed.catchup import venue_of
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import ConfigError
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    pipeline = Pipeline(_venue(args.data_dir / STORE_FILE), TickDBAdapter())
+    pipeline = Pipeline(_venue(args.data_dir), TickDBAdapter())
     out = sys.stdout.buffer
     next_lsn = 1 if args.from_start else end_of_log(journal_dir).last_lsn + 1
     reported: Damage | None = None
@@ -125,12 +126,11 @@ def _text(row: MessageRow) -> bytes:
     return head + frame + b"\n"
 
 
-def _venue(db: Path) -> str:
-    """The venue the data dir records (SQLite's label; tickdb before the first snapshot)."""
-    if not db.exists():
-        return TickDBAdapter.name
-    store = Store.open(db, readonly=True)
+def _venue(data_dir: Path) -> str:
+    """The venue the data dir records (SQLite's label, else the journal's)."""
+    db = data_dir / STORE_FILE
+    store = Store.open(db, readonly=True) if db.exists() else Store.empty()
     try:
-        return store.venue() or TickDBAdapter.name
+        return venue_of(store, data_dir / JOURNAL_DIR)
     finally:
         store.close()
