@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from fastfeed import __version__
 from fastfeed.defaults import SIM_HOST, SIM_PORT
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.recorder import early_signals
@@ -32,13 +31,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Version(argparse.Action):
+    """--version, printed as is: argparse's own version action rewraps it to the terminal."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from fastfeed.buildinfo import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastfeed",
         description="Record a market-data WebSocket feed without losing a message.",
         epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US",
     )
-    parser.add_argument("--version", action="version", version=f"fastfeed {__version__}")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="version, commit, Python tag, build date"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser("run", help="record a feed (the default command)")
