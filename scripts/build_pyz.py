@@ -30,7 +30,7 @@ from fastfeed import __version__  # noqa: E402  (the source tree, after the path
 from fastfeed._boot import platform_tag, python_tag  # noqa: E402
 
 # What `pip install .` reads; everything else (tests, docs, build output) stays out.
-SOURCES = ("fastfeed", "setup.py", "pyproject.toml", "README.md", "MANIFEST.in")
+SOURCES = ("fastfeed", "build_backend", "setup.py", "pyproject.toml", "README.md", "MANIFEST.in")
 # Generated or local files inside fastfeed/ that a fresh build makes again.
 LEFT_OUT = ("__pycache__", "*.so", "*.c", "*.html", "_build_info.py")
 # Written by pip at install time (the build path, pip's own bookkeeping); a zipapp needs none.

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,40 @@ def test_the_service_user_records_from_the_simulator_and_stops_on_sigterm(
     assert [p.name.split("_")[0] for p in unpacked] == ["fastfeed.pyz"]
     assert unpacked[0].stat().st_uid == NOBODY
     assert all(s["records"] > 0 and s["gaps_open"] == 0 for s in status(data_dir)["streams"])
+
+
+@pytest.mark.slow
+def test_the_sdist_builds_a_wheel_with_the_journal_in_a_venv_without_cython(
+    tree: Path, tmp_path: Path
+) -> None:
+    out, venv = tmp_path / "dist", tmp_path / "venv"
+    quiet = {"capture_output": True, "text": True, "timeout": BUILD_TIMEOUT_S}
+    made = subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "-o", str(out), str(tree)], **quiet
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    (sdist,) = out.glob("fastfeed-*.tar.gz")
+    subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "-q"]
+    for step in (
+        [*pip, "install", "setuptools>=77"],  # and nothing else: no Cython, no wheel package
+        [*pip, "wheel", "--no-build-isolation", "--no-deps", "-w", str(out), str(sdist)],
+    ):
+        done = subprocess.run(step, **quiet)
+        assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = out.glob("fastfeed-*.whl")
+    with zipfile.ZipFile(wheel) as whl:
+        names = whl.namelist()
+    assert any(n.startswith("fastfeed/journal/_wal.cpython-") for n in names)
+    assert not any(n.endswith(".c") for n in names)
+    installed = subprocess.run([*pip, "install", str(wheel)], **quiet)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    py = str(venv / "bin" / "python")
+    probe = (
+        "import importlib.util, fastfeed.journal._wal as w;"
+        "print(importlib.util.find_spec('Cython'), w.__file__)"
+    )
+    shown = subprocess.run([py, "-c", probe], **quiet)
+    assert shown.stdout.startswith("None ") and ".so" in shown.stdout, shown.stderr
+    version = subprocess.run([str(venv / "bin" / "fastfeed"), "--version"], **quiet)
+    assert version.stdout.strip() == f"fastfeed {__version__} (from source: no build info)"
