@@ -8,10 +8,14 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from fastfeed.defaults import SIM_HOST, SIM_PORT
+from fastfeed.defaults import API_KEY_ENV, DATA_DIR, SIM_HOST, SIM_PORT
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.recorder import early_signals
 
@@ -22,6 +26,7 @@ COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay", "tail"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,14 +50,20 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastfeed",
         description="Record a market-data WebSocket feed without losing a message.",
-        epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US",
+        epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US"
+        f" (TickDB needs its key in ${API_KEY_ENV} or --api-key-file)",
     )
     parser.add_argument(
         "--version", action=_Version, nargs=0, help="version, commit, Python tag, build date"
     )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="record a feed (the default command)")
+    run = sub.add_parser(
+        "run",
+        help="record a feed (the default command)",
+        epilog=f"The TickDB API key comes from ${API_KEY_ENV} or --api-key-file, never a flag"
+        " (flags show in ps); --venue sim needs none.",
+    )
     run.add_argument("--venue", choices=("tickdb", "sim"), help="venue (default tickdb)")
     run.add_argument("--endpoint", help="WebSocket URL (default TickDB's wss endpoint)")
     run.add_argument(
@@ -61,10 +72,16 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="CHANNEL:SYM[,SYM...]",
         help="what to record, e.g. depth:AAPL.US,TSLA.US (repeatable)",
     )
-    run.add_argument("--data-dir", type=Path, help="where to keep data (default ./fastfeed-data)")
-    run.add_argument("--fsync", choices=("group", "always", "none"), help="journal durability")
+    run.add_argument("--data-dir", type=Path, help=f"where to keep data (default ./{DATA_DIR})")
+    run.add_argument(
+        "--fsync",
+        choices=("group", "always", "none"),
+        help="journal durability (default group: synced every 2 ms or 1 MiB)",
+    )
     run.add_argument("--config", type=Path, help="TOML file with the same keys as these flags")
-    run.add_argument("--api-key-file", type=Path, help="file holding the API key")
+    run.add_argument(
+        "--api-key-file", type=Path, help=f"file holding the API key (default ${API_KEY_ENV})"
+    )
     run.add_argument("--ca-file", type=Path, help="extra CA bundle for wss:// verification")
     run.add_argument(
         "--stall-timeout",
@@ -72,8 +89,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="drop and replace a connection silent this long (default 10)",
     )
-    run.add_argument("--log-format", choices=("text", "json"), help="log line format")
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")
+    run.add_argument(
+        "--log-format", choices=("text", "json"), help="log line format (default text)"
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default info)",
+    )
     run.add_argument(
         "--metrics",
         metavar="[ADDR:]PORT",
@@ -89,6 +112,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="stop recording rather than leave less free disk than this (default 256)",
     )
     run.add_argument(
+        "--jitter-seed",
+        type=int,
+        metavar="N",
+        help="seed the reconnect delays' jitter, so a test or chaos run reproduces exactly",
+    )
+    run.add_argument(
         "--repair-journal",
         action="store_true",
         default=None,
@@ -100,16 +129,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_sim_arguments(sim)
 
+    data_dir: dict[str, Any] = {
+        "type": Path,
+        "default": Path(DATA_DIR),
+        "help": f"the recorder's data dir (default ./{DATA_DIR})",
+    }
     for name, text in (
         ("status", "per-stream record counts, sequence ranges and open gaps"),
         ("gaps", "the gap ledger"),
     ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+        cmd.add_argument("--data-dir", **data_dir)
         cmd.add_argument("--format", choices=("text", "json"), default="text")
 
     export = sub.add_parser("export", help="recorded messages as JSON lines, CSV or Parquet")
-    export.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    export.add_argument("--data-dir", **data_dir)
     export.add_argument(
         "--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default jsonl"
     )
@@ -129,18 +163,20 @@ def _build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser(
         "verify", help="check journal CRCs and LSNs, seq continuity and SQLite against the journal"
     )
-    verify.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    verify.add_argument("--data-dir", **data_dir)
 
     replay = sub.add_parser("replay", help="serve a recording over the venue's WebSocket protocol")
-    replay.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    replay.add_argument("--data-dir", **data_dir)
     replay.add_argument("--host", default=SIM_HOST, help=f"address to bind (default {SIM_HOST})")
-    replay.add_argument("--port", type=int, default=SIM_PORT, help="port, 0 for any free")
+    replay.add_argument(
+        "--port", type=int, default=SIM_PORT, help=f"port, 0 for any free (default {SIM_PORT})"
+    )
     replay.add_argument(
         "--speed", default="1.0", help="factor of recorded time (default 1.0), or max"
     )
 
     tail = sub.add_parser("tail", help="follow new messages as the recorder journals them")
-    tail.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    tail.add_argument("--data-dir", **data_dir)
     tail.add_argument("--channel")
     tail.add_argument("--symbol")
     tail.add_argument("--format", choices=("text", "json"), default="text")
@@ -151,48 +187,87 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
+    """Prefix ``run`` when the arguments start with a flag; refuse a mistyped command word."""
     if not argv or argv[0] in (*COMMANDS, "-h", "--help", "--version"):
         return argv
+    if not argv[0].startswith("-"):
+        # `run` takes no positional argument, so a bare word here can only be a command.
+        raise ConfigError(
+            f"unknown command {argv[0][:40]!r}: expected one of {', '.join(COMMANDS)}"
+        )
     return ["run", *argv]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fastfeed`` and ``python -m fastfeed``; returns the exit code."""
     raw = list(sys.argv[1:] if argv is None else argv)
-    args = _build_parser().parse_args(_with_default_command(raw))
+    early_signals.install()  # until the command's modules are imported: see early_signals
     try:
-        if args.command == "run":
-            early_signals.install()
-            from fastfeed.recorder.app import run_from_args
+        code = _dispatch(raw)
+        sys.stdout.flush()  # here, not at exit: a full disk or closed pipe is reported below
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        # The output could not be written (`> /dev/full`, a full disk, `| head`). Point stdout
+        # at /dev/null so the interpreter's own flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.errno != errno.EPIPE:  # a reader that went away is not an error worth a line
+            print(f"fastfeed: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
 
-            return run_from_args(args)
-        if args.command == "sim":
-            from fastfeed.sim import main_sim
 
-            return main_sim(args)
-        if args.command in ("status", "gaps", "export"):
-            from fastfeed.tools import reports
-
-            return reports.main(args)
-        if args.command == "verify":
-            from fastfeed.tools import verify
-
-            return verify.main(args)
-        if args.command == "tail":
-            from fastfeed.tools import tail
-
-            return tail.main(args)
-        if args.command == "replay":
-            from fastfeed.tools.replay import main_replay
-
-            return main_replay(args)
-        _build_parser().print_help()
+def _dispatch(raw: list[str]) -> int:
+    try:
+        args = _build_parser().parse_args(_with_default_command(raw))
+    except ConfigError as exc:
+        print(f"fastfeed: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        command = _load(args.command)
+        if args.command != "run" and early_signals.release():
+            return EXIT_INTERRUPTED  # a stop signal came while the command was loading
+        return command(args)
     except ConfigError as exc:
         print(f"fastfeed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FastfeedError as exc:
         print(f"fastfeed: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
+
+
+def _load(command: str | None) -> Callable[[argparse.Namespace], int]:
+    """Import the module of ``command`` (only then: each loads different dependencies)."""
+    if command == "run":
+        # `run` keeps the early handlers: the recorder hands their signals to its event loop.
+        from fastfeed.recorder.app import run_from_args
+
+        return run_from_args
+    if command == "sim":
+        from fastfeed.sim import main_sim
+
+        return main_sim
+    if command in ("status", "gaps", "export"):
+        from fastfeed.tools import reports
+
+        return reports.main
+    if command == "verify":
+        from fastfeed.tools import verify
+
+        return verify.main
+    if command == "tail":
+        from fastfeed.tools import tail
+
+        return tail.main
+    if command == "replay":
+        from fastfeed.tools.replay import main_replay
+
+        return main_replay
+
+    def usage(_: argparse.Namespace) -> int:
+        _build_parser().print_help()
+        return EXIT_USAGE
+
+    return usage
