@@ -1,4 +1,4 @@
-"""Build the Cython journal extension; everything else is in pyproject.toml.
+"""Build the Cython extensions (journal core, frame sink); everything else is in pyproject.toml.
 
 Set FASTFEED_DEBUG=1 for an annotated, line-traced build with assertions kept
 (benchmarks refuse to run on it).
@@ -34,7 +34,13 @@ extensions = [
         ["fastfeed/journal/_wal.pyx"],
         extra_compile_args=compile_args,
         define_macros=macros,
-    )
+    ),
+    Extension(
+        "fastfeed.recorder._sink",
+        ["fastfeed/recorder/_sink.pyx"],
+        extra_compile_args=compile_args,
+        define_macros=macros,
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, annotate=DEBUG))
