@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,15 +40,12 @@ def replay_into(journal: Journal, pipeline: Pipeline, snapshotter: Snapshotter) 
         snapshotter.call(store.load_tracker_state), snapshotter.call(store.counters), applied
     )
     journal.sync()  # recovered records become durable before SQLite may claim them
-    replayed = 0
-    for record in journal.read(applied + 1):
-        pipeline.feed(record.lsn, record.kind, record.recv_ns, record.payload, record.flags)
-        replayed += 1
-        if replayed % REPLAY_BATCH_RECORDS == 0:
-            snapshotter.flush_blocking(pipeline.cut())
-    snapshotter.flush_blocking(pipeline.cut())
-    pipeline.resync.clear()  # gaps seen in replay are resumed by the connect's subscribe
-    return replayed
+    records = journal.read(applied + 1)
+    while chunk := list(islice(records, REPLAY_BATCH_RECORDS)):
+        pipeline.feed_records(chunk)
+        snapshotter.flush_blocking(pipeline.cut())
+    pipeline.take_actions()  # gaps seen in replay are resumed by the connect's subscribe
+    return pipeline.derived_lsn - applied
 
 
 def catch_up(data_dir: Path) -> int:

@@ -24,7 +24,10 @@ STALL_TIMEOUT_S = 10.0  # no frame at all for this long: drop and reconnect
 RESYNC_RETRY_S = 1.0  # ask again for a gapped stream after this long (acks can be refused or lost)
 RESYNC_MIN_INTERVAL_S = 0.1  # at most 10 resync commands/s: venues rate-limit (TickDB code 3001)
 CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
-SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
+SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence when nothing asks for it sooner
+# Journal records derived into rows per SQLite transaction: bounds the rows held in memory and
+# the event loop's time per batch (~1 us a record: ~20 ms), however far SQLite is behind.
+APPLY_BATCH_RECORDS = 20_000
 SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
 LOCK_WAIT_S = 5.0  # how long start-up waits for a status/export catch-up to release the journal
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock

@@ -14,14 +14,13 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
 from fastfeed import defaults
-from fastfeed.derive.streams import Gap
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.errors import StoreError
 
 __all__ = ["FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
@@ -59,66 +58,6 @@ CREATE TABLE IF NOT EXISTS gaps (
 );
 CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
-
-
-class MessageRow(NamedTuple):
-    """One recorded data message: the exact frame and where it sits in its stream and the log.
-
-    Named tuples here, made once per message on the hot path: cheaper than frozen dataclasses.
-    """
-
-    venue: str
-    channel: str
-    symbol: str
-    seq: int | None
-    recv_ns: int
-    lsn: int
-    frame: bytes
-    binary: bool
-    epoch: int = 0  # the stream's epoch ``seq`` belongs to (0 until a venue restart)
-
-
-class BookRow(NamedTuple):
-    """An order-book snapshot of one depth stream (levels as [price, size] strings)."""
-
-    venue: str
-    channel: str
-    symbol: str
-    seq: int | None
-    recv_ns: int
-    ts_ms: int | None
-    bids: list[Any]
-    asks: list[Any]
-    epoch: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCheckpoint:
-    """Per-stream totals and position as of a batch."""
-
-    venue: str
-    channel: str
-    symbol: str
-    last_seq: int | None
-    last_recv_ns: int | None
-    records: int
-    duplicates: int
-    first_seq: int | None
-    epoch: int = 0  # first_seq and last_seq are of this epoch
-
-
-@dataclass(slots=True)
-class Batch:
-    """Everything derived from the journal up to ``applied_lsn``: committed as one transaction."""
-
-    applied_lsn: int
-    messages: list[MessageRow]
-    books: list[BookRow]
-    gaps: list[Gap]
-    streams: list[StreamCheckpoint]
-    tracker_state: dict[str, Any] | None
-    subscriptions: dict[str, list[str]] | None
-    counters: dict[str, int] | None
 
 
 class Store:
@@ -191,22 +130,9 @@ class Store:
                 raise StoreError(f"batch reaches LSN {batch.applied_lsn}, behind applied {current}")
             c.execute("BEGIN IMMEDIATE")
             # OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
+            # MessageRow's fields are the table's columns in order: rows bind as they are.
             c.executemany(
-                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        m.venue,
-                        m.channel,
-                        m.symbol,
-                        m.epoch,
-                        m.seq,
-                        m.recv_ns,
-                        m.lsn,
-                        m.frame,
-                        m.binary,
-                    )
-                    for m in batch.messages
-                ],
+                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?)", batch.messages
             )
             c.executemany(
                 "INSERT INTO books VALUES (?,?,?,?,?,?,?,?,?)",
@@ -386,7 +312,7 @@ class Store:
             (channel, symbol),
         )
         for v, ch, sym, epoch, seq, recv_ns, lsn, frame, binary in cursor:
-            yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
+            yield MessageRow(v, ch, sym, epoch, seq, recv_ns, lsn, bytes(frame), bool(binary))
 
     def latest_book(self, channel: str, symbol: str) -> BookRow | None:
         """The most recent book snapshot of one stream."""

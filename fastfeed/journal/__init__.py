@@ -5,17 +5,25 @@ The front door for the rest of fastfeed: the writer (``Journal``), the lock-free
 files, torn-tail recovery, durable-LSN waiters and the Cython record layer (``_wal``).
 """
 
-from fastfeed.journal.writer import (
-    FsyncMode,
-    Journal,
-    JournalRecord,
-    RecordKind,
-    RecoveryReport,
-    SyncHook,
-    read_journal,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from fastfeed.journal.kinds import FLAG_BINARY, RecordKind
+
+if TYPE_CHECKING:
+    from fastfeed.journal.writer import (
+        FsyncMode,
+        Journal,
+        JournalRecord,
+        RecoveryReport,
+        SyncHook,
+        read_journal,
+    )
 
 __all__ = [
+    "FLAG_BINARY",
     "FsyncMode",
     "Journal",
     "JournalRecord",
@@ -24,3 +32,11 @@ __all__ = [
     "SyncHook",
     "read_journal",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The writer (and with it the Cython core) loads on first use, so importing
+    # fastfeed.journal.kinds -- as derive/ does -- never loads _wal.
+    if name in __all__:
+        return getattr(importlib.import_module("fastfeed.journal.writer"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,6 +35,7 @@ from fastfeed.defaults import (
 from fastfeed.errors import DiskFull, JournalError, JournalSyncError
 from fastfeed.histogram import Histogram
 from fastfeed.journal._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
+from fastfeed.journal.kinds import RecordKind
 from fastfeed.journal.recovery import RecoveryReport, recover
 from fastfeed.journal.segments import (
     JournalRecord,
@@ -61,17 +62,6 @@ __all__ = [
 
 SyncHook = Callable[[str, int, int], int]
 _NEVER = 2**64 - 1  # wake threshold meaning "do not wake the commit thread"
-
-
-class RecordKind(enum.IntEnum):
-    """What a journal record holds."""
-
-    INBOUND = 1  # a WebSocket frame received (text or binary: see flags)
-    OUTBOUND = 2  # a command we sent
-    CONNECTION = 3  # connection event (JSON payload)
-    GAP = 4  # gap marker written by the recorder (JSON payload)
-    SNAPSHOT = 5  # reserved: marks a snapshot reaching an LSN
-    CONTROL = 6  # recorder control info (subscription set changes, stream registry)
 
 
 class FsyncMode(enum.StrEnum):

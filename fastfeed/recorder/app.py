@@ -27,18 +27,16 @@ import uvloop
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
 from fastfeed.datadir import prepare_data_dir
-from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
     ConfigError,
     FastfeedError,
-    JournalError,
     JournalLocked,
     StoreError,
-    VenueError,
 )
 from fastfeed.journal import FsyncMode, Journal, RecordKind
-from fastfeed.logs import setup_logging
+from fastfeed.logs import RateLimiter, setup_logging
 from fastfeed.recorder import early_signals
 from fastfeed.recorder.config import (
     RecorderConfig,
@@ -48,6 +46,7 @@ from fastfeed.recorder.config import (
     validate,
 )
 from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.feed import Feed, rejection_error
 from fastfeed.recorder.resync import ResyncScheduler
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
@@ -60,7 +59,6 @@ __all__ = ["Recorder", "config_from_args", "run_from_args"]
 
 log = logging.getLogger("fastfeed.recorder")
 
-CONNECTION_SLOT = 1  # the journal header's stream field: this recorder's one venue connection
 EXIT_SIGNAL_FORCED = 130
 
 
@@ -140,7 +138,7 @@ class Recorder:
         self._signals = 0
         self._fatal: FastfeedError | None = None
         self._connection: Connection | None = None
-        self._frames = 0
+        self._malformed_log = RateLimiter(defaults.MALFORMED_LOG_PER_MIN)
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
         self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
@@ -184,7 +182,15 @@ class Recorder:
 
     async def _run_with_journal(self, data_dir: Path) -> int:
         log.info("%s", self.journal.recovery)
-        self.pipeline = Pipeline(self.config.venue, self._adapter)
+        self.feed = Feed(
+            self.journal,
+            self._adapter,
+            self.config.fsync,
+            fail=self._fail,
+            wake_applier=lambda: self.snapshotter.wake(),
+            stop_reading=self._stop_reading,
+        )
+        self.pipeline = Pipeline(self.config.venue, self._adapter, scan=self.feed.scan)
         self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
         if (
             self.config.repair_journal
@@ -225,7 +231,12 @@ class Recorder:
 
     def _open_snapshotter(self, path: Path) -> Snapshotter:
         return Snapshotter(
-            self.journal, self.pipeline, path, fsync=self.config.fsync, venue=self.config.venue
+            self.journal,
+            self.pipeline,
+            path,
+            fsync=self.config.fsync,
+            venue=self.config.venue,
+            on_actions=self._on_actions,
         )
 
     async def _record(self) -> int:
@@ -245,6 +256,7 @@ class Recorder:
             ssl_context=self._ssl_context(endpoint),
             ping_interval_s=self.config.ping_interval_s,
             stall_timeout_s=self.config.stall_timeout_s,
+            listener=self.feed.listener,
         )
         reporter = StatusReporter(self._status)
         try:
@@ -356,7 +368,7 @@ class Recorder:
 
     def _status(self) -> Status:
         return Status(
-            frames=self._frames,
+            frames=self.feed.frames,
             records=self.pipeline.messages,
             accepted_lsn=self.journal.accepted_lsn,
             durable_lsn=self.journal.durable_lsn,
@@ -368,20 +380,13 @@ class Recorder:
         )
 
     # -- the journal-first data path -----------------------------------------------------------
-    def _append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> None:
-        """Journal one record, then derive from it: the only way anything enters the pipeline."""
-        if isinstance(self._fatal, JournalError):
-            return  # the journal already refused: nothing more is accepted (the venue replays)
-        recv_ns = time.time_ns()
-        try:
-            lsn = self.journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
-        except JournalError as exc:
-            log.error("journal refused a record: %s", exc)
-            self._fail(exc)
-            if self._connection is not None:
-                self._connection.stop_reading()
-            return
-        self.pipeline.feed(lsn, kind, recv_ns, payload, flags)
+    def _append(self, kind: RecordKind, payload: bytes) -> None:
+        """Journal one record; the applier derives from it like from every other."""
+        self.feed.append(kind, payload)
+
+    def _stop_reading(self) -> None:
+        if self._connection is not None:
+            self._connection.stop_reading()
 
     def _journal_control(self, doc: dict[str, object]) -> None:
         self._append(RecordKind.CONTROL, orjson.dumps(doc))
@@ -454,19 +459,20 @@ class Recorder:
         self._resyncs.asked(keys, time.monotonic())
 
     def on_frame(self, payload: bytes, binary: bool) -> None:
-        self._frames += 1
-        self._append(RecordKind.INBOUND, payload, 1 if binary else 0)
-        pipeline = self.pipeline
-        if pipeline.fatal is not None:
-            self._fail(
-                VenueError(
-                    pipeline.fatal.message,
-                    code=pipeline.fatal.code,
-                    hint="check TICKDB_API_KEY / --api-key-file",
-                )
-            )
-        elif pipeline.resync:
-            pipeline.resync.clear()
+        self.feed.on_frame(payload, binary)
+
+    def _on_actions(self, actions: Actions) -> None:
+        """Act on what the applier derived: report, stop on a fatal rejection, resync gaps."""
+        for lsn, reason in actions.malformed:
+            if self._malformed_log.allow():
+                log.warning("malformed frame at LSN %d kept in the journal: %s", lsn, reason)
+        for text in actions.rejected:
+            log.error("%s", text)
+        for text in actions.resets:
+            log.warning("%s", text)
+        if actions.fatal is not None:
+            self._fail(rejection_error(actions.fatal.code, actions.fatal.message))
+        elif actions.gapped:
             self._resync()
 
     def _resync(self) -> None:
