@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
-from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.store import FORMAT_VERSION, Store
 from fastfeed.tools.export import export_lines
 

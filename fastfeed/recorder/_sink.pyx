@@ -194,21 +194,21 @@ cdef class StreamTable:
         return None if s == NULL else s.last
 
     cdef bint advance(self, const ff_scan_t *sc) noexcept:
-        """The steady state: a known stream continues. Then take its new last and say True."""
+        """True in the steady state (a known stream continues); either way the stream's last
+        becomes this frame's, so the frames after a first one or a jump are steady again."""
         cdef char key[_KEY_MAX]
         cdef Py_ssize_t n = _make_key(sc, key)
         if n < 0:
             return False
         cdef _Slot *s = self.find(key, n, False)
         if s == NULL:
+            s = self.find(key, n, True)
+            if s != NULL:
+                s.last = sc.last
             return False
-        if sc.prev >= 0:
-            if sc.prev != s.last:
-                return False
-        elif sc.first != s.last + 1:
-            return False
+        cdef bint steady = (sc.prev == s.last) if sc.prev >= 0 else (sc.first == s.last + 1)
         s.last = sc.last
-        return True
+        return steady
 
 
 cdef class FrameSink(WSListener):
@@ -216,9 +216,9 @@ cdef class FrameSink(WSListener):
 
     ``handler`` (fastfeed/recorder/feed.py) gets ``on_unusual_frame(lsn, recv_ns, payload,
     binary)`` for each frame the steady state does not cover, after the read it came in has
-    been journaled; it returns the frame's seq if the venue adapter reads it as a sequenced
-    data message (the sink then takes the stream into its table). ``on_journal_error(exc)`` when
-    the journal refuses a frame. ``control`` (the Connection) gets ``ws_connected(transport)``
+    been journaled, and ``on_journal_error(exc)`` when the journal refuses a frame. The table
+    learns a stream from its first scanned frame: the scanner only answers for frames the
+    adapter reads as that stream's sequenced message (tests/venues/test_scan_tickdb.py). ``control`` (the Connection) gets ``ws_connected(transport)``
     and ``ws_other_frame(transport, frame)`` for control frames and fragmented messages.
     """
 
@@ -283,7 +283,6 @@ cdef class FrameSink(WSListener):
 
     cpdef end_of_read(self):
         """The read is journaled: sync it once (``--fsync always``), then hand over the rest."""
-        cdef object seq
         if self._sync is not None and self._appended:
             self._appended = False
             try:
@@ -296,8 +295,4 @@ cdef class FrameSink(WSListener):
             return
         unusual, self._unusual = self._unusual, []
         for lsn, recv_ns, payload, binary in unusual:
-            seq = self._handler.on_unusual_frame(lsn, recv_ns, payload, binary)
-            if seq is not None:
-                found = self._scanner.key_seq(payload)
-                if found is not None:
-                    self.table.register(found[0], found[1])
+            self._handler.on_unusual_frame(lsn, recv_ns, payload, binary)

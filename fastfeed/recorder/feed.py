@@ -22,7 +22,7 @@ from fastfeed.journal import FLAG_BINARY, FsyncMode, Journal, RecordKind
 from fastfeed.recorder._sink import FrameSink, Scanner, StreamTable
 from fastfeed.recorder.connection import Connection
 from fastfeed.venues.base import VenueAdapter
-from fastfeed.venues.events import Message, VenueRejected
+from fastfeed.venues.events import VenueRejected
 
 __all__ = ["CONNECTION_SLOT", "Feed", "rejection_error"]
 
@@ -110,15 +110,13 @@ class Feed:
         self._fail(exc)
         self._stop_reading()
 
-    def on_unusual_frame(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> int | None:
-        """A journaled frame the sink could not settle; its seq if it is a sequenced message."""
-        event = self._adapter.parse(payload, recv_ns, binary=binary)
+    def on_unusual_frame(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
+        """A journaled frame the sink could not settle: the applier derives it soon; a fatal
+        rejection stops recording now."""
         self._wake_applier()
-        if type(event) is Message:
-            return event.seq
+        event = self._adapter.parse(payload, recv_ns, binary=binary)
         if type(event) is VenueRejected and event.fatal:
             self._fail(rejection_error(event.code, event.message))
-        return None
 
     # -- the Python path (fragmented messages) -----------------------------------------------
     def on_frame(self, payload: bytes, binary: bool) -> None:
