@@ -68,7 +68,9 @@ async def record(journal: Journal, frames: list[bytes], always: bool) -> tuple[H
     sink_of: list[FrameSink] = []
 
     def make() -> FrameSink:
-        sink = FrameSink(journal, Scanner("tickdb"), StreamTable(), handler, Control(), 1, sync)
+        sink = FrameSink(
+            journal.writer, Scanner("tickdb"), StreamTable(), handler, Control(), 1, sync
+        )
         sink_of.append(sink)
         return sink
 

@@ -325,8 +325,10 @@ cdef class Segment:
 cdef class WalWriter:
     """The append path: frames records into the current segment's mapping.
 
-    fastfeed.journal.Journal subclasses it and supplies ``_rollover`` (move to the next
-    segment) and ``_commit_now`` (ALWAYS mode); everything per record stays in C.
+    fastfeed.journal.Journal holds one and gives it, in ``_writer_setup``, the three things it
+    cannot do itself: wake the commit thread, move to the next segment (``rollover(total)``)
+    and sync before an append returns in ALWAYS mode (``commit()``). Everything per record
+    stays in C.
     """
 
     def __cinit__(self):
@@ -334,10 +336,12 @@ cdef class WalWriter:
         self._next_lsn = 1
         self._wake_above = <uint64_t>-1
 
-    def _writer_setup(self, bint always, wake):
-        """Set the durability mode and the callable that wakes the commit thread."""
+    def _writer_setup(self, bint always, wake, rollover, commit):
+        """Set the durability mode and the owner's callbacks (see the class docstring)."""
         self._always = always
         self._wake = wake
+        self._rollover = rollover
+        self._commit = commit
 
     def _install(self, Segment seg, uint64_t offset, uint64_t next_lsn):
         """Make ``seg`` the segment appends go to, at ``offset``; retire the previous one."""
@@ -463,7 +467,7 @@ cdef class WalWriter:
         self._next_lsn = lsn + 1
         if self._always:
             if commit:
-                self._commit_now()
+                self._commit()
         elif self._unsynced > self._wake_above:
             self._wake_above = <uint64_t>-1
             self._wake()

@@ -77,7 +77,7 @@ class Feed:
     def listener(self, connection: Connection) -> picows.WSListener:
         """The picows listener for one connection: the Cython sink."""
         sink = FrameSink(
-            self._journal,
+            self._journal.writer,
             self._scanner,
             self._table,
             self,

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fastfeed import defaults
 from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.errors import StoreError
-from fastfeed.journal import FsyncMode, Journal
+from fastfeed.journal import FsyncMode, Journal, JournalRecord
 from fastfeed.store import Batch, Store
 
 __all__ = ["Snapshotter"]
@@ -53,6 +54,7 @@ class Snapshotter:
         self._batch_records = batch_records
         self._on_actions = on_actions
         self._wake = asyncio.Event()
+        self._reader: Iterator[JournalRecord] | None = None
         self._fsync = fsync
         self._interval = interval_s
         self._retention = retention_bytes
@@ -93,15 +95,36 @@ class Snapshotter:
         finally:
             stopping.cancel()
 
-    def derive(self) -> None:
-        """Feed the pipeline the next journal records, at most one batch of them."""
-        start = self._pipeline.derived_lsn + 1
-        upto = min(self._journal.accepted_lsn, start + self._batch_records - 1)
-        if upto >= start:
-            self._pipeline.feed_records(self._journal.read(start, upto))
-        actions = self._pipeline.take_actions()
-        if self._on_actions is not None:
-            self._on_actions(actions)
+    def _next_records(self, limit: int) -> list[JournalRecord]:
+        """Up to ``limit`` journal records after the pipeline's last, from one open reader."""
+        want = self._pipeline.derived_lsn + 1
+        out = list(islice(self._reader, limit)) if self._reader is not None else []
+        if not out or out[0].lsn != want or len(out) < limit:
+            # The reader reached the end written so far (or the pipeline was fed elsewhere):
+            # start again after the pipeline's last record.
+            have = len(out) if out and out[0].lsn == want else 0
+            self._reader = self._journal.read(want + have)
+            out = out[:have] + list(islice(self._reader, limit - have))
+        return out
+
+    async def derive(self) -> None:
+        """Feed the pipeline the next journal records, at most one batch of them.
+
+        In chunks with a turn of the event loop between them: the socket keeps being read.
+        """
+        fed = 0
+        while fed < self._batch_records:
+            records = self._next_records(
+                min(defaults.DERIVE_CHUNK_RECORDS, self._batch_records - fed)
+            )
+            if not records:
+                break
+            self._pipeline.feed_records(records)
+            fed += len(records)
+            actions = self._pipeline.take_actions()
+            if self._on_actions is not None:
+                self._on_actions(actions)
+            await asyncio.sleep(0)
 
     async def flush(self) -> int:
         """Derive and commit batches until SQLite has every record journaled so far.
@@ -110,7 +133,7 @@ class Snapshotter:
         """
         async with self._flushing:
             while not self._abandoned:
-                self.derive()
+                await self.derive()
                 batch = self._pipeline.cut()
                 if batch is None:
                     break
