@@ -64,11 +64,38 @@ def one(kind: str, streams: int, frames: int) -> dict[str, Any]:
     return doc
 
 
+def table(doc: dict[str, Any]) -> str:
+    """The results as the markdown table docs/benchmarks.md shows (medians, ratios)."""
+    med = doc["median"]
+    lines = [
+        "| client | streams | msgs/s | vs transport | vs naive | CPU µs/msg | SQLite done after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    naive = med["naive-sqlite/10"]["msgs_per_s"]
+    for streams in STREAMS:
+        limit = med[f"transport/{streams}"]["msgs_per_s"]
+        for kind in CLIENTS:
+            m = med.get(f"{kind}/{streams}")
+            if m is None:
+                continue
+            behind = m.get("sqlite_caught_up_s")
+            lines.append(
+                f"| {kind} | {streams} | {m['msgs_per_s']:,.0f} | {m['msgs_per_s'] / limit:.3f}x"
+                f" | {m['msgs_per_s'] / naive:.1f}x | {m['cpu_us_per_msg']:.2f}"
+                f" | {'' if behind is None else f'{behind:.1f} s'} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--table", action="store_true", help="print the last run's table")
     args = parser.parse_args()
+    if args.table:
+        print(table(orjson.loads((REPO / "bench" / "results" / "hotpath.json").read_bytes())))
+        return
     require_release_build()
     frames = 100_000 if args.quick else 400_000
     rounds = 1 if args.quick else args.rounds

@@ -30,6 +30,7 @@ SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence when nothing asks for it 
 APPLY_BATCH_RECORDS = 20_000
 DERIVE_CHUNK_RECORDS = 2_000  # derived per turn of the event loop (~2 ms): the socket keeps
 # being read while the applier catches up
+SQLITE_CACHE_KIB = 64 * 1024  # the writer's page cache: the seq index of ~1,000 streams stays in it
 SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
 LOCK_WAIT_S = 5.0  # how long start-up waits for a status/export catch-up to release the journal
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock
