@@ -19,8 +19,12 @@ except ImportError:  # building an sdist's shipped C
     cythonize = None
 
 # module name -> Cython source
+# The C headers the extensions include (the journal's CRC32C, the venues' scanners), found from
+# the generated C too, not only by Cython from the .pxd that names them.
+INCLUDE_DIRS = ["fastfeed/journal", "fastfeed/venues"]
 EXTENSIONS = {
     "fastfeed.journal._wal": "fastfeed/journal/_wal.pyx",
+    "fastfeed.recorder._sink": "fastfeed/recorder/_sink.pyx",
 }
 
 DEBUG = os.environ.get("FASTFEED_DEBUG") == "1"
@@ -50,7 +54,13 @@ def extension(name: str, pyx: str) -> Extension:
     still load, since the build backend runs it to ask what to install before Cython is there.)
     """
     source = pyx if cythonize is not None else str(Path(pyx).with_suffix(".c"))
-    return Extension(name, [source], extra_compile_args=compile_args, define_macros=macros)
+    return Extension(
+        name,
+        [source],
+        include_dirs=INCLUDE_DIRS,
+        extra_compile_args=compile_args,
+        define_macros=macros,
+    )
 
 
 extensions = [extension(name, pyx) for name, pyx in EXTENSIONS.items()]

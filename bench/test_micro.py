@@ -129,7 +129,7 @@ def test_snapshot_apply_10k_rows(benchmark: Any, tmp_path: Path) -> None:
     def batch() -> tuple[tuple[Batch], dict[str, Any]]:
         nonlocal lsn
         rows = [
-            MessageRow("sim", "depth", "AAPL.US", lsn + i, 0, lsn + i, frame, False)
+            MessageRow("sim", "depth", "AAPL.US", 0, lsn + i, 0, lsn + i, frame, False)
             for i in range(1, APPLY_ROWS + 1)
         ]
         lsn += APPLY_ROWS

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -64,15 +65,12 @@ def replay_into(journal: Journal, pipeline: Pipeline, sink: BatchSink) -> int:
         )
     pipeline.restore(sink.call(store.load_tracker_state), sink.call(store.counters), applied)
     journal.sync()  # recovered records become durable before SQLite may claim them
-    replayed = 0
-    for record in journal.read(applied + 1):
-        pipeline.feed(record.lsn, record.kind, record.recv_ns, record.payload, record.flags)
-        replayed += 1
-        if replayed % defaults.REPLAY_BATCH_RECORDS == 0:
-            sink.flush_blocking(pipeline.cut())
-    sink.flush_blocking(pipeline.cut())
-    pipeline.resync.clear()  # gaps seen in replay are resumed by the connect's subscribe
-    return replayed
+    records = journal.read(applied + 1)
+    while chunk := list(islice(records, defaults.REPLAY_BATCH_RECORDS)):
+        pipeline.feed_records(chunk)
+        sink.flush_blocking(pipeline.cut())
+    pipeline.take_actions()  # gaps seen in replay are resumed by the connect's subscribe
+    return pipeline.derived_lsn - applied
 
 
 @dataclass(slots=True)
@@ -136,11 +134,10 @@ def _derive(journal_dir: Path, store: Store, *, messages: bool) -> View:
     pipeline = Pipeline(venue_of(store, journal_dir), TickDBAdapter())
     pipeline.restore(store.load_tracker_state(), store.counters(), applied)
     pending = _Pending(applied, keep_messages=messages)
-    for n, record in enumerate(read_journal(journal_dir, applied + 1), start=1):
-        pipeline.feed(record.lsn, record.kind, record.recv_ns, record.payload, record.flags)
-        if n % defaults.REPLAY_BATCH_RECORDS == 0:
-            pending.add(pipeline.cut())
-    pending.add(pipeline.cut())
+    records = read_journal(journal_dir, applied + 1)
+    while chunk := list(islice(records, defaults.REPLAY_BATCH_RECORDS)):
+        pipeline.feed_records(chunk)
+        pending.add(pipeline.cut())
     view.pending = pending.batch()
     reached = max(applied, pending.lsn)
     for damage in scan_journal(journal_dir).damage:

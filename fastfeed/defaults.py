@@ -26,7 +26,13 @@ STALL_TIMEOUT_S = 10.0  # no frame at all for this long: drop and reconnect
 RESYNC_RETRY_S = 1.0  # ask again for a gapped stream after this long (acks can be refused or lost)
 RESYNC_MIN_INTERVAL_S = 0.1  # at most 10 resync commands/s: venues rate-limit (TickDB code 3001)
 CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
-SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
+SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence when nothing asks for it sooner
+# Journal records derived into rows per SQLite transaction: bounds the rows held in memory and
+# the event loop's time per batch (~1 us a record: ~20 ms), however far SQLite is behind.
+APPLY_BATCH_RECORDS = 20_000
+DERIVE_CHUNK_RECORDS = 2_000  # derived per turn of the event loop (~2 ms): the socket keeps
+# being read while the applier catches up
+SQLITE_CACHE_KIB = 64 * 1024  # the writer's page cache: the seq index of ~1,000 streams stays in it
 SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
 LOCK_WAIT_S = 5.0  # how long start-up waits for the journal lock (a recorder still stopping)
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock

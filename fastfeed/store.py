@@ -15,32 +15,34 @@ import heapq
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from fastfeed import defaults
-from fastfeed.derive.streams import Gap
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.errors import StoreError
 
 __all__ = ["STORE_FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
 
-# The SQLite schema's version; 2: the epoch column (messages, books, streams, gaps).
-STORE_FORMAT_VERSION = 2
+# The SQLite schema's version; 2: the epoch column (messages, books, streams, gaps); 3: lsn is
+# the messages table's rowid.
+STORE_FORMAT_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
-    epoch INTEGER NOT NULL, seq INTEGER, recv_ns INTEGER NOT NULL, lsn INTEGER NOT NULL,
+    epoch INTEGER NOT NULL, seq INTEGER, recv_ns INTEGER NOT NULL,
+    -- The rowid: rows go in in LSN order, appended to the table's B-tree, and no separate
+    -- index on lsn is kept up to date (one B-tree fewer per row than a unique index).
+    lsn INTEGER PRIMARY KEY,
     frame BLOB NOT NULL, binary INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq
     ON messages (venue, channel, symbol, epoch, seq) WHERE seq IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_lsn ON messages (lsn);
 CREATE TABLE IF NOT EXISTS books (
     venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
     epoch INTEGER NOT NULL, seq INTEGER, recv_ns INTEGER NOT NULL, ts_ms INTEGER,
@@ -62,66 +64,6 @@ CREATE TABLE IF NOT EXISTS gaps (
 );
 CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
-
-
-class MessageRow(NamedTuple):
-    """One recorded data message: the exact frame and where it sits in its stream and the log.
-
-    Named tuples here, made once per message on the hot path: cheaper than frozen dataclasses.
-    """
-
-    venue: str
-    channel: str
-    symbol: str
-    seq: int | None
-    recv_ns: int
-    lsn: int
-    frame: bytes
-    binary: bool
-    epoch: int = 0  # the stream's epoch ``seq`` belongs to (0 until a venue restart)
-
-
-class BookRow(NamedTuple):
-    """An order-book snapshot of one depth stream (levels as [price, size] strings)."""
-
-    venue: str
-    channel: str
-    symbol: str
-    seq: int | None
-    recv_ns: int
-    ts_ms: int | None
-    bids: list[Any]
-    asks: list[Any]
-    epoch: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCheckpoint:
-    """Per-stream totals and position as of a batch."""
-
-    venue: str
-    channel: str
-    symbol: str
-    last_seq: int | None
-    last_recv_ns: int | None
-    records: int
-    duplicates: int
-    first_seq: int | None
-    epoch: int = 0  # first_seq and last_seq are of this epoch
-
-
-@dataclass(slots=True)
-class Batch:
-    """Everything derived from the journal up to ``applied_lsn``: committed as one transaction."""
-
-    applied_lsn: int
-    messages: list[MessageRow]
-    books: list[BookRow]
-    gaps: list[Gap]
-    streams: list[StreamCheckpoint]
-    tracker_state: dict[str, Any] | None
-    subscriptions: dict[str, list[str]] | None
-    counters: dict[str, int] | None
 
 
 class Store:
@@ -166,6 +108,9 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
                 # NORMAL: a power cut may drop the last transactions; the journal replays them.
                 conn.execute("PRAGMA synchronous=NORMAL")
+                # Inserts into messages_by_seq land all over it with many streams: keep it in
+                # memory rather than re-reading pages (the default cache is 2 MiB).
+                conn.execute(f"PRAGMA cache_size=-{defaults.SQLITE_CACHE_KIB}")
                 conn.executescript(_SCHEMA)
                 conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)",
@@ -242,22 +187,9 @@ class Store:
                 raise StoreError(f"batch reaches LSN {batch.applied_lsn}, behind applied {current}")
             c.execute("BEGIN IMMEDIATE")
             # OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
+            # MessageRow's fields are the table's columns in order: rows bind as they are.
             c.executemany(
-                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        m.venue,
-                        m.channel,
-                        m.symbol,
-                        m.epoch,
-                        m.seq,
-                        m.recv_ns,
-                        m.lsn,
-                        m.frame,
-                        m.binary,
-                    )
-                    for m in batch.messages
-                ],
+                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?)", batch.messages
             )
             c.executemany(
                 "INSERT INTO books VALUES (?,?,?,?,?,?,?,?,?)",
@@ -490,7 +422,7 @@ class Store:
             (channel, symbol),
         )
         stored = (
-            MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
+            MessageRow(v, ch, sym, epoch, seq, recv_ns, lsn, bytes(frame), bool(binary))
             for v, ch, sym, epoch, seq, recv_ns, lsn, frame, binary in cursor
         )
         if pending is None or not pending.messages:
@@ -528,7 +460,7 @@ class Store:
             " WHERE lsn >= ? ORDER BY lsn",
             (from_lsn,),
         ):
-            yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
+            yield MessageRow(v, ch, sym, epoch, seq, recv_ns, lsn, bytes(frame), bool(binary))
 
     def messages_before(self, lsn: int) -> int:
         """How many stored messages have an LSN below ``lsn``."""

@@ -11,9 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
-from fastfeed.store import STORE_FORMAT_VERSION, Batch, BookRow, MessageRow, Store, StreamCheckpoint
+from fastfeed.store import STORE_FORMAT_VERSION, Store
 from fastfeed.tools.export import export_lines
 
 AAPL = StreamKey("depth", "AAPL.US")
@@ -21,7 +22,7 @@ AAPL = StreamKey("depth", "AAPL.US")
 
 def msg(seq: int | None, lsn: int, symbol: str = "AAPL.US", epoch: int = 0) -> MessageRow:
     frame = b'{"seq":%d}' % lsn
-    return MessageRow("sim", "depth", symbol, seq, 1000 + lsn, lsn, frame, False, epoch)
+    return MessageRow("sim", "depth", symbol, epoch, seq, 1000 + lsn, lsn, frame, False)
 
 
 def batch(lsn: int, messages: list[MessageRow], **kw: object) -> Batch:

@@ -1,26 +1,29 @@
-"""Journal records in, derived rows out: the one path from the journal to SQLite.
+"""Journal records in, derived rows and actions out: the one path from the journal to SQLite.
 
-The recorder feeds it each record right after appending it; start-up recovery feeds it the
-journal records after SQLite's applied LSN. Both go through ``feed``, so what recovery rebuilds
-is exactly what live recording derived. No I/O and no clock: every input carries its LSN and
-receive time.
+The recorder's applier feeds it journal records in batches (``feed_records``), live and at
+start-up alike, so what recovery rebuilds is exactly what live recording derived. A data frame
+whose stream and seq a venue scanner can read and that continues its stream is a row at once
+(no JSON parse); everything else goes through the venue adapter and the sequence tracker, the
+authority on meaning. A depth frame's JSON is parsed only for the latest book of its stream at
+cut time. No I/O, no clock and no logging: each input carries its LSN and receive time, and
+what the shell must do or report comes back as ``Actions``.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
 
 import orjson
 
-from fastfeed import defaults
 from fastfeed.derive.gaptally import GapTally
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.journal.kinds import FLAG_BINARY, RecordKind
-from fastfeed.logs import RateLimiter
-from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
+from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import (
     Malformed,
     Message,
@@ -28,11 +31,46 @@ from fastfeed.venues.events import (
     Subscribed,
     VenueRejected,
 )
-from fastfeed.venues.tickdb import TickDBAdapter
 
-__all__ = ["Pipeline", "Rejection", "StreamCounts"]
+__all__ = ["FLAG_BINARY", "Actions", "Pipeline", "Record", "Rejection", "Scan", "StreamCounts"]
 
-log = logging.getLogger("fastfeed.derive.pipeline")
+# A venue scanner: a frame's stream key bytes and seq, or None (fastfeed/venues/scan.h).
+Scan = Callable[[bytes], tuple[bytes, int] | None]
+_row = partial(tuple.__new__, MessageRow)  # a MessageRow from one tuple, without __new__'s cost
+
+
+class Record(Protocol):
+    """A journal record as the reader returns it (fastfeed.journal.JournalRecord)."""
+
+    @property
+    def lsn(self) -> int: ...
+    @property
+    def kind(self) -> int: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def recv_ns(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A fatal refusal by the venue (invalid key): the recorder must stop, not reconnect."""
+
+    code: int
+    message: str
+
+
+@dataclass(slots=True)
+class Actions:
+    """What the records fed since the last ``take_actions`` ask of the shell."""
+
+    gapped: set[StreamKey] = field(default_factory=set)  # re-subscribe these with resume
+    fatal: Rejection | None = None  # stop recording
+    malformed: list[tuple[int, str]] = field(default_factory=list)  # (LSN, reason), to log
+    rejected: list[str] = field(default_factory=list)  # venue refusals, to log
+    resets: list[str] = field(default_factory=list)  # venue restarts seen, to log
 
 
 class StreamCounts:
@@ -52,31 +90,45 @@ class StreamCounts:
         self.bytes = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A fatal refusal by the venue (invalid key): the recorder must stop, not reconnect."""
+class _Fast:
+    """A stream in its steady state: rows are made from the scan alone until ``next`` breaks.
 
-    code: int
-    message: str
+    ``count`` in-order seqs ending at ``next - 1`` are waiting to be told to the tracker
+    (``SequenceTracker.advance``), which happens before any other record is derived.
+    """
+
+    __slots__ = ("book", "count", "counts", "next", "prefix", "recv_ns")
+
+    def __init__(self, venue: str, counts: StreamCounts, next_seq: int, book: bool) -> None:
+        self.counts = counts
+        self.prefix = (venue, counts.key.channel, counts.key.symbol, counts.epoch)
+        self.next = next_seq
+        self.book = book
+        self.count = 0
+        self.recv_ns = 0
 
 
 class Pipeline:
-    """Adapter + sequence tracker + the rows waiting for the next snapshot."""
+    """Adapter + sequence tracker + the rows waiting for the next cut."""
 
-    def __init__(self, venue: str, adapter: TickDBAdapter) -> None:
+    def __init__(self, venue: str, adapter: VenueAdapter, *, scan: Scan | None = None) -> None:
         self.venue = venue
         self._adapter = adapter
+        self._scan = scan
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
-        self._books: dict[StreamKey, tuple[Message, int, int]] = {}
+        # Latest data frame of each book stream: parsed into a BookRow only at cut time.
+        self._books: dict[StreamKey, tuple[bytes, int, int]] = {}
         self._streams: dict[str, dict[str, StreamCounts]] = {}  # channel -> symbol -> counts
+        self._fast: dict[bytes, _Fast] = {}  # scan key -> stream in its steady state
+        self._fast_by_stream: dict[StreamKey, bytes] = {}  # ... and back
+        self._last_message: tuple[StreamCounts, bool] | None = None  # sequenced: (stream, book)
+        self._pending: list[_Fast] = []  # fast streams with counts not yet in the tracker
+        self._actions = Actions()
         self.gap_tally = GapTally()
         self._last_lsn = 0
         self._cut_lsn = 0
         self._subscriptions: dict[str, list[str]] | None = None
-        self._malformed_log = RateLimiter(defaults.MALFORMED_LOG_PER_MIN)
-        self.resync: set[StreamKey] = set()
-        self.fatal: Rejection | None = None
         self.messages = 0
         self.malformed = 0
         self.rejected = 0
@@ -91,6 +143,8 @@ class Pipeline:
         """Start from the state SQLite holds as of ``applied_lsn``."""
         if tracker_state is not None:
             self._tracker = SequenceTracker.from_checkpoint(tracker_state)
+        self._fast = {}
+        self._fast_by_stream = {}
         self.malformed = counters.get("malformed", 0)
         self.rejected = counters.get("rejected", 0)
         self.reconnects = counters.get("reconnects", 0)
@@ -98,12 +152,65 @@ class Pipeline:
         self._last_lsn = self._cut_lsn = applied_lsn
         self.gap_tally = GapTally(self._tracker.gaps())
 
-    # -- the hot path --------------------------------------------------------------------------
-    def feed(self, lsn: int, kind: int, recv_ns: int, payload: bytes, flags: int = 0) -> None:
-        """Derive whatever one journal record means. Never raises on bad input."""
+    @property
+    def derived_lsn(self) -> int:
+        """The last LSN fed."""
+        return self._last_lsn
+
+    def take_actions(self) -> Actions:
+        """What the records fed since the last call ask of the shell; starts a new set."""
+        self._settle()
+        actions, self._actions = self._actions, Actions()
+        return actions
+
+    # -- records in ----------------------------------------------------------------------------
+    def feed_records(self, records: Iterable[Record]) -> None:
+        """Derive a run of journal records in LSN order (the batch path). Never raises on bad
+        input; what the shell must do is in ``take_actions``."""
+        scan = self._scan
+        fast_streams = self._fast
+        rows = self._messages
+        inbound = RecordKind.INBOUND
+        lsn = self._last_lsn
+        for record in records:
+            lsn = record.lsn
+            payload = record.payload
+            found = None
+            if scan is not None and record.kind == inbound and not record.flags & FLAG_BINARY:
+                found = scan(payload)
+                if found is not None:
+                    fast = fast_streams.get(found[0])
+                    seq = found[1]
+                    if fast is not None and seq == fast.next:
+                        # The steady state: the tracker's hot path, counted and told in bulk.
+                        if not fast.count:
+                            self._pending.append(fast)
+                        fast.next = seq + 1
+                        fast.count += 1
+                        fast.recv_ns = recv_ns = record.recv_ns
+                        counts = fast.counts
+                        counts.frames += 1
+                        counts.bytes += len(payload)
+                        rows.append(_row((*fast.prefix, seq, recv_ns, lsn, payload, False)))
+                        if fast.book:
+                            self._books[counts.key] = (payload, recv_ns, counts.epoch)
+                        continue
+            self.feed(lsn, record.kind, record.recv_ns, payload, record.flags)
+            if found is not None:
+                self._take_fast(found[0])
         self._last_lsn = lsn
+
+    def feed(self, lsn: int, kind: int, recv_ns: int, payload: bytes, flags: int = 0) -> None:
+        """Derive whatever one journal record means through the adapter and the tracker.
+
+        Never raises on bad input; what the shell must do is in ``take_actions``.
+        """
+        self._settle()
+        self._last_lsn = lsn
+        self._last_message = None
         if kind == RecordKind.INBOUND:
-            self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY))
+            if self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY)):
+                return
         elif kind == RecordKind.OUTBOUND:
             self._outbound(payload)
         elif kind == RecordKind.CONNECTION:
@@ -114,8 +221,34 @@ class Pipeline:
                 self._subscriptions = doc["subscriptions"]
                 if doc.get("event") == "started":
                     self._connected_since_start = False
+        # Anything but a data frame, a pong or a malformed frame may change any stream's
+        # sequence state (acks, resume requests, connection events): no stream stays steady.
+        self._fast.clear()
+        self._fast_by_stream.clear()
 
-    def _inbound(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
+    def _settle(self) -> None:
+        """Tell the tracker the in-order seqs counted on the steady path."""
+        if not self._pending:
+            return
+        tracker = self._tracker
+        for fast in self._pending:
+            tracker.advance(fast.counts.key, fast.next - 1, fast.count, fast.recv_ns)
+            self.messages += fast.count
+            fast.count = 0
+        self._pending = []
+
+    def _take_fast(self, scan_key: bytes) -> None:
+        """After the slow path derived a scanned frame: is its stream steady now?"""
+        if self._last_message is None:
+            return
+        counts, book = self._last_message
+        next_seq = self._tracker.fast_next(counts.key)
+        if next_seq is not None and scan_key not in self._fast:
+            self._fast[scan_key] = _Fast(self.venue, counts, next_seq, book)
+            self._fast_by_stream[counts.key] = scan_key
+
+    def _inbound(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> bool:
+        """Derive one frame; True when it cannot have changed another stream's state."""
         event = self._adapter.parse(payload, recv_ns, binary=binary)
         if type(event) is Message:
             # One key object per stream, found by two str-keyed lookups (str hashes are cached).
@@ -126,14 +259,17 @@ class Pipeline:
             counts.frames += 1
             counts.bytes += len(payload)
             key = counts.key
+            scan_key = self._fast_by_stream.pop(key, None)
+            if scan_key is not None:
+                del self._fast[scan_key]  # the tracker decides this one: no longer steady
             if event.seq is not None:
                 obs = self._tracker.observe(key, event.seq, recv_ns)
                 if obs.duplicate:
-                    return
+                    return True
                 if obs.reset is not None:
                     self._venue_reset(lsn, key, obs.reset)
                 if obs.resync_from is not None:
-                    self.resync.add(key)
+                    self._actions.gapped.add(key)
             else:
                 self._tracker.observe_unsequenced(key, recv_ns)
             self.messages += 1
@@ -142,35 +278,43 @@ class Pipeline:
                     self.venue,
                     key.channel,
                     key.symbol,
+                    counts.epoch,
                     event.seq,
                     recv_ns,
                     lsn,
                     payload,
                     binary,
-                    counts.epoch,
                 )
             )
-            if key.channel == "depth":
-                # Only the latest book per stream is snapshotted; build its row at cut time.
-                self._books[key] = (event, recv_ns, counts.epoch)
-        elif type(event) is Pong:
-            pass
-        elif type(event) is Subscribed:
+            book = _is_book(event.data)
+            if book:
+                # Only the latest book per stream is snapshotted; parsed again at cut time.
+                self._books[key] = (payload, recv_ns, counts.epoch)
+            if event.seq is not None:
+                self._last_message = (counts, book)
+            return True
+        if type(event) is Pong:
+            return True
+        if type(event) is Subscribed:
             if event.streams and event.channel is not None:
                 for symbol, rng in event.streams.items():
                     key = StreamKey(event.channel, symbol)
                     for gap in self._tracker.on_ack(key, rng.first_seq, rng.head_seq, recv_ns):
                         if gap.reason.startswith(REASON_VENUE_RESET):
                             self._venue_reset(lsn, key, gap)
-        elif type(event) is Malformed:
+            return False
+        if type(event) is Malformed:
             self.malformed += 1
-            if self._malformed_log.allow():
-                log.warning("malformed frame at LSN %d kept in the journal: %s", lsn, event.reason)
-        elif type(event) is VenueRejected:
+            self._actions.malformed.append((lsn, event.reason))
+            return True
+        if type(event) is VenueRejected:
             self.rejected += 1
-            log.error("venue refused %s (code %d): %s", event.cmd, event.code, event.message)
+            self._actions.rejected.append(
+                f"venue refused {event.cmd} (code {event.code}): {event.message}"
+            )
             if event.fatal:
-                self.fatal = Rejection(event.code, event.message)
+                self._actions.fatal = Rejection(event.code, event.message)
+        return False
 
     def _new_counts(self, key: StreamKey) -> StreamCounts:
         """The counts of a stream first seen by this process, at the tracker's epoch of it."""
@@ -186,14 +330,11 @@ class Pipeline:
         if counts is None:
             counts = self._new_counts(key)
         counts.epoch = marker.epoch
-        # Rare and important (the stream's numbering started over): always logged.
         self.venue_resets += 1
-        log.warning(
-            "%s at LSN %d: %s; recording it as epoch %d of the stream",
-            key,
-            lsn,
-            marker.reason,
-            marker.epoch,
+        # Rare and important (the stream's numbering started over): always reported.
+        self._actions.resets.append(
+            f"{key} at LSN {lsn}: {marker.reason}; recording it as epoch {marker.epoch} of the"
+            " stream"
         )
 
     def _outbound(self, payload: bytes) -> None:
@@ -228,6 +369,7 @@ class Pipeline:
 
     def resume_point(self, key: StreamKey) -> int | None:
         """The next seq to ask the venue for on this stream (None: start live)."""
+        self._settle()
         return self._tracker.resume_point(key)
 
     def tracker_streams(self) -> list[StreamKey]:
@@ -242,11 +384,13 @@ class Pipeline:
 
     def stream_stats(self, key: StreamKey) -> StreamStats | None:
         """The tracker's counters of one stream (None if never seen)."""
+        self._settle()
         return self._tracker.stream_stats(key)
 
     # -- snapshots -----------------------------------------------------------------------------
     def cut(self) -> Batch | None:
         """Everything derived up to the last fed LSN, as one batch (None if nothing new)."""
+        self._settle()
         if self._last_lsn == self._cut_lsn:
             return None
         streams = [
@@ -269,18 +413,9 @@ class Pipeline:
             applied_lsn=self._last_lsn,
             messages=self._messages,
             books=[
-                BookRow(
-                    self.venue,
-                    key.channel,
-                    key.symbol,
-                    ev.seq,
-                    recv_ns,
-                    ev.ts_ms,
-                    ev.data.get("bids", []),
-                    ev.data.get("asks", []),
-                    epoch,
-                )
-                for key, (ev, recv_ns, epoch) in self._books.items()
+                book
+                for key, (frame, recv_ns, epoch) in self._books.items()
+                if (book := self._book_row(key, frame, recv_ns, epoch)) is not None
             ],
             gaps=gaps,
             streams=streams,
@@ -297,6 +432,21 @@ class Pipeline:
         self._books = {}
         self._cut_lsn = self._last_lsn
         return batch
+
+    def _book_row(self, key: StreamKey, frame: bytes, recv_ns: int, epoch: int) -> BookRow | None:
+        """The book snapshot of a stream's latest frame (its one JSON parse per cut)."""
+        event = self._adapter.parse(frame, recv_ns)
+        if type(event) is not Message:
+            return None  # cannot happen: the frame was a message when it was derived
+        bids, asks = event.data.get("bids", []), event.data.get("asks", [])
+        return BookRow(
+            self.venue, key.channel, key.symbol, event.seq, recv_ns, event.ts_ms, bids, asks, epoch
+        )
+
+
+def _is_book(data: dict[str, Any]) -> bool:
+    """A message whose data carries both sides of an order book is a book snapshot."""
+    return "bids" in data and "asks" in data
 
 
 def _loads(payload: bytes) -> Any:

@@ -229,6 +229,28 @@ class SequenceTracker:
         st.last_recv_ns = recv_ns
         return self._observe_slow(st, seq, recv_ns)
 
+    def fast_next(self, key: StreamKey) -> int | None:
+        """The seq ``observe`` would take on its hot path for this stream now, or None.
+
+        While it holds, ``count`` such seqs in a row change nothing but what ``advance``
+        sets, so a batch deriver may count them and call ``advance`` once.
+        """
+        st = self._streams.get(key)
+        if st is None or st.above or st.first_seq is None:
+            return None
+        return st.base + 1
+
+    def advance(self, key: StreamKey, last: int, count: int, recv_ns: int) -> None:
+        """Account for ``count`` in-order seqs ending at ``last``, the hot path of ``observe``.
+
+        Only valid right after ``fast_next(key)`` answered ``last - count + 1`` (and nothing
+        else touched the stream since): exactly what ``count`` calls of ``observe`` would do.
+        """
+        st = self._streams[key]
+        st.base = st.last_seq = st.last_push = last
+        st.last_recv_ns = recv_ns
+        st.records += count
+
     def _reset(self, st: _Stream, what: str, recv_ns: int) -> Gap:
         """The venue restarted the stream: close out the old epoch, start over at base 0."""
         for gap in st.open:

@@ -59,3 +59,9 @@ cdef class WalWriter:
     cdef list _retired
     cdef object _failure
     cdef object _wake
+    cdef object _rollover       # the owner's callbacks: fastfeed/journal/writer.py
+    cdef object _commit
+
+    cdef uint64_t append_raw(self, int kind, int stream, int64_t recv_ns,
+                             const unsigned char *buf, size_t n, unsigned int flags,
+                             bint commit) except 0

@@ -325,8 +325,10 @@ cdef class Segment:
 cdef class WalWriter:
     """The append path: frames records into the current segment's mapping.
 
-    fastfeed.journal.Journal subclasses it and supplies ``_rollover`` (move to the next
-    segment) and ``_commit_now`` (ALWAYS mode); everything per record stays in C.
+    fastfeed.journal.Journal holds one and gives it, in ``_writer_setup``, the three things it
+    cannot do itself: wake the commit thread, move to the next segment (``rollover(total)``)
+    and sync before an append returns in ALWAYS mode (``commit()``). Everything per record
+    stays in C.
     """
 
     def __cinit__(self):
@@ -334,10 +336,12 @@ cdef class WalWriter:
         self._next_lsn = 1
         self._wake_above = <uint64_t>-1
 
-    def _writer_setup(self, bint always, wake):
-        """Set the durability mode and the callable that wakes the commit thread."""
+    def _writer_setup(self, bint always, wake, rollover, commit):
+        """Set the durability mode and the owner's callbacks (see the class docstring)."""
         self._always = always
         self._wake = wake
+        self._rollover = rollover
+        self._commit = commit
 
     def _install(self, Segment seg, uint64_t offset, uint64_t next_lsn):
         """Make ``seg`` the segment appends go to, at ``offset``; retire the previous one."""
@@ -410,45 +414,60 @@ cdef class WalWriter:
     def append(self, int kind, int stream, int64_t recv_ns, payload, unsigned int flags=0):
         """Append one record and return its LSN; the payload is copied before return."""
         cdef Py_buffer view
+        PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+        try:
+            return self.append_raw(
+                kind, stream, recv_ns, <const unsigned char *>view.buf, <size_t>view.len, flags,
+                True,
+            )
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef uint64_t append_raw(self, int kind, int stream, int64_t recv_ns,
+                             const unsigned char *buf, size_t n, unsigned int flags,
+                             bint commit) except 0:
+        """Append ``n`` bytes at ``buf`` as one record; return its LSN (the C-level append).
+
+        For callers holding memory no Python object owns (the frame sink: picows' read
+        buffer). With ``commit`` False an ALWAYS-mode journal does not sync: the caller
+        commits once for a whole socket read before it processes any of its frames.
+        """
         cdef RecordHeader *h
         cdef uint64_t lsn, total, padded
         if self._failure is not None:
             raise self._failure
         if kind < 0 or kind > 0xFFFF or stream < 0 or stream > 0xFFFF:
             raise ValueError(f"kind {kind} and stream {stream} must fit in 16 bits")
-        PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
-        try:
-            total = _RECORD + <uint64_t>view.len
-            padded = _align8(total)
+        total = _RECORD + <uint64_t>n
+        padded = _align8(total)
+        if self._base == NULL or self._off + padded > self._size:
+            self._rollover(total)  # raises if it can never fit or no segment can be made
             if self._base == NULL or self._off + padded > self._size:
-                self._rollover(total)  # raises if it can never fit or no segment can be made
-                if self._base == NULL or self._off + padded > self._size:
-                    # Never write past a mapping, whatever segment rollover installed.
-                    raise ValueError(
-                        f"record of {total} bytes does not fit segment {self._seg.path}"
-                    )
-            lsn = self._next_lsn
-            h = <RecordHeader *>(self._base + self._off)
-            # 1. header fields other than length; 2. payload and zero padding; 3. CRC over
-            # [8, total); 4. length last, with release order, so a concurrent reader or a crash
-            # never shows a length whose bytes are not all there.
-            h.lsn = lsn
-            h.recv_ns = recv_ns
-            h.kind = <uint16_t>kind
-            h.stream = <uint16_t>stream
-            h.flags = flags
-            memcpy(self._base + self._off + _RECORD, view.buf, <size_t>view.len)
-            if padded > total:
-                memset(self._base + self._off + total, 0, padded - total)
-            h.crc = ff_crc32c(self._seg.seed, self._base + self._off + 8, total - 8)
-            ff_store_release_u32(&h.length, <uint32_t>total)
-        finally:
-            PyBuffer_Release(&view)
+                # Never write past a mapping, whatever segment rollover installed.
+                raise ValueError(
+                    f"record of {total} bytes does not fit segment {self._seg.path}"
+                )
+        lsn = self._next_lsn
+        h = <RecordHeader *>(self._base + self._off)
+        # 1. header fields other than length; 2. payload and zero padding; 3. CRC over
+        # [8, total); 4. length last, with release order, so a concurrent reader or a crash
+        # never shows a length whose bytes are not all there.
+        h.lsn = lsn
+        h.recv_ns = recv_ns
+        h.kind = <uint16_t>kind
+        h.stream = <uint16_t>stream
+        h.flags = flags
+        memcpy(self._base + self._off + _RECORD, buf, n)
+        if padded > total:
+            memset(self._base + self._off + total, 0, padded - total)
+        h.crc = ff_crc32c(self._seg.seed, self._base + self._off + 8, total - 8)
+        ff_store_release_u32(&h.length, <uint32_t>total)
         self._off += padded
         self._unsynced += padded
         self._next_lsn = lsn + 1
         if self._always:
-            self._commit_now()
+            if commit:
+                self._commit()
         elif self._unsynced > self._wake_above:
             self._wake_above = <uint64_t>-1
             self._wake()

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from fastfeed.defaults import (
     COMMIT_LATENCY_BUCKETS_S,
@@ -49,6 +50,9 @@ from fastfeed.journal.segments import (
 )
 from fastfeed.journal.waiters import DurableWaiters
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
 __all__ = ["FsyncMode", "Journal", "SyncHook"]
 
 SyncHook = Callable[[str, int, int], int]
@@ -63,8 +67,13 @@ class FsyncMode(enum.StrEnum):
     NONE = "none"
 
 
-class Journal(WalWriter):
-    """The single writer of a journal directory; create it with ``Journal.open``."""
+class Journal:
+    """The single writer of a journal directory; create it with ``Journal.open``.
+
+    It holds the Cython ``WalWriter`` that frames every record (``writer``; the recorder's
+    frame sink appends through it directly) and owns everything around it: segments,
+    recovery, the lock and the commit and preparer threads.
+    """
 
     recovery: RecoveryReport
 
@@ -123,6 +132,7 @@ class Journal(WalWriter):
         lock_fd = lock_directory(directory)
         self._dir: Path = directory
         self._lock_fd = lock_fd
+        self._w = WalWriter()
         self._segment_bytes = segment_bytes
         self._mode = mode
         self._period_s = group_commit_ms / 1000.0
@@ -186,9 +196,11 @@ class Journal(WalWriter):
             os.unlink(path)
         if stale:
             fsync_dir(self._dir)
-        self._install(current, rec.offset, rec.report.last_lsn + 1)
+        self._w._install(current, rec.offset, rec.report.last_lsn + 1)
         self._durable = rec.report.last_lsn
-        self._writer_setup(self._mode is FsyncMode.ALWAYS, self._event.set)
+        self._w._writer_setup(
+            self._mode is FsyncMode.ALWAYS, self._event.set, self._rollover, self._commit
+        )
         self._thread = threading.Thread(
             target=self._run, name=f"journal-commit:{self._dir}", daemon=True
         )
@@ -211,18 +223,19 @@ class Journal(WalWriter):
                 if self._mode is FsyncMode.NONE:
                     self._release_retired()
                 continue
-            if self.unsynced_bytes == 0:
+            w = self._w
+            if w.unsynced_bytes == 0:
                 # Idle: sleep until the first append (it sees the 0 threshold and wakes us).
-                self._arm(0)
-                if self.unsynced_bytes == 0:
+                w._arm(0)
+                if w.unsynced_bytes == 0:
                     self._event.wait()
             else:
                 # Busy: batch for one period, or less if group_commit_bytes pile up.
-                self._arm(self._group_bytes)
-                if self.unsynced_bytes <= self._group_bytes:
+                w._arm(self._group_bytes)
+                if w.unsynced_bytes <= self._group_bytes:
                     self._event.wait(self._period_s)
             self._event.clear()
-            self._arm(_NEVER)
+            w._arm(_NEVER)
             if self._stopping:
                 break
             try:
@@ -237,7 +250,7 @@ class Journal(WalWriter):
     def _set_failure(self, exc: JournalError) -> None:
         """Make ``exc`` the answer to every later append, sync and wait_durable."""
         self._failure = exc
-        self._fail(exc)
+        self._w._fail(exc)
         self._notify_waiters()
 
     def _prepare_run(self) -> None:
@@ -263,7 +276,7 @@ class Journal(WalWriter):
 
     def _release_retired(self) -> None:
         """NONE mode: unmap segments rolled away from, remembering them for the final sync."""
-        _, ranges = self._take_retired()
+        _, ranges = self._w._take_retired()
         for seg, start, end in ranges:
             self._unsynced_paths.append((seg.path, start, end))
             seg.close()
@@ -289,8 +302,8 @@ class Journal(WalWriter):
         with self._commit_lock:
             if self._failure is not None:
                 raise self._failure
-            current = self.segment
-            lsn, ranges = self._take_unsynced()
+            current = self._w.segment
+            lsn, ranges = self._w._take_unsynced()
             started = time.perf_counter()
             try:
                 for path, start, end in self._unsynced_paths:
@@ -318,10 +331,6 @@ class Journal(WalWriter):
         self._notify_waiters()
         return lsn
 
-    def _commit_now(self) -> None:
-        """ALWAYS mode, called by append: sync before the LSN is returned."""
-        self._commit()
-
     # --- rollover ---------------------------------------------------------------------------
 
     def _rollover(self, total: int) -> None:
@@ -342,9 +351,9 @@ class Journal(WalWriter):
             create_segment(self._dir, index, self._segment_bytes, self._min_free)
             self._prep_error = None
         seg = Segment(str(segment_path(self._dir, index)), writable=True)
-        lsn = self.accepted_lsn + 1
+        lsn = self._w.accepted_lsn + 1
         self._first_lsns[index] = lsn
-        self._install(seg, HEADER_BYTES, lsn)
+        self._w._install(seg, HEADER_BYTES, lsn)
         self._prep_wanted.set()  # prepare the segment after this one, off the hot path
         self._event.set()  # NONE mode: the commit thread unmaps the segment rolled away from
 
@@ -374,6 +383,36 @@ class Journal(WalWriter):
         await fut
 
     # --- public surface ---------------------------------------------------------------------
+
+    def append(self, kind: int, stream: int, recv_ns: int, payload: Buffer, flags: int = 0) -> int:
+        """Append one record; returns its LSN. The payload is copied before return.
+
+        On return the record is accepted (survives kill -9); in ALWAYS mode also durable.
+
+        Raises:
+            JournalError: a sync failed earlier, the disk is full, or the journal is closed.
+        """
+        return self._w.append(kind, stream, recv_ns, payload, flags)
+
+    @property
+    def writer(self) -> WalWriter:
+        """The Cython record writer (for the frame sink's C-level append)."""
+        return self._w
+
+    @property
+    def accepted_lsn(self) -> int:
+        """LSN of the last record appended (survives a process crash; 0 if none)."""
+        return self._w.accepted_lsn
+
+    @property
+    def write_offset(self) -> tuple[int, int]:
+        """(segment index, offset) where the next record goes."""
+        return self._w.write_offset
+
+    @property
+    def segment(self) -> Segment | None:
+        """The segment appends currently go to."""
+        return self._w.segment
 
     @property
     def durable_lsn(self) -> int:
@@ -445,8 +484,8 @@ class Journal(WalWriter):
         finally:
             self._closed = True
             if self._failure is None:
-                self._fail(JournalError(f"journal {self._dir} is closed"))
-            self._close_mappings()
+                self._w._fail(JournalError(f"journal {self._dir} is closed"))
+            self._w._close_mappings()
             self._notify_waiters()
             os.close(self._lock_fd)
 

@@ -28,28 +28,28 @@ import uvloop
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, prepare_data_dir
-from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
     ConfigError,
     FastfeedError,
-    JournalError,
     JournalLocked,
     StoreError,
-    VenueError,
 )
-from fastfeed.journal import FsyncMode, Journal, RecordKind
-from fastfeed.logs import setup_logging
+from fastfeed.journal import Journal, RecordKind
+from fastfeed.logs import RateLimiter, setup_logging
 from fastfeed.recorder import early_signals
 from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
     RecorderConfig,
+    config_from_args,
     load_api_key,
     load_toml,
     parse_channel_specs,
     validate,
 )
 from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.feed import Feed, rejection_error
 from fastfeed.recorder.resync import ResyncScheduler
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
@@ -58,58 +58,11 @@ from fastfeed.venues.tickdb import TickDBAdapter
 if TYPE_CHECKING:
     from fastfeed.recorder.metrics import MetricsServer
 
-__all__ = ["Recorder", "config_from_args", "run_from_args"]
+__all__ = ["Recorder", "run_from_args"]
 
 log = logging.getLogger("fastfeed.recorder")
 
-CONNECTION_SLOT = 1  # the journal header's stream field: this recorder's one venue connection
 EXIT_SIGNAL_FORCED = 130
-
-
-def config_from_args(args: argparse.Namespace) -> RecorderConfig:
-    """Merge defaults < TOML file < flags into one validated-shape config."""
-    values: dict[str, object] = {}
-    if args.config is not None:
-        values.update(load_toml(args.config))
-    if args.stall_timeout is not None:
-        values["stall_timeout_s"] = args.stall_timeout
-    for name in (
-        "venue",
-        "endpoint",
-        "data_dir",
-        "fsync",
-        "api_key_file",
-        "ca_file",
-        "log_format",
-        "log_level",
-        "metrics",
-        "repair_journal",
-        "segment_mib",
-        "min_free_mib",
-        "jitter_seed",
-    ):
-        flag = getattr(args, name, None)
-        if flag is not None:
-            values[name] = flag
-    specs = args.channels if args.channels else values.pop("channels", [])
-    values.pop("channels", None)
-    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
-        raise ConfigError('config: "channels" must be a list of "CHANNEL:SYM[,SYM...]" strings')
-    config = RecorderConfig(channels=parse_channel_specs(specs), config_file=args.config)
-    for name, value in values.items():
-        if name in ("data_dir", "api_key_file", "ca_file"):
-            value = Path(str(value))
-        elif name == "metrics":
-            value = str(value)  # TOML `metrics = 9464` is an int
-        elif name == "fsync":
-            try:
-                value = FsyncMode(str(value))
-            except ValueError:
-                raise ConfigError(
-                    f"bad fsync mode {value!r}: expected group, always or none"
-                ) from None
-        setattr(config, name, value)
-    return config
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -143,11 +96,10 @@ class Recorder:
         self._signals = 0
         self._fatal: FastfeedError | None = None
         self._connection: Connection | None = None
-        self._frames = 0
+        self._malformed_log = RateLimiter(defaults.MALFORMED_LOG_PER_MIN)
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
         self._started = False  # the "started" control record, with the subscriptions, is written
-        self._messages_at_connect = 0  # pipeline.messages when the current connection came up
         self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
 
     # -- process lifecycle ---------------------------------------------------------------------
@@ -192,7 +144,15 @@ class Recorder:
 
     async def _run_with_journal(self, data_dir: Path) -> int:
         log.info("%s", self.journal.recovery)
-        self.pipeline = Pipeline(self.config.venue, self._adapter)
+        self.feed = Feed(
+            self.journal,
+            self._adapter,
+            self.config.fsync,
+            fail=self._fail,
+            wake_applier=lambda: self.snapshotter.wake(),
+            stop_reading=self._stop_reading,
+        )
+        self.pipeline = Pipeline(self.config.venue, self._adapter, scan=self.feed.scan)
         self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         if (
             self.config.repair_journal
@@ -240,7 +200,12 @@ class Recorder:
 
     def _open_snapshotter(self, path: Path) -> Snapshotter:
         return Snapshotter(
-            self.journal, self.pipeline, path, fsync=self.config.fsync, venue=self.config.venue
+            self.journal,
+            self.pipeline,
+            path,
+            fsync=self.config.fsync,
+            venue=self.config.venue,
+            on_actions=self._on_actions,
         )
 
     async def _record(self) -> int:
@@ -261,6 +226,7 @@ class Recorder:
             ping_interval_s=self.config.ping_interval_s,
             stall_timeout_s=self.config.stall_timeout_s,
             backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
+            listener=self.feed.listener,
         )
         reporter = StatusReporter(self._status)
         try:
@@ -385,7 +351,7 @@ class Recorder:
 
     def _status(self) -> Status:
         return Status(
-            frames=self._frames,
+            frames=self.feed.frames,
             records=self.pipeline.messages,
             accepted_lsn=self.journal.accepted_lsn,
             durable_lsn=self.journal.durable_lsn,
@@ -397,20 +363,13 @@ class Recorder:
         )
 
     # -- the journal-first data path -----------------------------------------------------------
-    def _append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> None:
-        """Journal one record, then derive from it: the only way anything enters the pipeline."""
-        if isinstance(self._fatal, JournalError):
-            return  # the journal already refused: nothing more is accepted (the venue replays)
-        recv_ns = time.time_ns()
-        try:
-            lsn = self.journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
-        except JournalError as exc:
-            log.error("journal refused a record: %s", exc)
-            self._fail(exc)
-            if self._connection is not None:
-                self._connection.stop_reading()
-            return
-        self.pipeline.feed(lsn, kind, recv_ns, payload, flags)
+    def _append(self, kind: RecordKind, payload: bytes) -> None:
+        """Journal one record; the applier derives from it like from every other."""
+        self.feed.append(kind, payload)
+
+    def _stop_reading(self) -> None:
+        if self._connection is not None:
+            self._connection.stop_reading()
 
     def _journal_control(self, doc: dict[str, object]) -> None:
         self._append(RecordKind.CONTROL, orjson.dumps(doc))
@@ -476,7 +435,6 @@ class Recorder:
     # -- FeedHandler ---------------------------------------------------------------------------
     def on_connected(self, connection: Connection) -> None:
         self._down_since = None
-        self._messages_at_connect = self.pipeline.messages
         self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
         for channel, symbols in self._subscriptions.items():
             self._subscribe(connection, channel, symbols)
@@ -484,27 +442,21 @@ class Recorder:
         self._resyncs.asked(keys, time.monotonic())
 
     def on_frame(self, payload: bytes, binary: bool) -> None:
-        self._frames += 1
-        self._append(RecordKind.INBOUND, payload, 1 if binary else 0)
-        pipeline = self.pipeline
-        if pipeline.fatal is not None:
-            self._fail(
-                VenueError(
-                    pipeline.fatal.message,
-                    code=pipeline.fatal.code,
-                    hint="check TICKDB_API_KEY / --api-key-file",
-                )
-            )
-        elif pipeline.resync:
-            pipeline.resync.clear()
+        self.feed.on_frame(payload, binary)
+
+    def _on_actions(self, actions: Actions) -> None:
+        """Act on what the applier derived: report, stop on a fatal rejection, resync gaps."""
+        for lsn, reason in actions.malformed:
+            if self._malformed_log.allow():
+                log.warning("malformed frame at LSN %d kept in the journal: %s", lsn, reason)
+        for text in actions.rejected:
+            log.error("%s", text)
+        for text in actions.resets:
+            log.warning("%s", text)
+        if actions.fatal is not None:
+            self._fail(rejection_error(actions.fatal.code, actions.fatal.message))
+        elif actions.gapped:
             self._resync()
-        conn = self._connection
-        if (
-            conn is not None
-            and not conn.productive
-            and pipeline.messages > self._messages_at_connect
-        ):
-            conn.mark_productive()  # market data arrived after subscribing: a healthy connection
 
     def _resync(self) -> None:
         """Re-subscribe gapped streams with resume, as the scheduler allows."""

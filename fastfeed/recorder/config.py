@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 from collections.abc import Callable
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "RecorderConfig",
     "Subscriptions",
+    "config_from_args",
     "endpoint_problem",
     "load_api_key",
     "load_toml",
@@ -242,3 +244,49 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
         scheme, sep, rest = head.partition("://")
         shown = f"{scheme}{sep}{rest.rpartition('@')[2]}"[:80]
         raise ConfigError(f"bad endpoint {shown!r}: {problem}")
+
+
+def config_from_args(args: argparse.Namespace) -> RecorderConfig:
+    """Merge defaults < TOML file < flags into one validated-shape config."""
+    values: dict[str, object] = {}
+    if args.config is not None:
+        values.update(load_toml(args.config))
+    if args.stall_timeout is not None:
+        values["stall_timeout_s"] = args.stall_timeout
+    for name in (
+        "venue",
+        "endpoint",
+        "data_dir",
+        "fsync",
+        "api_key_file",
+        "ca_file",
+        "log_format",
+        "log_level",
+        "metrics",
+        "repair_journal",
+        "segment_mib",
+        "min_free_mib",
+        "jitter_seed",
+    ):
+        flag = getattr(args, name, None)
+        if flag is not None:
+            values[name] = flag
+    specs = args.channels if args.channels else values.pop("channels", [])
+    values.pop("channels", None)
+    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+        raise ConfigError('config: "channels" must be a list of "CHANNEL:SYM[,SYM...]" strings')
+    config = RecorderConfig(channels=parse_channel_specs(specs), config_file=args.config)
+    for name, value in values.items():
+        if name in ("data_dir", "api_key_file", "ca_file"):
+            value = Path(str(value))
+        elif name == "metrics":
+            value = str(value)  # TOML `metrics = 9464` is an int
+        elif name == "fsync":
+            try:
+                value = FsyncMode(str(value))
+            except ValueError:
+                raise ConfigError(
+                    f"bad fsync mode {value!r}: expected group, always or none"
+                ) from None
+        setattr(config, name, value)
+    return config

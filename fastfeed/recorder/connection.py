@@ -13,14 +13,15 @@ import logging
 import socket
 import ssl
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, cast
 
 import picows
 
 from fastfeed import defaults
 from fastfeed.recorder.backoff import Backoff
 
-__all__ = ["Connection", "FeedHandler"]
+__all__ = ["Activity", "Connection", "FeedHandler", "ListenerFactory"]
 
 log = logging.getLogger("fastfeed.connection")
 
@@ -35,56 +36,48 @@ class FeedHandler(Protocol):
 
 
 class _Listener(picows.WSListener):
-    """picows callbacks: reassembles fragmented messages and hands each one over at once."""
+    """picows callbacks in Python: each data message goes to the handler as bytes.
+
+    The recorder uses the Cython sink (fastfeed/recorder/_sink.pyx) instead; this one serves
+    handlers that want every frame as bytes (the connection limit tests, bench/probe.py).
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._fragments: list[bytes] = []
-        self._fragment_binary = False
+        self.frames = 0
+        self.steady = 0  # this listener knows no streams: it never counts a connection productive
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
-        self._connection._transport = transport
-        sock = transport.underlying_transport.get_extra_info("socket")
-        if sock is not None:
-            # picows hands over all it read in one callback and grows its buffer to what the
-            # socket holds (megabytes behind a fast feed): a small receive buffer keeps one
-            # read, and so one turn of the event loop, to a few thousand frames, so signals,
-            # heartbeats and snapshots are never held up by a backlog. Set before we subscribe.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, defaults.RECV_BUFFER_BYTES)
+        self._connection.ws_connected(transport)
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         msg_type = frame.msg_type
-        if msg_type == picows.WSMsgType.TEXT or msg_type == picows.WSMsgType.BINARY:
+        if frame.fin and (msg_type == picows.WSMsgType.TEXT or msg_type == picows.WSMsgType.BINARY):
+            self.frames += 1
             # get_payload_as_bytes copies: picows reuses the frame's memory after this callback.
-            payload = frame.get_payload_as_bytes()
-            binary = msg_type == picows.WSMsgType.BINARY
-            if frame.fin:
-                self._connection._frame(payload, binary)
-            else:  # RFC 6455 §5.4: a fragmented message starts with a non-final data frame
-                self._fragments = [payload]
-                self._fragment_binary = binary
-        elif msg_type == picows.WSMsgType.CONTINUATION:
-            self._fragments.append(frame.get_payload_as_bytes())
-            if frame.fin:
-                message, self._fragments = b"".join(self._fragments), []
-                self._connection._frame(message, self._fragment_binary)
-        elif msg_type == picows.WSMsgType.CLOSE:
-            self._connection._close_reason = (
-                f"venue closed the connection (code {frame.get_close_code().value})"
-            )
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-        elif msg_type == picows.WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())
-        self._connection._last_frame = time.monotonic()
+            self._connection.data(frame.get_payload_as_bytes(), msg_type == picows.WSMsgType.BINARY)
+        else:
+            self._connection.ws_other_frame(transport, frame)
+
+
+class Activity(Protocol):
+    """A listener counts the data frames it took (the stall watchdog reads the count) and
+    those that continued a known stream (a productive connection: reconnect promptly)."""
+
+    frames: int
+    steady: int
+
+
+ListenerFactory = Callable[["Connection"], picows.WSListener]
 
 
 class Connection:
     """Keeps one WebSocket connection to the venue alive until ``stop()``.
 
-    Reconnects forever: promptly after a connection the handler marked productive (subscribed
-    and delivering), with capped exponential backoff and full jitter after any failure to
-    connect, handshake, subscribe or deliver. Sends an app-level ping every
+    Reconnects forever: promptly after a productive connection (its listener took data that
+    continued a known stream, so it subscribed and delivered), with capped exponential backoff
+    and full jitter after any failure to connect, handshake, subscribe or deliver. Sends an
+    app-level ping every
     ``ping_interval_s`` and drops a connection that delivered no frame for ``stall_timeout_s``.
     """
 
@@ -100,6 +93,7 @@ class Connection:
         backoff: Backoff | None = None,
         max_frame_bytes: int = defaults.MAX_FRAME_BYTES,
         max_pending_bytes: int = defaults.MAX_PENDING_OUTBOUND_BYTES,
+        listener: ListenerFactory | None = None,
     ) -> None:
         self._url = url
         self._log_url = log_url  # the URL with the key redacted: the only one that is logged
@@ -108,26 +102,20 @@ class Connection:
         self._ping_interval = ping_interval_s
         self._stall_timeout = stall_timeout_s
         self._backoff = backoff or Backoff()
-        self._productive = False  # this connection delivered market data (mark_productive)
         self._max_frame = max_frame_bytes
         self._max_pending = max_pending_bytes
+        self._make_listener: ListenerFactory = listener or _Listener
+        self._listener: Activity | None = None
+        self._control_frames = 0  # control frames and fragments: activity besides the listener's
+        self._fragments: list[bytes] = []
+        self._fragment_binary = False
         self._transport: picows.WSTransport | None = None
         self._stopping = asyncio.Event()
         self._close_reason = ""
-        self._last_frame = 0.0
         self.reconnects = 0
         self.connected = False
 
     # -- used by the handler ------------------------------------------------------------------
-    def mark_productive(self) -> None:
-        """This connection subscribed and delivered market data: reconnect promptly after it."""
-        self._productive = True
-
-    @property
-    def productive(self) -> bool:
-        """Whether ``mark_productive`` was called on the current (or last) connection."""
-        return self._productive
-
     def send(self, payload: bytes) -> bool:
         """Send one text frame; False when there is no open connection to send it on.
 
@@ -174,10 +162,10 @@ class Connection:
     async def run(self) -> None:
         """Connect, serve, reconnect; returns after ``stop()``."""
         while not self._stopping.is_set():
-            self._productive = False
+            productive = False
             try:
-                transport, _ = await picows.ws_connect(
-                    lambda: _Listener(self),
+                transport, listener = await picows.ws_connect(
+                    lambda: self._make_listener(self),
                     self._url,
                     ssl_context=self._ssl,
                     max_frame_size=self._max_frame,
@@ -192,10 +180,13 @@ class Connection:
                     # upgrade (seen with picows 2.3): no handshake, so never "connected".
                     self._connect_failed("closed before the WebSocket handshake")
                 else:
+                    self._listener = cast(Activity, listener)  # both listeners count frames
                     await self._serve(transport)
+                    # Subscribed and delivering: the sink took data continuing a known stream.
+                    productive = self._listener.steady > 0
             if self._stopping.is_set():
                 return
-            delay = self._backoff.after_data() if self._productive else self._backoff.next_delay()
+            delay = self._backoff.after_data() if productive else self._backoff.next_delay()
             self.reconnects += 1
             log.info("reconnecting to %s in %.2f s", self._log_url, delay)
             with contextlib.suppress(TimeoutError):
@@ -208,7 +199,6 @@ class Connection:
     async def _serve(self, transport: picows.WSTransport) -> None:
         self._transport = transport
         self._close_reason = ""
-        self._last_frame = time.monotonic()
         self.connected = True
         log.info("connected to %s", self._log_url)
         self._handler.on_connected(self)
@@ -229,15 +219,25 @@ class Connection:
             log.info("disconnected from %s: %s", self._log_url, reason)
             self._handler.on_disconnected(reason)
 
+    def _activity(self) -> int:
+        """Frames taken so far on this connection (no clock is read per frame)."""
+        listener = self._listener
+        return self._control_frames + (listener.frames if listener is not None else 0)
+
     async def _heartbeat(self, transport: picows.WSTransport) -> None:
         tick = min(self._ping_interval, self._stall_timeout / 2)
-        next_ping = time.monotonic() + self._ping_interval
+        last_frame = time.monotonic()
+        seen = self._activity()
+        next_ping = last_frame + self._ping_interval
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            if now - self._last_frame > self._stall_timeout:
+            if self._activity() != seen:
+                seen = self._activity()
+                last_frame = now  # some frame came within the last tick
+            elif now - last_frame > self._stall_timeout:
                 # One text for the log and the journaled reason, in the words /healthz uses.
-                silent, limit = now - self._last_frame, self._stall_timeout
+                silent, limit = now - last_frame, self._stall_timeout
                 why = f"no frame for {silent:.1f} s (watchdog {limit:g} s)"
                 log.warning("%s: dropping the connection", why)
                 self.drop(f"stalled: {why}")
@@ -246,8 +246,43 @@ class Connection:
                 self._handler.on_heartbeat(self)
                 next_ping = now + self._ping_interval
 
-    def _frame(self, payload: bytes, binary: bool) -> None:
+    # -- called by the listener (picows callbacks, on the event loop) ---------------------------
+    def ws_connected(self, transport: picows.WSTransport) -> None:
+        """The WebSocket handshake completed on ``transport``."""
+        self._transport = transport
+        sock = transport.underlying_transport.get_extra_info("socket")
+        if sock is not None:
+            # picows hands over all it read in one callback and grows its buffer to what the
+            # socket holds (megabytes behind a fast feed): a small receive buffer keeps one
+            # read, and so one turn of the event loop, to a few thousand frames, so signals,
+            # heartbeats and snapshots are never held up by a backlog. Set before we subscribe.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, defaults.RECV_BUFFER_BYTES)
+
+    def data(self, payload: bytes, binary: bool) -> None:
+        """One whole data message, as bytes."""
         self._handler.on_frame(payload, binary)
+
+    def ws_other_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        """Control frames and the parts of a fragmented message."""
+        self._control_frames += 1
+        msg_type = frame.msg_type
+        if msg_type == picows.WSMsgType.TEXT or msg_type == picows.WSMsgType.BINARY:
+            # RFC 6455 §5.4: a fragmented message starts with a non-final data frame
+            self._fragments = [frame.get_payload_as_bytes()]
+            self._fragment_binary = msg_type == picows.WSMsgType.BINARY
+        elif msg_type == picows.WSMsgType.CONTINUATION:
+            self._fragments.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                message, self._fragments = b"".join(self._fragments), []
+                self.data(message, self._fragment_binary)
+        elif msg_type == picows.WSMsgType.CLOSE:
+            self._close_reason = (
+                f"venue closed the connection (code {frame.get_close_code().value})"
+            )
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif msg_type == picows.WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
 
 
 def _describe(exc: BaseException) -> str:

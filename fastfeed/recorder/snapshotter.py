@@ -1,7 +1,12 @@
-"""Moves derived rows into SQLite once the journal holds them durably, one transaction a batch.
+"""The applier: derives rows from the journal in batches and commits them to SQLite.
+
+The frame path only journals; this reads the journal back after the pipeline's last LSN, at
+most ``batch_records`` records at a time, feeds them to the pipeline, cuts a batch and commits
+it on SQLite's own thread. When ingest outruns SQLite the journal holds the difference: rows
+exist in memory for one batch only, whatever the lag.
 
 Ordering argument: a batch is cut on the event loop (so it is exactly the pipeline's state after
-LSN N), then the snapshotter waits until the journal is durable up to N, and only then commits
+LSN N), then the applier waits until the journal is durable up to N, and only then commits
 the batch together with ``applied_lsn = N``. SQLite therefore never claims an LSN the journal
 could lose in a power cut, and a restart replays exactly the records after ``applied_lsn``.
 """
@@ -11,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fastfeed import defaults
-from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.errors import StoreError
-from fastfeed.journal import FsyncMode, Journal
+from fastfeed.journal import FsyncMode, Journal, JournalRecord
 from fastfeed.store import Batch, Store
 
 __all__ = ["Snapshotter"]
@@ -40,9 +46,15 @@ class Snapshotter:
         venue: str,
         interval_s: float = defaults.SNAPSHOT_INTERVAL_S,
         retention_bytes: int = defaults.RETENTION_BYTES,
+        batch_records: int = defaults.APPLY_BATCH_RECORDS,
+        on_actions: Callable[[Actions], None] | None = None,
     ) -> None:
         self._journal = journal
         self._pipeline = pipeline
+        self._batch_records = batch_records
+        self._on_actions = on_actions
+        self._wake = asyncio.Event()
+        self._reader: Iterator[JournalRecord] | None = None
         self._fsync = fsync
         self._interval = interval_s
         self._retention = retention_bytes
@@ -51,7 +63,6 @@ class Snapshotter:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot")
         self.store: Store = self._worker.submit(Store.open, store_path, venue=venue).result()
         self.applied_lsn = self._worker.submit(self.store.applied_lsn).result()
-        self.batches = 0
         # One flush at a time: shutdown's final flush can start while the periodic one waits
         # for durability, and batches must reach SQLite in the order they were cut.
         self._flushing = asyncio.Lock()
@@ -61,33 +72,81 @@ class Snapshotter:
         """Run ``fn(*args)`` on the store's thread and wait (for start-up and shutdown only)."""
         return self._worker.submit(fn, *args).result()
 
+    def wake(self) -> None:
+        """Derive now rather than at the next interval (a frame Python must look at came in)."""
+        self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush every ``interval_s`` until ``stop`` is set (the final flush is the owner's)."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self._interval)
-            except TimeoutError:
-                await self.flush()
+        """Flush every ``interval_s`` or when woken, until ``stop`` is set (the final flush is
+        the owner's)."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                waking = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait(
+                        {waking, stopping}, timeout=self._interval, return_when="FIRST_COMPLETED"
+                    )
+                finally:
+                    waking.cancel()
+                self._wake.clear()
+                if not stop.is_set():
+                    await self.flush()
+        finally:
+            stopping.cancel()
+
+    def _next_records(self, limit: int) -> list[JournalRecord]:
+        """Up to ``limit`` journal records after the pipeline's last, from one open reader."""
+        want = self._pipeline.derived_lsn + 1
+        out = list(islice(self._reader, limit)) if self._reader is not None else []
+        if not out or out[0].lsn != want or len(out) < limit:
+            # The reader reached the end written so far (or the pipeline was fed elsewhere):
+            # start again after the pipeline's last record.
+            have = len(out) if out and out[0].lsn == want else 0
+            self._reader = self._journal.read(want + have)
+            out = out[:have] + list(islice(self._reader, limit - have))
+        return out
+
+    async def derive(self) -> None:
+        """Feed the pipeline the next journal records, at most one batch of them.
+
+        In chunks with a turn of the event loop between them: the socket keeps being read.
+        """
+        fed = 0
+        while fed < self._batch_records:
+            records = self._next_records(
+                min(defaults.DERIVE_CHUNK_RECORDS, self._batch_records - fed)
+            )
+            if not records:
+                break
+            self._pipeline.feed_records(records)
+            fed += len(records)
+            actions = self._pipeline.take_actions()
+            if self._on_actions is not None:
+                self._on_actions(actions)
+            await asyncio.sleep(0)
 
     async def flush(self) -> int:
-        """Commit everything the pipeline derived so far; returns the applied LSN."""
+        """Derive and commit batches until SQLite has every record journaled so far.
+
+        Returns the applied LSN.
+        """
         async with self._flushing:
-            if self._abandoned:
-                return self.applied_lsn
-            batch = self._pipeline.cut()
-            if batch is None:
-                return self.applied_lsn
-            if self._fsync is not FsyncMode.NONE:
-                await self._journal.wait_durable(batch.applied_lsn)
-            loop = asyncio.get_running_loop()
-            try:
-                await loop.run_in_executor(self._worker, self._apply_and_retire, batch)
-            except StoreError:
-                if self._abandoned:
-                    return self.applied_lsn  # interrupted on purpose: rolled back, not failed
-                raise
-            self.applied_lsn = batch.applied_lsn
-            self.batches += 1
+            while not self._abandoned:
+                await self.derive()
+                batch = self._pipeline.cut()
+                if batch is None:
+                    break
+                if self._fsync is not FsyncMode.NONE:
+                    await self._journal.wait_durable(batch.applied_lsn)
+                loop = asyncio.get_running_loop()
+                try:
+                    await loop.run_in_executor(self._worker, self._apply_and_retire, batch)
+                except StoreError:
+                    if self._abandoned:
+                        break  # interrupted on purpose: rolled back, not failed
+                    raise
+                self.applied_lsn = batch.applied_lsn
             return self.applied_lsn
 
     def _apply_and_retire(self, batch: Batch) -> None:

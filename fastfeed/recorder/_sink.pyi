@@ -1,0 +1,52 @@
+"""Types of the recorder's Cython hot path (fastfeed/recorder/_sink.pyx)."""
+
+from typing import Any, Protocol
+
+import picows
+from typing_extensions import Buffer
+
+from fastfeed.errors import JournalError
+from fastfeed.journal._wal import WalWriter
+
+__all__ = ["FrameSink", "Scanner", "StreamTable", "scanner_venues"]
+
+def scanner_venues() -> list[str]: ...
+
+class Scanner:
+    venue: str
+    def __init__(self, venue: str) -> None: ...
+    def spans(self, payload: Buffer) -> tuple[bytes, bytes, int, int, int] | None: ...
+    def key_seq(self, payload: bytes) -> tuple[bytes, int] | None: ...
+
+class StreamTable:
+    size: int
+    capacity: int
+    def __init__(self, capacity: int = ...) -> None: ...
+    def register(self, key: bytes, last: int) -> bool: ...
+    def last(self, key: bytes) -> int | None: ...
+
+class SinkHandler(Protocol):
+    def on_unusual_frame(
+        self, lsn: int, recv_ns: int, payload: bytes, binary: bool
+    ) -> int | None: ...
+    def on_journal_error(self, exc: JournalError) -> None: ...
+
+class SinkControl(Protocol):
+    def ws_connected(self, transport: picows.WSTransport) -> None: ...
+    def ws_other_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None: ...
+
+class FrameSink(picows.WSListener):
+    table: StreamTable
+    frames: int
+    steady: int
+    def __init__(
+        self,
+        journal: WalWriter,
+        scanner: Scanner,
+        table: StreamTable,
+        handler: SinkHandler,
+        control: SinkControl,
+        slot: int,
+        sync_per_read: Any,
+    ) -> None: ...
+    def end_of_read(self) -> None: ...

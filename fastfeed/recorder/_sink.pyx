@@ -1,0 +1,298 @@
+"""The recorder's hot path: journal each frame straight from picows' buffer, then scan it in C.
+
+``FrameSink.on_ws_frame`` appends a data frame's payload to the journal from the memory picows
+read it into (no ``bytes`` per frame; that memory is only valid during the callback), then runs
+the venue's C scanner (``fastfeed/venues/scan.h``). A frame of a stream the sink knows whose
+sequence number continues it needs nothing more: no Python call. Any other frame (first of a
+stream, a jump, a duplicate, an ack, an error, a pong, anything the scanner declines) is copied
+and handed to the Python handler once the socket read it came in has been journaled (and, with
+``--fsync always``, synced once for the whole read). What a frame *means* is decided later, in
+batches, by the venue adapter and the sequence tracker reading the journal
+(fastfeed/derive/pipeline.py): the sink only decides whether Python must look at it now.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcmp, memcpy
+
+from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport
+
+from fastfeed.journal._wal cimport WalWriter
+
+from fastfeed.errors import JournalError
+
+__all__ = ["FrameSink", "Scanner", "StreamTable", "scanner_venues"]
+
+
+cdef extern from "../venues/scan.h":
+    ctypedef struct ff_scan_t:
+        const char *key1
+        size_t key1_len
+        const char *key2
+        size_t key2_len
+        int64_t first
+        int64_t last
+        int64_t prev
+    int FF_SCAN_DATA
+
+
+# One line per venue: the scanner table the Binance (and any later) venue plugs into.
+cdef extern from "../venues/scan_tickdb.h":
+    int ff_scan_tickdb(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+
+ctypedef int (*scan_fn)(const char *, size_t, ff_scan_t *) noexcept nogil
+
+cdef dict _SCANNERS = {"tickdb": 0}
+cdef scan_fn _SCAN_FNS[1]
+_SCAN_FNS[0] = ff_scan_tickdb
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec *ts)
+    int CLOCK_REALTIME
+
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def scanner_venues():
+    """Venue names (``VenueAdapter.name``) that have a C scanner."""
+    return sorted(_SCANNERS)
+
+
+cdef enum:
+    _KEY_MAX = 120  # a stream key is key1, a zero byte, key2: longer ones go to Python
+    _SLOTS = 4096   # table slots: a power of two, > 2x the most streams it holds (short probes)
+
+
+cdef inline Py_ssize_t _make_key(const ff_scan_t *sc, char *out) noexcept nogil:
+    """Write the table key of a scan into ``out``; its length, or -1 if it is too long."""
+    cdef size_t n = sc.key1_len + 1 + sc.key2_len
+    if n > _KEY_MAX:
+        return -1
+    memcpy(out, sc.key1, sc.key1_len)
+    out[sc.key1_len] = 0
+    if sc.key2_len:
+        memcpy(out + sc.key1_len + 1, sc.key2, sc.key2_len)
+    return <Py_ssize_t>n
+
+
+cdef class Scanner:
+    """One venue's C scanner, callable from Python (the pipeline's batch path and the tests)."""
+
+    cdef scan_fn fn
+    cdef readonly str venue
+
+    def __init__(self, str venue):
+        if venue not in _SCANNERS:
+            raise ValueError(f"no C scanner for venue {venue!r}")
+        self.venue = venue
+        self.fn = _SCAN_FNS[<int>_SCANNERS[venue]]
+
+    def spans(self, payload):
+        """(key1, key2, first, last, prev) of a data frame, or None when the scanner declines."""
+        cdef Py_buffer view
+        cdef ff_scan_t sc
+        cdef int r
+        PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+        try:
+            r = self.fn(<const char *>view.buf, <size_t>view.len, &sc)
+            if r != FF_SCAN_DATA:
+                return None
+            return (PyBytes_FromStringAndSize(sc.key1, sc.key1_len),
+                    PyBytes_FromStringAndSize(sc.key2, sc.key2_len), sc.first, sc.last, sc.prev)
+        finally:
+            PyBuffer_Release(&view)
+
+    def key_seq(self, bytes payload):
+        """(stream key bytes, seq) of a one-seq data frame, else None (the pipeline's fast path)."""
+        cdef ff_scan_t sc
+        cdef char key[_KEY_MAX]
+        cdef Py_ssize_t n
+        if self.fn(PyBytes_AS_STRING(payload), <size_t>len(payload), &sc) != FF_SCAN_DATA:
+            return None
+        if sc.first != sc.last or sc.prev >= 0:
+            return None
+        n = _make_key(&sc, key)
+        if n < 0:
+            return None
+        return PyBytes_FromStringAndSize(key, n), sc.last
+
+
+cdef struct _Slot:
+    uint64_t hash       # 0: empty
+    int64_t last
+    Py_ssize_t key_len
+    char key[_KEY_MAX]
+
+
+cdef inline uint64_t _fnv1a(const char *p, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t h = 1469598103934665603ULL
+    cdef uint64_t prime = 1099511628211ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <unsigned char>p[i]) * prime
+    return h | 1  # never 0, the empty mark
+
+
+cdef class StreamTable:
+    """Fixed open-addressing table: stream key bytes -> the stream's last sequence number.
+
+    Linear probing at under half load, so a lookup costs the same for 1 or 1,000 streams.
+    Entries are never removed; once ``capacity`` streams are held, new ones are refused and
+    their frames simply keep going to Python.
+    """
+
+    cdef _Slot slots[_SLOTS]
+    cdef readonly Py_ssize_t size
+    cdef readonly Py_ssize_t capacity
+
+    def __cinit__(self, Py_ssize_t capacity=_SLOTS // 2):
+        self.capacity = min(capacity, _SLOTS // 2)
+
+    cdef _Slot *find(self, const char *key, Py_ssize_t n, bint create) noexcept:
+        cdef uint64_t h = _fnv1a(key, n)
+        cdef uint64_t i = h & (_SLOTS - 1)
+        cdef _Slot *s
+        while True:
+            s = &self.slots[i]
+            if s.hash == 0:
+                if not create or self.size >= self.capacity:
+                    return NULL
+                s.hash = h
+                s.key_len = n
+                memcpy(s.key, key, n)
+                self.size += 1
+                return s
+            if s.hash == h and s.key_len == n and memcmp(s.key, key, n) == 0:
+                return s
+            i = (i + 1) & (_SLOTS - 1)
+
+    def register(self, bytes key, int64_t last):
+        """Set a stream's last seq (adding the stream); False when the table is full."""
+        if len(key) > _KEY_MAX:
+            return False
+        cdef _Slot *s = self.find(PyBytes_AS_STRING(key), len(key), True)
+        if s == NULL:
+            return False
+        s.last = last
+        return True
+
+    def last(self, bytes key):
+        """The last seq held for a stream, or None."""
+        if len(key) > _KEY_MAX:
+            return None
+        cdef _Slot *s = self.find(PyBytes_AS_STRING(key), len(key), False)
+        return None if s == NULL else s.last
+
+    cdef bint advance(self, const ff_scan_t *sc) noexcept:
+        """True in the steady state (a known stream continues); either way the stream's last
+        becomes this frame's, so the frames after a first one or a jump are steady again."""
+        cdef char key[_KEY_MAX]
+        cdef Py_ssize_t n = _make_key(sc, key)
+        if n < 0:
+            return False
+        cdef _Slot *s = self.find(key, n, False)
+        if s == NULL:
+            s = self.find(key, n, True)
+            if s != NULL:
+                s.last = sc.last
+            return False
+        cdef bint steady = (sc.prev == s.last) if sc.prev >= 0 else (sc.first == s.last + 1)
+        s.last = sc.last
+        return steady
+
+
+cdef class FrameSink(WSListener):
+    """picows listener: data frames to the journal from picows' buffer, the rest to Python.
+
+    ``handler`` (fastfeed/recorder/feed.py) gets ``on_unusual_frame(lsn, recv_ns, payload,
+    binary)`` for each frame the steady state does not cover, after the read it came in has
+    been journaled, and ``on_journal_error(exc)`` when the journal refuses a frame. The table
+    learns a stream from its first scanned frame: the scanner only answers for frames the
+    adapter reads as that stream's sequenced message (tests/venues/test_scan_tickdb.py). ``control`` (the Connection) gets ``ws_connected(transport)``
+    and ``ws_other_frame(transport, frame)`` for control frames and fragmented messages.
+    """
+
+    cdef WalWriter _journal
+    cdef Scanner _scanner
+    cdef object _handler
+    cdef object _control
+    cdef object _sync
+    cdef int _slot
+    cdef bint _appended
+    cdef list _unusual
+    cdef readonly StreamTable table
+    cdef readonly uint64_t frames
+    cdef readonly uint64_t steady
+
+    def __init__(self, WalWriter journal, Scanner scanner, StreamTable table, handler, control,
+                 int slot, sync_per_read):
+        self._journal = journal
+        self._scanner = scanner
+        self.table = table
+        self._handler = handler
+        self._control = control
+        self._slot = slot
+        self._sync = sync_per_read  # None, or the journal's sync: --fsync always
+        self._unusual = []
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self._control.ws_connected(transport)
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef WSMsgType t = frame.msg_type
+        cdef ff_scan_t sc
+        cdef uint64_t lsn
+        cdef int64_t recv_ns
+        cdef bint binary
+        if frame.fin and (t == WSMsgType.TEXT or t == WSMsgType.BINARY):
+            binary = t == WSMsgType.BINARY
+            recv_ns = _now_ns()
+            try:
+                lsn = self._journal.append_raw(
+                    1, self._slot, recv_ns, <const unsigned char *>frame.payload_ptr,
+                    <size_t>frame.payload_size, 1 if binary else 0, False,
+                )
+            except JournalError as exc:
+                self._handler.on_journal_error(exc)
+                return
+            self.frames += 1
+            self._appended = True
+            if (not binary and self._scanner.fn(frame.payload_ptr, <size_t>frame.payload_size,
+                                                &sc) == FF_SCAN_DATA
+                    and self.table.advance(&sc)):
+                self.steady += 1
+            else:
+                self._unusual.append((
+                    lsn, recv_ns,
+                    PyBytes_FromStringAndSize(frame.payload_ptr, frame.payload_size), binary,
+                ))
+        else:
+            self._control.ws_other_frame(transport, frame)
+        if frame.last_in_buffer:
+            self.end_of_read()
+
+    cpdef end_of_read(self):
+        """The read is journaled: sync it once (``--fsync always``), then hand over the rest."""
+        if self._sync is not None and self._appended:
+            self._appended = False
+            try:
+                self._sync()
+            except JournalError as exc:
+                self._unusual = []
+                self._handler.on_journal_error(exc)
+                return
+        if not self._unusual:
+            return
+        unusual, self._unusual = self._unusual, []
+        for lsn, recv_ns, payload, binary in unusual:
+            self._handler.on_unusual_frame(lsn, recv_ns, payload, binary)

@@ -1,0 +1,127 @@
+"""The journal-first frame path: every record the recorder takes in is journaled before anything
+else looks at it, and only the frames the Cython sink cannot settle reach Python.
+
+Data frames take the sink (fastfeed/recorder/_sink.pyx): journaled from picows' buffer, scanned
+in C, and handed here (``on_unusual_frame``) only when they are not a known stream's next seq.
+Here the venue adapter reads such a frame for what cannot wait for the applier: a fatal
+rejection stops the recorder at once, and the applier is woken so gaps are resynced promptly.
+Everything else about a frame's meaning is derived later from the journal, in batches
+(fastfeed/recorder/snapshotter.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import picows
+
+from fastfeed.errors import FastfeedError, JournalError, VenueError
+from fastfeed.journal import FLAG_BINARY, FsyncMode, Journal, RecordKind
+from fastfeed.recorder._sink import FrameSink, Scanner, StreamTable
+from fastfeed.recorder.connection import Connection
+from fastfeed.venues.base import VenueAdapter
+from fastfeed.venues.events import VenueRejected
+
+__all__ = ["CONNECTION_SLOT", "Feed", "rejection_error"]
+
+log = logging.getLogger("fastfeed.recorder")
+
+CONNECTION_SLOT = 1  # the journal header's stream field: this recorder's one venue connection
+
+
+def rejection_error(code: int, message: str) -> VenueError:
+    """The error a fatal venue rejection (invalid API key) stops the recorder with."""
+    return VenueError(message, code=code, hint="check TICKDB_API_KEY / --api-key-file")
+
+
+class Feed:
+    """Journals what comes in and goes out; tells the recorder what cannot wait."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        adapter: VenueAdapter,
+        fsync: FsyncMode,
+        *,
+        fail: Callable[[FastfeedError], None],
+        wake_applier: Callable[[], None],
+        stop_reading: Callable[[], None],
+    ) -> None:
+        self._journal = journal
+        self._adapter = adapter
+        self._fsync = fsync
+        self._fail = fail
+        self._wake_applier = wake_applier
+        self._stop_reading = stop_reading
+        self._scanner = Scanner(adapter.name)
+        # One table for the recorder's life: a stream keeps its place across reconnects.
+        self._table = StreamTable()
+        self._sink: FrameSink | None = None  # the current connection's
+        self._earlier_frames = 0  # data frames of the connections before it
+        self._refused = False
+        self._python_frames = 0  # fragmented messages, reassembled in Python
+
+    @property
+    def scan(self) -> Callable[[bytes], tuple[bytes, int] | None]:
+        """The venue's C scanner as the pipeline's batch path uses it."""
+        return self._scanner.key_seq
+
+    @property
+    def frames(self) -> int:
+        """Data frames received (every connection of this run)."""
+        current = self._sink.frames if self._sink is not None else 0
+        return self._earlier_frames + current + self._python_frames
+
+    def listener(self, connection: Connection) -> picows.WSListener:
+        """The picows listener for one connection: the Cython sink."""
+        sink = FrameSink(
+            self._journal.writer,
+            self._scanner,
+            self._table,
+            self,
+            connection,
+            CONNECTION_SLOT,
+            self._journal.sync if self._fsync is FsyncMode.ALWAYS else None,
+        )
+        if self._sink is not None:
+            self._earlier_frames += self._sink.frames
+        self._sink = sink
+        return sink
+
+    def append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> int | None:
+        """Journal one record from Python; its LSN, or None once the journal has refused."""
+        if self._refused:
+            return None  # nothing more is accepted (the venue replays what follows)
+        recv_ns = time.time_ns()
+        try:
+            return self._journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
+        except JournalError as exc:
+            self.on_journal_error(exc)
+            return None
+
+    # -- the sink's handler --------------------------------------------------------------------
+    def on_journal_error(self, exc: JournalError) -> None:
+        """The journal refused a record: stop taking any (recording ends, in one line)."""
+        if not self._refused:
+            log.error("journal refused a record: %s", exc)
+        self._refused = True
+        self._fail(exc)
+        self._stop_reading()
+
+    def on_unusual_frame(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
+        """A journaled frame the sink could not settle: the applier derives it soon; a fatal
+        rejection stops recording now."""
+        self._wake_applier()
+        event = self._adapter.parse(payload, recv_ns, binary=binary)
+        if type(event) is VenueRejected and event.fatal:
+            self._fail(rejection_error(event.code, event.message))
+
+    # -- the Python path (fragmented messages) -----------------------------------------------
+    def on_frame(self, payload: bytes, binary: bool) -> None:
+        """A whole message reassembled in Python: journal it, then treat it as unusual."""
+        self._python_frames += 1
+        lsn = self.append(RecordKind.INBOUND, payload, FLAG_BINARY if binary else 0)
+        if lsn is not None:
+            self.on_unusual_frame(lsn, time.time_ns(), payload, binary)

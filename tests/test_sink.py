@@ -1,0 +1,130 @@
+"""The Cython frame sink over a real loopback WebSocket: what reaches Python, and when.
+
+A picows server on 127.0.0.1 sends a burst of simulator frames in one go, so the client gets
+them in a few socket reads of many frames each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import picows
+import pytest
+
+from fastfeed.journal import FsyncMode, Journal, RecordKind, read_journal
+from fastfeed.recorder._sink import FrameSink, Scanner, StreamTable
+from fastfeed.sim.content import StreamGenerator
+
+TIMEOUT_S = 30.0
+PONG = b'{"cmd":"pong"}'
+
+
+class Handler:
+    """Records each frame handed to Python, and whether it was durable by then."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.calls: list[tuple[int, bytes, bool]] = []
+
+    def on_unusual_frame(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
+        self.calls.append((lsn, payload, self.journal.durable_lsn >= lsn))
+
+    def on_journal_error(self, exc: Exception) -> None:
+        raise AssertionError(f"journal refused a frame: {exc}")
+
+
+class Control:
+    def ws_connected(self, transport: picows.WSTransport) -> None:
+        pass
+
+    def ws_other_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        pass
+
+
+def burst() -> list[bytes]:
+    """Two streams in seq order, a pong, then one stream jumps ahead and continues."""
+    depth, trade = StreamGenerator(3, "depth", "AAPL.US"), StreamGenerator(3, "trade", "BTC.CC")
+    frames = [f for _ in range(1000) for f in (depth.next(), trade.next())]
+    frames.append(PONG)
+    for _ in range(5):
+        trade.next()  # skipped: a jump
+    frames += [trade.next() for _ in range(100)]
+    return frames
+
+
+async def record(journal: Journal, frames: list[bytes], always: bool) -> tuple[Handler, Any]:
+    handler = Handler(journal)
+
+    class Sender(picows.WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: picows.WSTransport) -> None:
+            for frame in frames:  # no await: they leave in as few segments as TCP makes
+                transport.send(picows.WSMsgType.TEXT, frame)
+
+    server = await picows.ws_create_server(lambda _: Sender(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sync = journal.sync if always else None
+    sink_of: list[FrameSink] = []
+
+    def make() -> FrameSink:
+        sink = FrameSink(
+            journal.writer, Scanner("tickdb"), StreamTable(), handler, Control(), 1, sync
+        )
+        sink_of.append(sink)
+        return sink
+
+    transport, _ = await picows.ws_connect(make, f"ws://127.0.0.1:{port}/")
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            while sink_of[0].frames < len(frames):
+                await asyncio.sleep(0.001)
+    finally:
+        transport.disconnect()
+        server.close()
+        await server.wait_closed()
+    return handler, sink_of[0]
+
+
+@pytest.mark.parametrize("mode", [FsyncMode.GROUP, FsyncMode.ALWAYS])
+def test_steady_frames_never_reach_python_and_every_byte_is_journaled(
+    tmp_path: Path, mode: FsyncMode
+) -> None:
+    frames = burst()
+    syncs: list[int] = []
+
+    def hook(path: str, start: int, end: int) -> int:
+        syncs.append(end - start)
+        return 0
+
+    with Journal.open(tmp_path / "journal", fsync=mode, sync_hook=hook) as journal:
+        handler, sink = asyncio.run(record(journal, frames, mode is FsyncMode.ALWAYS))
+        syncs_during = len(syncs)
+    records = list(read_journal(tmp_path / "journal"))
+    assert [r.payload for r in records] == frames
+    assert {(r.kind, r.stream, r.flags) for r in records} == {(RecordKind.INBOUND, 1, 0)}
+    # Python sees the first frame of each stream, the pong and the jump; nothing else.
+    assert [payload for _, payload, _ in handler.calls] == [
+        frames[0],
+        frames[1],
+        PONG,
+        frames[2001],
+    ]
+    assert sink.steady == len(frames) - 4
+    if mode is FsyncMode.ALWAYS:
+        # Nothing is handed over before it is durable, and a read of many frames is one sync.
+        assert all(durable for _, _, durable in handler.calls)
+        assert 0 < syncs_during < len(frames) // 20, syncs_during
+
+
+def test_table_keys_cover_a_thousand_streams() -> None:
+    table = StreamTable()
+    scanner = Scanner("tickdb")
+    gens = [StreamGenerator(1, "trade", f"S{i}") for i in range(1000)]
+    for gen in gens:
+        found = scanner.key_seq(gen.next())
+        assert found is not None and table.register(*found)
+    assert table.size == 1000
+    for gen in gens:
+        found = scanner.key_seq(gen.next())
+        assert found is not None and table.last(found[0]) == found[1] - 1
