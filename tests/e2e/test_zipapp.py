@@ -306,7 +306,8 @@ def test_the_sdist_builds_a_wheel_with_the_journal_in_a_venv_without_cython(
     out, venv = tmp_path / "dist", tmp_path / "venv"
     quiet = {"capture_output": True, "text": True, "timeout": BUILD_TIMEOUT_S}
     made = subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "-o", str(out), str(tree)], **quiet
+        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(out), str(tree)],
+        **quiet,
     )
     assert made.returncode == 0, made.stderr[-3000:]
     (sdist,) = out.glob("fastfeed-*.tar.gz")
