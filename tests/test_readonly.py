@@ -61,7 +61,7 @@ def answers(data: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
         assert main([command[0], "--data-dir", str(data), *command[1:]]) == 0
         got[command[0]] = capsys.readouterr().out
     status = orjson.loads(got["status"])
-    got["sqlite_applied_lsn"] = str(status.pop("sqlite_applied_lsn"))
+    got["applied_lsn"] = str(status.pop("applied_lsn"))
     got["status"] = orjson.dumps(status).decode()
     return got
 
@@ -77,11 +77,11 @@ def test_the_answer_equals_a_catch_ups_and_nothing_is_written(
     with Journal.open(caught / JOURNAL_DIR, fsync=FsyncMode.NONE) as journal:
         assert catch_up(caught, journal) == 99  # SQLite really was behind
     again = answers(caught, capsys)
-    assert (derived.pop("sqlite_applied_lsn"), again.pop("sqlite_applied_lsn")) == ("200", "299")
+    assert (derived.pop("applied_lsn"), again.pop("applied_lsn")) == ("200", "299")
     assert again == derived
 
     status = orjson.loads(derived["status"])
-    assert status["applied_lsn"] == 299
+    assert status["journal_lsn"] == 299
     trade = [s for s in status["streams"] if s["channel"] == "trade"]
     assert trade[0]["last_seq"] == 150 and trade[0]["gaps_open"] == 1
     lines = derived["export"].splitlines()
@@ -147,7 +147,7 @@ def test_damage_past_sqlite_stops_the_answer_there_and_says_so(
     damage_a_record(data, 250)
     assert main(["status", "--data-dir", str(data), "--format", "json"]) == 0
     captured = capsys.readouterr()
-    assert orjson.loads(captured.out)["applied_lsn"] == 249
+    assert orjson.loads(captured.out)["journal_lsn"] == 249
     assert "after LSN 249" in captured.err and "this answer stops at LSN 249" in captured.err
 
 

@@ -124,7 +124,7 @@ def test_disk_full_stops_cleanly_and_a_restart_with_room_fills_the_gap(
         subprocess.run(
             ["mount", "-o", f"remount,size={8 * DISK_MIB}m", str(small_disk)], check=True
         )
-        assert status(data_dir)["applied_lsn"] == journaled  # every accepted record, intact
+        assert status(data_dir)["journal_lsn"] == journaled  # every accepted record, intact
         resume_and_check(rec, watch)
 
 
