@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastfeed import __version__
 from fastfeed.defaults import API_KEY_ENV, DATA_DIR, SIM_HOST, SIM_PORT
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.recorder import early_signals
@@ -37,6 +36,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Version(argparse.Action):
+    """--version, printed as is: argparse's own version action rewraps it to the terminal."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from fastfeed.buildinfo import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastfeed",
@@ -44,7 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US"
         f" (TickDB needs its key in ${API_KEY_ENV} or --api-key-file)",
     )
-    parser.add_argument("--version", action="version", version=f"fastfeed {__version__}")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="version, commit, Python tag, build date"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser(
