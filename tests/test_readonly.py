@@ -20,6 +20,7 @@ from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.journal._wal import HEADER_BYTES
 from fastfeed.journal.segments import list_segments
 from fastfeed.sim.content import StreamGenerator
+from fastfeed.store import Store
 from tests.recording import SEGMENT_BYTES, build, catch_up, recv_ns
 
 DEPTH = ("depth", "AAPL.US")
@@ -166,3 +167,18 @@ def test_without_sqlite_the_venue_comes_from_the_journal(tmp_path: Path) -> None
         assert {m.venue for m in view.store.iter_messages(pending=view.pending)} == {"sim"}
     finally:
         view.close()
+
+
+def test_a_read_without_locks_notices_a_writer_that_changed_the_file(
+    behind: Path, tmp_path: Path
+) -> None:
+    data = Path(shutil.copytree(behind, tmp_path / "data"))
+    assert not (data / f"{STORE_FILE}-wal").exists()  # stopped cleanly: read immutable
+    reader = Store.open(data / STORE_FILE, readonly=True)
+    try:
+        assert not reader.changed()
+        with Journal.open(data / JOURNAL_DIR, fsync=FsyncMode.NONE) as journal:
+            assert catch_up(data, journal) == 99  # a recorder's start: it writes and checkpoints
+        assert reader.changed()
+    finally:
+        reader.close()
