@@ -1,10 +1,10 @@
 """Recovery time: process start -> "resumed" (subscribed with resume) over a large journal.
 
 The journal holds ``--journal-mib`` of ~260-byte depth frames over 10 streams; all but the last
-``--unsnapshotted`` records are already in SQLite (applied by ``fastfeed status``, the real
-catch-up path, untimed). Then a recorder (bench/probe.py: the real Recorder) starts against a
-simulator, and the clock runs from just before its process is spawned to the moment its
-subscribe-with-resume is sent.
+``--unsnapshotted`` records are already in SQLite (applied by the recorder's own start-up
+catch-up, run in-process and untimed: ``fastfeed status`` no longer writes SQLite). Then a
+recorder (bench/probe.py: the real Recorder) starts against a simulator, and the clock runs from
+just before its process is spawned to the moment its subscribe-with-resume is sent.
 
 ``python -m bench.recovery [--quick]`` writes bench/results/recovery.json.
 """
@@ -27,7 +27,8 @@ from bench.window import write_result
 from fastfeed.datadir import prepare_data_dir
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.sim.content import StreamGenerator
-from tests.e2e.harness import REPO, Simulator, cli, wait_for
+from tests.e2e.harness import REPO, Simulator, wait_for
+from tests.recording import catch_up
 
 STREAMS = 10
 MiB = 1024 * 1024
@@ -53,9 +54,8 @@ def measure(journal_mib: int, unsnapshotted: int) -> dict[str, Any]:
         data = prepare_data_dir(work / "data")
         t0 = time.monotonic()
         prefix = fill(data / "journal", gens, nbytes=journal_mib * MiB, records=0)
-        proc = cli("status", "--data-dir", str(data))  # the real catch-up applies the prefix
-        if proc.returncode != 0:
-            raise RuntimeError(f"status failed: {proc.stderr}")
+        with Journal.open(data / "journal", fsync=FsyncMode.NONE) as journal:
+            catch_up(data, journal)  # the recorder's own start-up catch-up applies the prefix
         fill(data / "journal", gens, nbytes=0, records=unsnapshotted)
         setup_s = time.monotonic() - t0
         on_disk = sum(f.stat().st_size for f in (data / "journal").glob("seg-*.wal"))

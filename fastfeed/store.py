@@ -353,8 +353,7 @@ class Store:
             "gaps_open": states.get("open", 0),
             "gaps_filled": states.get("filled", 0),
             "gaps_lost": states.get("lost", 0),
-            # What the answer covers: SQLite's applied LSN, or past it what ``pending`` reaches.
-            "applied_lsn": pending.applied_lsn if pending is not None else self.applied_lsn(),
+            "applied_lsn": self.applied_lsn(),
             "counters": counters,
         }
 

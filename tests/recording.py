@@ -6,6 +6,7 @@ The same path a recorder takes after a crash (journal first, SQLite derived by i
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastfeed.catchup import replay_into
@@ -37,6 +38,16 @@ def build(
 
     ``skip`` leaves one seq of a stream out (a real hole the tracker records as an open gap).
     """
+    umask = os.umask(0o077)  # prepare_data_dir sets it for the whole process: restored below
+    try:
+        return _build(data, streams, skip)
+    finally:
+        os.umask(umask)
+
+
+def _build(
+    data: Path, streams: dict[tuple[str, str], int], skip: dict[tuple[str, str], int] | None
+) -> Path:
     prepare_data_dir(data)
     gens = {key: StreamGenerator(1, *key) for key in streams}
     with Journal.open(data / "journal", segment_bytes=SEGMENT_BYTES, fsync=FsyncMode.NONE) as j:

@@ -20,6 +20,7 @@ from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.journal._wal import HEADER_BYTES
 from fastfeed.journal.segments import list_segments
 from fastfeed.sim.content import StreamGenerator
+from fastfeed.store import Store
 from tests.recording import SEGMENT_BYTES, build, catch_up, recv_ns
 
 DEPTH = ("depth", "AAPL.US")
@@ -61,7 +62,7 @@ def answers(data: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
         assert main([command[0], "--data-dir", str(data), *command[1:]]) == 0
         got[command[0]] = capsys.readouterr().out
     status = orjson.loads(got["status"])
-    got["sqlite_applied_lsn"] = str(status.pop("sqlite_applied_lsn"))
+    got["applied_lsn"] = str(status.pop("applied_lsn"))
     got["status"] = orjson.dumps(status).decode()
     return got
 
@@ -77,11 +78,11 @@ def test_the_answer_equals_a_catch_ups_and_nothing_is_written(
     with Journal.open(caught / JOURNAL_DIR, fsync=FsyncMode.NONE) as journal:
         assert catch_up(caught, journal) == 99  # SQLite really was behind
     again = answers(caught, capsys)
-    assert (derived.pop("sqlite_applied_lsn"), again.pop("sqlite_applied_lsn")) == ("200", "299")
+    assert (derived.pop("applied_lsn"), again.pop("applied_lsn")) == ("200", "299")
     assert again == derived
 
     status = orjson.loads(derived["status"])
-    assert status["applied_lsn"] == 299
+    assert status["journal_lsn"] == 299
     trade = [s for s in status["streams"] if s["channel"] == "trade"]
     assert trade[0]["last_seq"] == 150 and trade[0]["gaps_open"] == 1
     lines = derived["export"].splitlines()
@@ -147,7 +148,7 @@ def test_damage_past_sqlite_stops_the_answer_there_and_says_so(
     damage_a_record(data, 250)
     assert main(["status", "--data-dir", str(data), "--format", "json"]) == 0
     captured = capsys.readouterr()
-    assert orjson.loads(captured.out)["applied_lsn"] == 249
+    assert orjson.loads(captured.out)["journal_lsn"] == 249
     assert "after LSN 249" in captured.err and "this answer stops at LSN 249" in captured.err
 
 
@@ -166,3 +167,18 @@ def test_without_sqlite_the_venue_comes_from_the_journal(tmp_path: Path) -> None
         assert {m.venue for m in view.store.iter_messages(pending=view.pending)} == {"sim"}
     finally:
         view.close()
+
+
+def test_a_read_without_locks_notices_a_writer_that_changed_the_file(
+    behind: Path, tmp_path: Path
+) -> None:
+    data = Path(shutil.copytree(behind, tmp_path / "data"))
+    assert not (data / f"{STORE_FILE}-wal").exists()  # stopped cleanly: read immutable
+    reader = Store.open(data / STORE_FILE, readonly=True)
+    try:
+        assert not reader.changed()
+        with Journal.open(data / JOURNAL_DIR, fsync=FsyncMode.NONE) as journal:
+            assert catch_up(data, journal) == 99  # a recorder's start: it writes and checkpoints
+        assert reader.changed()
+    finally:
+        reader.close()

@@ -28,24 +28,19 @@ from fastfeed.defaults import (
     SIM_WRITE_CHUNK_BYTES,
     SIM_WRITE_HIGH_WATER,
 )
+from fastfeed.sim.commands import Error, Ping, Subscribe, Unsubscribe, interpret, read_command
 from fastfeed.sim.config import SimConfig
 from fastfeed.sim.content import stamp
 from fastfeed.sim.faults import Action, ConnectionFaults
 from fastfeed.sim.history import Stream, StreamSource
 from fastfeed.sim.wire import OP_TEXT, Deflate, frame_header
-from fastfeed.venues.tickdb import (
-    CHANNELS,
-    CODE_BAD_REQUEST,
-    CODE_INVALID_KEY,
-    CODE_RATE_LIMITED,
-    CODE_UNKNOWN_NAME,
-    validate_symbol,
-)
+from fastfeed.venues.tickdb import CODE_BAD_REQUEST, CODE_INVALID_KEY, CODE_RATE_LIMITED
 
 __all__ = ["Session", "SessionHost"]
 
 log = logging.getLogger("fastfeed.sim")
 _PONG = b'{"cmd":"pong"}'
+_FRAGMENTED = Error("error", CODE_BAD_REQUEST, "fragmented messages are not supported")
 
 
 class _Cursor:
@@ -142,7 +137,7 @@ class Session(WSListener):
             self.close(WSCloseCode.OK, "")
         elif kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if not frame.fin:
-                self._error("error", CODE_BAD_REQUEST, "fragmented messages are not supported")
+                self._reply(_FRAGMENTED.doc())
                 return
             payload = frame.get_payload_as_bytes()
             if frame.rsv1:
@@ -156,116 +151,63 @@ class Session(WSListener):
                     return
             self._command(payload)
         elif kind is WSMsgType.CONTINUATION:
-            self._error("error", CODE_BAD_REQUEST, "fragmented messages are not supported")
+            self._reply(_FRAGMENTED.doc())
 
-    # -- commands ------------------------------------------------------------------------------
+    # -- commands (decided in fastfeed/sim/commands.py, carried out here) ---------------------
     def _command(self, payload: bytes) -> None:
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            self._error("error", CODE_BAD_REQUEST, "expected a JSON object")
+        parsed = read_command(payload)
+        if isinstance(parsed, Error):
+            self._reply(parsed.doc())
             return
-        cmd = doc.get("cmd") if type(doc) is dict else None
-        if type(cmd) is not str:
-            self._error("error", CODE_BAD_REQUEST, 'expected an object with a string "cmd"')
-            return
+        cmd, doc = parsed
         now = self._loop.time()
         if now - self._window_start >= 1.0:
             self._window_start, self._window_count = now, 0
         self._window_count += 1
-        if self._window_count > self.server.config.commands_per_s:
-            self._error(cmd, CODE_RATE_LIMITED, "Rate limit exceeded")
-        elif cmd == "ping":
+        config = self.server.config
+        if self._window_count > config.commands_per_s:
+            self._reply(Error(cmd, CODE_RATE_LIMITED, "Rate limit exceeded").doc())
+            return
+        plan = config.faults
+        outcome = interpret(
+            cmd,
+            doc,
+            plain=config.plain_tickdb,
+            reject_symbols=plan.reject_symbols,
+            reject_code=plan.reject_code,
+        )
+        if isinstance(outcome, Error):
+            self._reply(outcome.doc())
+        elif isinstance(outcome, Ping):
             if not self.stalled:
                 self._write_frames([(OP_TEXT, _PONG)])
-        elif cmd in ("subscribe", "unsubscribe"):
-            self._subscription(cmd, doc.get("data"))
+        elif isinstance(outcome, Unsubscribe):
+            for symbol in outcome.symbols:
+                self.subs.pop((outcome.channel, symbol), None)
+            self._reply({"cmd": cmd, "code": 0, "message": "success", "data": outcome.echo})
         else:
-            self._error("error", CODE_BAD_REQUEST, f"unknown command {cmd[:40]!r}")
+            self._subscribe(outcome)
 
-    def _subscription(self, cmd: str, data: object) -> None:
-        if type(data) is not dict:
-            self._error(cmd, CODE_BAD_REQUEST, 'expected an object at "data"')
-            return
-        channel, symbols = data.get("channel"), data.get("symbols")
-        if (
-            type(symbols) is not list
-            or not symbols
-            or any(type(s) is not str for s in symbols)
-            or type(channel) is not str
-        ):
-            self._error(
-                cmd,
-                CODE_BAD_REQUEST,
-                'expected "channel" and a non-empty "symbols" array of strings',
-            )
-            return
-        echo = {"channel": channel, "symbols": symbols}
-        if channel not in CHANNELS:
-            self._error(cmd, CODE_UNKNOWN_NAME, f"Unknown channel {channel[:40]!r}", echo)
-            return
-        if cmd == "unsubscribe":
-            for symbol in symbols:
-                self.subs.pop((channel, symbol), None)
-            self._reply({"cmd": cmd, "code": 0, "message": "success", "data": echo})
-            return
-        self._subscribe(channel, symbols, data.get("resume"), echo)
-
-    def _subscribe(
-        self, channel: str, symbols: list[str], resume: object, echo: dict[str, Any]
-    ) -> None:
-        server = self.server
-        plan = server.config.faults
-        bad = [s for s in symbols if validate_symbol(s) is not None]
-        if bad:
-            self._error(
-                "subscribe",
-                CODE_UNKNOWN_NAME,
-                "Unknown symbol",
-                {"channel": channel, "symbols": bad},
-            )
-            return
-        rejected = [s for s in symbols if s in plan.reject_symbols]
-        if rejected:
-            data = {"channel": channel, "symbols": rejected}
-            self._error("subscribe", plan.reject_code, "Subscription rejected", data)
-            return
-        plain = server.config.plain_tickdb
-        asked: dict[str, int] = {}
-        if resume is not None and not plain:  # plain TickDB has no resume: ignored, as unknown
-            if type(resume) is not dict or any(
-                type(v) is not int or v < 1 or k not in symbols for k, v in resume.items()
-            ):
-                self._error(
-                    "subscribe", CODE_BAD_REQUEST, 'expected "resume" {SYMBOL: seq >= 1}', echo
-                )
-                return
-            asked = resume
+    def _subscribe(self, sub: Subscribe) -> None:
         now = self._loop.time()
         streams: dict[str, dict[str, int]] = {}
-        for symbol in symbols:
-            stream = server.table.get_or_create(channel, symbol, now)
+        for symbol in sub.symbols:
+            stream = self.server.table.get_or_create(sub.channel, symbol, now)
             history = stream.history
             head = history.head_seq
-            want = asked.get(symbol)
+            want = sub.resume.get(symbol)
             # Without resume: the next live message. With it: the seq asked, raised to the oldest
             # seq still held (the difference is an unrecoverable gap) and capped at head + 1.
             first = head + 1 if want is None else min(max(want, history.first_seq), head + 1)
-            self.subs[(channel, symbol)] = _Cursor(stream, first)
+            self.subs[(sub.channel, symbol)] = _Cursor(stream, first)
             streams[symbol] = {"first_seq": first, "head_seq": head}
-        ack: dict[str, Any] = {"cmd": "subscribe", "code": 0, "message": "success", "data": echo}
-        if not plain:
+        echo = dict(sub.echo)
+        if not self.server.config.plain_tickdb:
             echo["streams"] = streams
-        self._reply(ack)
+        self._reply({"cmd": "subscribe", "code": 0, "message": "success", "data": echo})
         self.schedule_pump()
 
     # -- output --------------------------------------------------------------------------------
-    def _error(self, cmd: str, code: int, message: str, data: object = None) -> None:
-        doc: dict[str, Any] = {"cmd": cmd, "code": code, "message": message}
-        if data is not None:
-            doc["data"] = data
-        self._reply(doc)
-
     def _reply(self, doc: dict[str, Any]) -> None:
         payload = orjson.dumps(doc)
         if self.stalled:

@@ -35,7 +35,10 @@ def main(args: argparse.Namespace) -> int:
         store, pending = view.store, view.pending
         if args.command == "status":
             status = store.status(pending)
-            status["sqlite_applied_lsn"] = store.applied_lsn()  # the rest derived in memory
+            # The journal LSN the answer reaches: SQLite's applied LSN, or what was derived past it.
+            status["journal_lsn"] = (
+                status["applied_lsn"] if pending is None else pending.applied_lsn
+            )
             out.write(_json(status) if args.format == "json" else _status_text(status))
         elif args.command == "gaps":
             gaps = store.gaps(pending)

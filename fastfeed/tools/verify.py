@@ -101,6 +101,10 @@ def verify(data_dir: Path) -> Report:
         _check_journal(data_dir / JOURNAL_DIR, report)
         _check_against_journal(store, data_dir / JOURNAL_DIR, store.venue(), report)
         _check_streams(store, report)
+        if store.changed():
+            report.problems.append(
+                f"{db_path} was written while verify read it (a recorder started?): run it again"
+            )
     except sqlite3.Error as exc:
         raise FastfeedError(f"cannot read {db_path}: {exc}") from None
     finally:

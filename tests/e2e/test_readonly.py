@@ -75,7 +75,7 @@ def test_a_killed_and_a_stopped_recorders_dir_stay_byte_identical(
         assert hashes(data_dir) == before
         # Everything journaled is in the answer, derived in memory past SQLite.
         assert (
-            orjson.loads(killed["status"])["applied_lsn"]
+            orjson.loads(killed["status"])["journal_lsn"]
             == end_of_log(data_dir / "journal").last_lsn
         )
 

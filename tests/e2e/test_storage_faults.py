@@ -124,7 +124,7 @@ def test_disk_full_stops_cleanly_and_a_restart_with_room_fills_the_gap(
         subprocess.run(
             ["mount", "-o", f"remount,size={8 * DISK_MIB}m", str(small_disk)], check=True
         )
-        assert status(data_dir)["applied_lsn"] == journaled  # every accepted record, intact
+        assert status(data_dir)["journal_lsn"] == journaled  # every accepted record, intact
         resume_and_check(rec, watch)
 
 
@@ -174,7 +174,7 @@ def test_a_long_sqlite_reader_does_not_stall_recording(
     watch = JournalWatch(data_dir / "journal")
     with Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec:
         rec.start()
-        rec.until(lambda: status(data_dir).get("sqlite_applied_lsn", 0) > 0, "a first snapshot")
+        rec.until(lambda: status(data_dir).get("applied_lsn", 0) > 0, "a first snapshot")
         with subprocess.Popen(
             [sys.executable, "-c", READER, str(data_dir / "fastfeed.db")],
             cwd=REPO,
