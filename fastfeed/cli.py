@@ -1,5 +1,5 @@
 """The command line: ``fastfeed [run] ...``, ``sim``, ``status``, ``gaps``, ``export``, ``verify``,
-``replay``, ``tail``.
+``replay``, ``tail``, ``publish``.
 
 Every expected failure (a bad flag, an unreadable path, a refused journal) ends in one line on
 stderr and a non-zero exit code, never a traceback.
@@ -18,7 +18,7 @@ from fastfeed.recorder import early_signals
 
 __all__ = ["main"]
 
-COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay", "tail")
+COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay", "tail", "publish")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -114,6 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="depth books flattened: one row per level (side, level, price, size)",
     )
     export.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
+    export.add_argument(
+        "--from-nats", metavar="URL[,URL...]", help="read the messages from a JetStream stream"
+    )
+    export.add_argument("--stream", default="MD", help="with --from-nats: the stream (default MD)")
 
     verify = sub.add_parser(
         "verify", help="check journal CRCs and LSNs, seq continuity and SQLite against the journal"
@@ -136,6 +140,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--from-start", action="store_true", help="print the whole journal first (default: end)"
     )
+    from fastfeed.publish.args import add_publish_arguments
+
+    add_publish_arguments(sub.add_parser("publish", help="publish the journal into NATS JetStream"))
     return parser
 
 
@@ -171,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             from fastfeed.tools import tail
 
             return tail.main(args)
+        if args.command == "publish":
+            from fastfeed.publish.app import main as main_publish
+
+            return main_publish(args)
         if args.command == "replay":
             from fastfeed.tools.replay import main_replay
 
