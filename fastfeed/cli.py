@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             from fastfeed.sim import main_sim
 
             return main_sim(args)
+        if args.command == "export" and args.from_nats is not None:
+            from fastfeed.publish.nats_export import main as export_from_nats
+
+            return export_from_nats(args)
         if args.command in ("status", "gaps", "export"):
             from fastfeed.tools import reports
 

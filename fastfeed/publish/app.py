@@ -72,15 +72,21 @@ async def connect(servers: list[str]) -> Client:
         from nats.errors import NoServersError
     except ImportError:
         raise ConfigError(NATS_MISSING) from None
+    client: list[Client] = []
+
+    async def disconnected() -> None:
+        if client and not client[0].is_closed:  # our own close() calls this too
+            log.warning("disconnected from NATS; reconnecting (the journal keeps the unpublished)")
+
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             servers=servers,
             connect_timeout=defaults.PUBLISH_CONNECT_TIMEOUT_S,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
             reconnect_time_wait=defaults.PUBLISH_BACKOFF_CAP_S / 4,
             error_cb=_quiet,
-            disconnected_cb=_disconnected,
+            disconnected_cb=disconnected,
             reconnected_cb=_reconnected,
         )
     except (NoServersError, OSError, TimeoutError) as exc:
@@ -89,14 +95,12 @@ async def connect(servers: list[str]) -> Client:
             f"cannot connect to NATS at {names}: {type(exc).__name__}",
             hint="check --nats and that the servers are up",
         ) from None
+    client.append(nc)
+    return nc
 
 
 async def _quiet(exc: Exception) -> None:
     log.debug("nats: %s", exc)
-
-
-async def _disconnected() -> None:
-    log.warning("disconnected from NATS; reconnecting (the journal keeps what is unpublished)")
 
 
 async def _reconnected() -> None:

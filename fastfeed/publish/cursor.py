@@ -24,7 +24,14 @@ import orjson
 from fastfeed.errors import ConfigError
 from fastfeed.journal.segments import fsync_dir
 
-__all__ = ["Cursor", "cursor_path", "load_cursor", "retention_floor", "save_cursor"]
+__all__ = [
+    "Cursor",
+    "check_stream_name",
+    "cursor_path",
+    "load_cursor",
+    "retention_floor",
+    "save_cursor",
+]
 
 CURSOR_DIR = "publish"
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # JetStream stream names: no dots, spaces or wildcards
@@ -40,11 +47,16 @@ class Cursor:
     tracker: dict[str, Any] | None = None
 
 
-def cursor_path(data_dir: Path, stream: str) -> Path:
-    """The cursor file of ``stream``; raises ConfigError for a name NATS would refuse."""
+def check_stream_name(stream: str) -> str:
+    """``stream`` if JetStream accepts it as a stream name; ConfigError otherwise."""
     if not _NAME.match(stream):
         raise ConfigError(f"--stream {stream!r}: expected letters, digits, '_' or '-'")
-    return data_dir / CURSOR_DIR / f"{stream}.cursor"
+    return stream
+
+
+def cursor_path(data_dir: Path, stream: str) -> Path:
+    """The cursor file of ``stream``; raises ConfigError for a name NATS would refuse."""
+    return data_dir / CURSOR_DIR / f"{check_stream_name(stream)}.cursor"
 
 
 def load_cursor(path: Path) -> Cursor:
@@ -57,7 +69,12 @@ def load_cursor(path: Path) -> Cursor:
         raise ConfigError(
             f"publish cursor {path} is unreadable ({exc}); delete it to reconcile from scratch"
         ) from None
-    return Cursor(doc["acked_lsn"], doc["floor_seq"], doc["stream_created"], doc["tracker"])
+    try:
+        return Cursor(doc["acked_lsn"], doc["floor_seq"], doc["stream_created"], doc["tracker"])
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"publish cursor {path} is not a cursor; delete it to reconcile from scratch"
+        ) from None
 
 
 def save_cursor(path: Path, cursor: Cursor) -> None:
