@@ -14,9 +14,13 @@ RECV_BUFFER_BYTES = 256 * 1024  # socket receive buffer: bounds one read, so one
 MAX_STREAMS_PER_CONNECTION = 1000  # (channel, symbol) pairs on one socket: bounds resync bursts
 
 # --- recorder -------------------------------------------------------------------------------
+DATA_DIR = "fastfeed-data"  # relative to the working directory when --data-dir is not given
+API_KEY_ENV = "TICKDB_API_KEY"  # where the TickDB key comes from (a flag would show in ps)
 BACKOFF_INITIAL_S = 1.0  # first reconnect delay (full jitter below it)
 BACKOFF_CAP_S = 60.0  # reconnect delay never exceeds this
-BACKOFF_RESET_S = 30.0  # a connection healthy this long resets the backoff
+# After a productive connection (subscribed, delivered data) ends: reconnect at once, but
+# spread over this window so a fleet that lost the venue together does not stampede it.
+RECONNECT_AFTER_DATA_S = (0.1, 0.5)
 PING_INTERVAL_S = 5.0  # app-level {"cmd":"ping"} cadence
 STALL_TIMEOUT_S = 10.0  # no frame at all for this long: drop and reconnect
 RESYNC_RETRY_S = 1.0  # ask again for a gapped stream after this long (acks can be refused or lost)

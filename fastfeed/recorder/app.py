@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import ssl
 import time
@@ -40,6 +41,7 @@ from fastfeed.errors import (
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.logs import setup_logging
 from fastfeed.recorder import early_signals
+from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
     RecorderConfig,
     load_api_key,
@@ -84,6 +86,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         "repair_journal",
         "segment_mib",
         "min_free_mib",
+        "jitter_seed",
     ):
         flag = getattr(args, name, None)
         if flag is not None:
@@ -143,6 +146,8 @@ class Recorder:
         self._frames = 0
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
+        self._started = False  # the "started" control record, with the subscriptions, is written
+        self._messages_at_connect = 0  # pipeline.messages when the current connection came up
         self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
 
     # -- process lifecycle ---------------------------------------------------------------------
@@ -153,7 +158,10 @@ class Recorder:
             loop.add_signal_handler(sig, self.on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         for sig in early_signals.take():
-            self.on_stop_signal(sig)
+            if sig == signal.SIGHUP:
+                self._on_reload_signal()
+            else:
+                self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
         self.journal = await self._open_journal(data_dir / "journal")
         try:
@@ -212,6 +220,7 @@ class Recorder:
                 self.pipeline.gaps_open(),
             )
             self._journal_control({"event": "started", "subscriptions": self._subscriptions})
+            self._started = True
             if self._stop.is_set():
                 return 0
             metrics = await self._start_metrics()
@@ -243,7 +252,9 @@ class Recorder:
             self._adapter.redacted_url(endpoint),
             self,
             ssl_context=self._ssl_context(endpoint),
+            ping_interval_s=self.config.ping_interval_s,
             stall_timeout_s=self.config.stall_timeout_s,
+            backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
         )
         reporter = StatusReporter(self._status)
         try:
@@ -330,10 +341,23 @@ class Recorder:
             log.info("SIGHUP ignored: no --config file to reload")
             return
         try:
-            specs = load_toml(self.config.config_file).get("channels", [])
+            specs = load_toml(self.config.config_file).get("channels")
+            if specs is None:
+                # The file never named the channels (they came from --channels): nothing to
+                # reload, and reading "none" as "record nothing" would silently stop recording.
+                log.info(
+                    "SIGHUP: %s names no channels; keeping the current set", self.config.config_file
+                )
+                return
+            if not specs:
+                raise ConfigError("channels = [] would record nothing")
             new = parse_channel_specs(list(specs))
         except FastfeedError as exc:
             log.error("SIGHUP: keeping the current channels: %s", exc)
+            return
+        if not self._started:
+            self._subscriptions = new  # journaled with the "started" record, sent at connect
+            log.info("SIGHUP: will record %s", _describe_subs(new))
             return
         self._apply_subscriptions(new)
 
@@ -446,6 +470,7 @@ class Recorder:
     # -- FeedHandler ---------------------------------------------------------------------------
     def on_connected(self, connection: Connection) -> None:
         self._down_since = None
+        self._messages_at_connect = self.pipeline.messages
         self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
         for channel, symbols in self._subscriptions.items():
             self._subscribe(connection, channel, symbols)
@@ -467,6 +492,13 @@ class Recorder:
         elif pipeline.resync:
             pipeline.resync.clear()
             self._resync()
+        conn = self._connection
+        if (
+            conn is not None
+            and not conn.productive
+            and pipeline.messages > self._messages_at_connect
+        ):
+            conn.mark_productive()  # market data arrived after subscribing: a healthy connection
 
     def _resync(self) -> None:
         """Re-subscribe gapped streams with resume, as the scheduler allows."""
