@@ -38,7 +38,9 @@ __all__ = [
     "cursor",
     "delete_stream",
     "expected_ids",
+    "replicas_current",
     "stored",
+    "stream_leader",
     "wait_for",
 ]
 
@@ -171,8 +173,14 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro, debug=False)
 
 
+async def _quiet(exc: Exception) -> None:
+    """A killed cluster node refuses connections: expected here, not worth a traceback."""
+
+
 async def _connect(urls: str) -> Any:
-    return await nats.connect(servers=urls.split(","), connect_timeout=5, max_reconnect_attempts=5)
+    return await nats.connect(
+        servers=urls.split(","), connect_timeout=5, max_reconnect_attempts=5, error_cb=_quiet
+    )
 
 
 def create_stream(urls: str, *, replicas: int = 1, duplicate_window: float = 600.0) -> None:
@@ -249,3 +257,45 @@ def ids_of(messages: list[Stored]) -> list[str]:
 
 def cursor(data_dir: Path) -> Cursor:
     return load_cursor(cursor_path(data_dir, STREAM))
+
+
+def stream_leader(urls: str) -> str | None:
+    """The server name of the stream's leader (None while there is none)."""
+
+    async def go() -> str | None:
+        nc = await _connect(urls)
+        try:
+            info = await nc.jetstream(timeout=5).stream_info(STREAM)
+            return info.cluster.leader if info.cluster else None
+        finally:
+            await nc.close()
+
+    try:
+        result: str | None = _run(go())
+    except Exception:
+        return None
+    return result
+
+
+def replicas_current(urls: str) -> bool:
+    """Whether the stream has a leader and every replica is caught up with it."""
+
+    async def go() -> bool:
+        nc = await _connect(urls)
+        try:
+            info = await nc.jetstream(timeout=5).stream_info(STREAM)
+            cluster = info.cluster
+            return bool(
+                cluster
+                and cluster.leader
+                and cluster.replicas
+                and all(p.current and not p.offline for p in cluster.replicas)
+            )
+        finally:
+            await nc.close()
+
+    try:
+        result: bool = _run(go())
+    except Exception:
+        return False
+    return result
