@@ -79,15 +79,19 @@ async def connect(servers: list[str]) -> Client:
             log.warning("disconnected from NATS; reconnecting (the journal keeps the unpublished)")
 
     try:
-        nc = await nats.connect(
-            servers=servers,
-            connect_timeout=defaults.PUBLISH_CONNECT_TIMEOUT_S,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=defaults.PUBLISH_BACKOFF_CAP_S / 4,
-            error_cb=_quiet,
-            disconnected_cb=disconnected,
-            reconnected_cb=_reconnected,
+        # Unlimited reconnects also retry the first connect forever: bound that one here.
+        nc = await asyncio.wait_for(
+            nats.connect(
+                servers=servers,
+                connect_timeout=defaults.PUBLISH_CONNECT_TIMEOUT_S,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=defaults.PUBLISH_BACKOFF_CAP_S / 4,
+                error_cb=_quiet,
+                disconnected_cb=disconnected,
+                reconnected_cb=_reconnected,
+            ),
+            defaults.PUBLISH_CONNECT_TIMEOUT_S,
         )
     except (NoServersError, OSError, TimeoutError) as exc:
         names = ", ".join(redacted(u) for u in servers)
