@@ -65,17 +65,30 @@ async def fresh_stream(js: Any, name: str) -> None:
     )
 
 
+def header_dict(block: bytes) -> dict[str, str]:
+    """An Outgoing's header section as the dict nats-py's publish calls take."""
+    lines = block.decode().split("\r\n")[1:]
+    return dict(line.split(": ", 1) for line in lines if line)
+
+
 async def run_core(nc: Any, msgs: list[Outgoing]) -> float:
+    subjects = [m.subject.decode().replace("md.", "core.", 1) for m in msgs]
+    headers = [header_dict(m.headers) for m in msgs]
     t0 = time.perf_counter()
-    for m in msgs:
-        await nc.publish(m.subject.replace("md.", "core.", 1), m.payload, headers=m.headers)
+    for m, subject, h in zip(msgs, subjects, headers, strict=True):
+        await nc.publish(subject, m.payload, headers=h)
     await nc.flush(timeout=60)
     return time.perf_counter() - t0
 
 
 async def run_publish_async(js: Any, msgs: list[Outgoing]) -> float:
+    subjects = [m.subject.decode() for m in msgs]
+    headers = [header_dict(m.headers) for m in msgs]
     t0 = time.perf_counter()
-    futures = [await js.publish_async(m.subject, m.payload, headers=m.headers) for m in msgs]
+    futures = [
+        await js.publish_async(subject, m.payload, headers=h)
+        for m, subject, h in zip(msgs, subjects, headers, strict=True)
+    ]
     await asyncio.wait_for(asyncio.gather(*futures), 120)
     return time.perf_counter() - t0
 

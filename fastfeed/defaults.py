@@ -79,6 +79,7 @@ SIM_SLOW_CLOSE_GRACE_S = 1.0  # after the slow-reader close frame, abort if stil
 PUBLISH_SUBJECT_PREFIX = "md"  # subjects md.<venue>.<channel>.<symbol>
 PUBLISH_WINDOW = 8192  # publishes awaiting their ack: ~160 ms of 50k msgs/s hides the round trip
 PUBLISH_CHUNK_RECORDS = 2048  # journal records per pipeline cut: the cursor's step
+PUBLISH_WRITE_BATCH = 256  # HPUB commands joined into one write to the connection (~64 KiB)
 PUBLISH_ACK_TIMEOUT_S = 2.0  # no ack this long: send again, same Msg-Id (the server dedups)
 PUBLISH_BACKOFF_INITIAL_S = 0.05  # first pause after a 503 / "in process" answer
 PUBLISH_BACKOFF_CAP_S = 2.0  # ... doubling to this while errors continue (a Raft election: 5-7 s)

@@ -24,6 +24,7 @@ from fastfeed.journal import read_journal
 from fastfeed.journal._wal import Segment, crc32c
 from fastfeed.journal.segments import list_segments
 from fastfeed.publish import subjects as s
+from fastfeed.publish.wire import header_block
 from fastfeed.store import MessageRow
 from fastfeed.venues.tickdb import TickDBAdapter
 
@@ -36,13 +37,32 @@ _MARK_SEGMENTS = 3  # the newest segments to read marks from: current, a prepare
 
 @dataclass(slots=True)
 class Outgoing:
-    """One message to publish, with its id and headers ready."""
+    """One message to publish: subject, the header section ready to send, payload and id."""
 
-    subject: str
+    subject: bytes
+    headers: bytes
     payload: bytes
-    headers: dict[str, str]
     msg_id: str
     lsn: int
+
+
+class _Stream:
+    """What every message of one stream shares, escaped and encoded once."""
+
+    __slots__ = ("id", "message_fixed", "subject", "tokens")
+
+    def __init__(self, prefix: str, venue: str, channel: str, symbol: str) -> None:
+        self.tokens = (s.escape(venue), s.escape(channel), s.escape(symbol))
+        self.subject = s.subject(prefix, venue, channel, symbol).encode()
+        self.id = s.stream_id(venue, channel, symbol)
+        self.message_fixed = self.fixed(s.KIND_MESSAGE)
+
+    def fixed(self, kind: str) -> bytes:
+        venue, channel, symbol = self.tokens
+        return (
+            f"{s.HDR_KIND}: {kind}\r\n{s.HDR_VENUE}: {venue}\r\n"
+            f"{s.HDR_CHANNEL}: {channel}\r\n{s.HDR_SYMBOL}: {symbol}\r\n"
+        ).encode()
 
 
 @dataclass(slots=True)
@@ -88,7 +108,7 @@ class Follower:
         self.pipeline = Pipeline(venue, TickDBAdapter())
         self.pipeline.restore(tracker_state, {}, next_lsn - 1)
         self.skipped = 0  # records retention deleted before they were read
-        self._subjects: dict[tuple[str, str], str] = {}
+        self._streams: dict[tuple[str, str], _Stream] = {}
 
     def poll(self, durable: int, max_records: int) -> Chunk | None:
         """Up to ``max_records`` records after the last poll and at most ``durable``."""
@@ -119,35 +139,30 @@ class Follower:
         out.extend(self._gap(gap, last) for gap in batch.gaps)
         return Chunk(batch.applied_lsn, out, batch.tracker_state)
 
-    def _subject(self, channel: str, symbol: str) -> str:
-        subj = self._subjects.get((channel, symbol))
-        if subj is None:
-            subj = self._subjects[channel, symbol] = s.subject(
+    def _stream(self, channel: str, symbol: str) -> _Stream:
+        stream = self._streams.get((channel, symbol))
+        if stream is None:
+            stream = self._streams[channel, symbol] = _Stream(
                 self._prefix, self.venue, channel, symbol
             )
-        return subj
+        return stream
 
     def _message(self, row: MessageRow) -> Outgoing:
-        msg_id = s.message_id(
-            row.venue, row.channel, row.symbol, row.seq, crc32c(row.frame), len(row.frame)
+        stream = self._stream(row.channel, row.symbol)
+        msg_id = s.message_id_in(stream.id, row.seq, crc32c(row.frame), len(row.frame))
+        fields = (
+            f"{s.HDR_MSG_ID}: {msg_id}\r\n{s.HDR_EPOCH}: {row.epoch}\r\n"
+            f"{s.HDR_RECV_NS}: {row.recv_ns}\r\n{s.HDR_LSN}: {row.lsn}\r\n"
         )
-        headers = {
-            s.HDR_MSG_ID: msg_id,
-            s.HDR_KIND: s.KIND_MESSAGE,
-            s.HDR_VENUE: s.escape(row.venue),
-            s.HDR_CHANNEL: s.escape(row.channel),
-            s.HDR_SYMBOL: s.escape(row.symbol),
-            s.HDR_EPOCH: str(row.epoch),
-            s.HDR_RECV_NS: str(row.recv_ns),
-            s.HDR_LSN: str(row.lsn),
-        }
         if row.seq is not None:
-            headers[s.HDR_SEQ] = str(row.seq)
+            fields += f"{s.HDR_SEQ}: {row.seq}\r\n"
         if row.binary:
-            headers[s.HDR_BINARY] = "1"
-        return Outgoing(self._subject(row.channel, row.symbol), row.frame, headers, msg_id, row.lsn)
+            fields += f"{s.HDR_BINARY}: 1\r\n"
+        headers = header_block(stream.message_fixed, fields.encode())
+        return Outgoing(stream.subject, headers, row.frame, msg_id, row.lsn)
 
     def _gap(self, gap: Gap, lsn: int) -> Outgoing:
+        stream = self._stream(gap.key.channel, gap.key.symbol)
         msg_id = s.gap_id(self.venue, gap)
         payload = orjson.dumps(
             {
@@ -160,15 +175,6 @@ class Follower:
                 "reason": gap.reason,
             }
         )
-        headers = {
-            s.HDR_MSG_ID: msg_id,
-            s.HDR_KIND: s.KIND_GAP,
-            s.HDR_VENUE: s.escape(self.venue),
-            s.HDR_CHANNEL: s.escape(gap.key.channel),
-            s.HDR_SYMBOL: s.escape(gap.key.symbol),
-            s.HDR_EPOCH: str(gap.epoch),
-            s.HDR_LSN: str(lsn),
-        }
-        return Outgoing(
-            self._subject(gap.key.channel, gap.key.symbol), payload, headers, msg_id, lsn
-        )
+        fields = f"{s.HDR_MSG_ID}: {msg_id}\r\n{s.HDR_EPOCH}: {gap.epoch}\r\n{s.HDR_LSN}: {lsn}\r\n"
+        headers = header_block(stream.fixed(s.KIND_GAP), fields.encode())
+        return Outgoing(stream.subject, headers, payload, msg_id, lsn)

@@ -33,6 +33,7 @@ from fastfeed.publish.cursor import Cursor, save_cursor
 from fastfeed.publish.follower import Chunk, Follower, Outgoing, durable_lsn
 from fastfeed.publish.reading import StreamReadError, read_stream
 from fastfeed.publish.subjects import HDR_MSG_ID
+from fastfeed.publish.wire import hpub, write
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -119,9 +120,10 @@ class Publisher:
         self._pending: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
         self._retry: collections.deque[_Entry] = collections.deque()
         self._token = 0
+        self._out: list[bytes] = []  # HPUB commands not yet handed to the connection
         self._acked_token = 0  # the newest publish acknowledged (tokens count up as sent)
         self._acked_at = time.monotonic()  # when the last ack arrived
-        self._inbox = ""
+        self._inbox = b""
         self._room = asyncio.Event()
         self._backoff = defaults.PUBLISH_BACKOFF_INITIAL_S
         self._paused_until = 0.0
@@ -196,8 +198,9 @@ class Publisher:
     # -- the loop --------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop``; then wait a bounded time for acks and save the cursor."""
-        self._inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        inbox = self._nc.new_inbox()
+        self._inbox = f"{inbox}.".encode()
+        sub = await self._nc.subscribe(f"{inbox}.*", cb=self._on_ack)
         timer = asyncio.create_task(self._timer(stop), name="publish-timer")
         try:
             while not stop.is_set():
@@ -226,6 +229,7 @@ class Publisher:
                 self.counters.reconciled += 1
                 continue
             while len(self._pending) >= self._window or self._paused_until:
+                await self._flush()
                 if stop.is_set():
                     return  # never sent_all: the cursor stays before this chunk
                 self._room.clear()
@@ -233,21 +237,31 @@ class Publisher:
             if state.floor_seq is None:
                 state.floor_seq = self.max_ack_seq
             state.pending += 1
-            await self._send(_Entry(msg, state))
+            self._send(_Entry(msg, state))
+            if len(self._out) >= defaults.PUBLISH_WRITE_BATCH:
+                await self._flush()
+        await self._flush()
         if self._skip and chunk.end_lsn >= self._skip_upto:
             self._skip = set()  # past the records reconcile was about
         state.sent_all = True
         self._advance()
 
-    async def _send(self, entry: _Entry) -> None:
+    def _send(self, entry: _Entry) -> None:
+        """Queue one publish; ``_flush`` hands the queue to the connection."""
         self._token += 1
         entry.deadline = time.monotonic() + self._ack_timeout
         self._pending[self._token] = entry
         self.counters.published += 1
         msg = entry.msg
-        await self._nc.publish(
-            msg.subject, msg.payload, reply=f"{self._inbox}.{self._token}", headers=msg.headers
+        self._out.append(
+            hpub(msg.subject, b"%b%d" % (self._inbox, self._token), msg.headers, msg.payload)
         )
+
+    async def _flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            await write(self._nc, data)
 
     async def _on_ack(self, reply: Msg) -> None:
         """One answer from the stream: an ack moves the window; an error schedules a re-send."""
@@ -333,7 +347,8 @@ class Publisher:
         self._retry.clear()
         for entry in due:
             self.counters.resends += 1
-            await self._send(entry)
+            self._send(entry)
+        await self._flush()
 
     async def _save(self) -> None:
         self._dirty = False

@@ -36,7 +36,9 @@ __all__ = [
     "escape",
     "gap_id",
     "message_id",
+    "message_id_in",
     "parse_subject",
+    "stream_id",
     "subject",
     "unescape",
 ]
@@ -106,9 +108,18 @@ def parse_subject(text: str) -> SubjectParts | None:
     return SubjectParts(unescape(tokens[1]), unescape(tokens[2]), unescape(tokens[3]))
 
 
+def stream_id(venue: str, channel: str, symbol: str) -> str:
+    """The leading part of a stream's message ids: its escaped venue, channel and symbol."""
+    return f"{escape(venue)}.{escape(channel)}.{escape(symbol)}"
+
+
 def message_id(venue: str, channel: str, symbol: str, seq: int | None, crc: int, size: int) -> str:
     """The collector-independent ``Nats-Msg-Id`` of one message (see the module docstring)."""
-    stream = f"{escape(venue)}.{escape(channel)}.{escape(symbol)}"
+    return message_id_in(stream_id(venue, channel, symbol), seq, crc, size)
+
+
+def message_id_in(stream: str, seq: int | None, crc: int, size: int) -> str:
+    """``message_id`` with the stream's part (``stream_id``) already made."""
     if seq is None:
         return f"{stream}.-.{crc:08x}.{size}"
     return f"{stream}.{seq}.{crc:08x}"
@@ -125,5 +136,5 @@ def gap_id(venue: str, gap: Gap) -> str:
         if gap.from_seq is not None
         else f"t{gap.from_ns}-{gap.to_ns}"
     )
-    stream = f"{escape(venue)}.{escape(gap.key.channel)}.{escape(gap.key.symbol)}"
+    stream = stream_id(venue, gap.key.channel, gap.key.symbol)
     return f"gap.{stream}.{gap.epoch}.{where}.{gap.state}"
