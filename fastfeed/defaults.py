@@ -80,7 +80,9 @@ PUBLISH_SUBJECT_PREFIX = "md"  # subjects md.<venue>.<channel>.<symbol>
 PUBLISH_WINDOW = 8192  # publishes awaiting their ack: ~160 ms of 50k msgs/s hides the round trip
 PUBLISH_CHUNK_RECORDS = 2048  # journal records per pipeline cut: the cursor's step
 PUBLISH_WRITE_BATCH = 256  # HPUB commands joined into one write to the connection (~64 KiB)
-PUBLISH_ACK_TIMEOUT_S = 2.0  # no ack this long: send again, same Msg-Id (the server dedups)
+PUBLISH_ACK_TIMEOUT_S = 5.0  # no ack this long: send again, same Msg-Id (the server dedups);
+# ... as long as a leader election, when acks cannot come anyway (errors are re-sent sooner)
+PUBLISH_ACK_LATENCY_DECAY = 0.99  # per PUBLISH_CURSOR_INTERVAL_S: a slow spell fades in ~30 s
 PUBLISH_BACKOFF_INITIAL_S = 0.05  # first pause after a 503 / "in process" answer
 PUBLISH_BACKOFF_CAP_S = 2.0  # ... doubling to this while errors continue (a Raft election: 5-7 s)
 PUBLISH_POLL_S = 0.005  # journal re-read period when caught up: well below GROUP_COMMIT_MS * 5

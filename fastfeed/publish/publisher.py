@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class _ChunkState:
 class _Entry:
     msg: Outgoing
     chunk: _ChunkState
-    deadline: float = 0.0
+    sent_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -123,6 +124,7 @@ class Publisher:
         self._out: list[bytes] = []  # HPUB commands not yet handed to the connection
         self._acked_token = 0  # the newest publish acknowledged (tokens count up as sent)
         self._acked_at = time.monotonic()  # when the last ack arrived
+        self._slowest = 0.0  # the longest recent time from send to ack, seconds (decays)
         self._inbox = b""
         self._room = asyncio.Event()
         self._backoff = defaults.PUBLISH_BACKOFF_INITIAL_S
@@ -130,6 +132,7 @@ class Publisher:
         self._skip: set[str] = set()
         self._skip_upto = 0
         self._dirty = False
+        self._save_lock = threading.Lock()
         self._tracker: dict[str, Any] | None = cursor.tracker
 
     # -- start: reconcile ------------------------------------------------------------------------
@@ -173,7 +176,7 @@ class Publisher:
         self.max_ack_seq = last  # whatever is sent from now on is stored above it
         self.cursor = Cursor(self.acked_lsn, last, created, self._tracker)
         # Saved before anything is sent: a fresh cursor then means nothing was ever sent.
-        await asyncio.to_thread(save_cursor, self._cursor_file, self.cursor)
+        await asyncio.to_thread(self._save_now, self.cursor)
         log.info(
             "stream %s: last seq %d; resuming after LSN %d (%d ids stored past the cursor)",
             self.stream,
@@ -249,7 +252,7 @@ class Publisher:
     def _send(self, entry: _Entry) -> None:
         """Queue one publish; ``_flush`` hands the queue to the connection."""
         self._token += 1
-        entry.deadline = time.monotonic() + self._ack_timeout
+        entry.sent_at = time.monotonic()
         self._pending[self._token] = entry
         self.counters.published += 1
         msg = entry.msg
@@ -284,7 +287,9 @@ class Publisher:
             self._room.set()
             return
         self._backoff = defaults.PUBLISH_BACKOFF_INITIAL_S
-        self._acked_at = time.monotonic()
+        now = self._acked_at = time.monotonic()
+        if now - entry.sent_at > self._slowest:
+            self._slowest = now - entry.sent_at
         if token > self._acked_token:
             self._acked_token = token
         self.counters.acks += 1
@@ -335,11 +340,15 @@ class Publisher:
         publishes are not re-sent while acks keep coming for ones sent before them.
         """
         now = time.monotonic()
-        silent = now - self._acked_at > self._ack_timeout
+        # A stream that took long to ack lately gets as long again before we call it silent:
+        # a server fsyncing each message on a busy disk acks a backlog late, not never.
+        self._slowest *= defaults.PUBLISH_ACK_LATENCY_DECAY
+        timeout = max(self._ack_timeout, 2 * self._slowest)
+        silent = now - self._acked_at > timeout
         due: list[_Entry] = []
         while self._pending:
             token, entry = next(iter(self._pending.items()))
-            if entry.deadline > now or not (silent or token < self._acked_token):
+            if entry.sent_at + timeout > now or not (silent or token < self._acked_token):
                 break
             del self._pending[token]
             due.append(entry)
@@ -352,8 +361,14 @@ class Publisher:
 
     async def _save(self) -> None:
         self._dirty = False
-        await asyncio.to_thread(save_cursor, self._cursor_file, self.cursor)
-        self.counters.cursor_writes += 1
+        await asyncio.to_thread(self._save_now, self.cursor)
+
+    def _save_now(self, cursor: Cursor) -> None:
+        # One writer of the file at a time: a save cancelled at shutdown keeps running on its
+        # thread, and the final save must not rename the same temporary file under it.
+        with self._save_lock:
+            save_cursor(self._cursor_file, cursor)
+            self.counters.cursor_writes += 1
 
     async def _drain(self) -> None:
         """At stop: give the acks of what was sent a bounded time to arrive (the timer re-sends)."""
