@@ -28,7 +28,7 @@ RESYNC_MIN_INTERVAL_S = 0.1  # at most 10 resync commands/s: venues rate-limit (
 CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
 SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
 SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
-LOCK_WAIT_S = 5.0  # how long start-up waits for a status/export catch-up to release the journal
+LOCK_WAIT_S = 5.0  # how long start-up waits for the journal lock (a recorder still stopping)
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock
 SHUTDOWN_TIMEOUT_S = 10.0  # graceful shutdown bound after SIGTERM/SIGINT
 CLOSE_TIMEOUT_S = 2.0  # at shutdown, a venue silent on our close frame this long is aborted
@@ -55,6 +55,8 @@ EXPORT_ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: the unit of memory
 PROGRESS_INTERVAL_S = 0.2  # progress bar redraw period: smooth enough to read, cheap to ignore
 TAIL_CUT_EVERY_RECORDS = 1024  # `tail` prints in chunks this size while catching up (bounds memory)
 REPLAY_AHEAD_ROWS = 4096  # (seq, recv_ns) pairs replay reads ahead per stream to decide what is due
+REPLAY_BATCH_RECORDS = 50_000  # start-up catch-up: one SQLite transaction per this many records
+VIEW_PENDING_BYTES = 256 * MiB  # export derives at most this much un-snapshotted journal in memory
 
 # --- simulator -------------------------------------------------------------------------------
 SIM_RATE_PER_STREAM = 200.0  # msgs/s per stream: "a few hundred" like a busy equity
@@ -88,6 +90,7 @@ PUBLISH_BACKOFF_CAP_S = 2.0  # ... doubling to this while errors continue (a Raf
 PUBLISH_POLL_S = 0.005  # journal re-read period when caught up: well below GROUP_COMMIT_MS * 5
 PUBLISH_CURSOR_INTERVAL_S = 0.05  # at most this often an fsynced cursor write (20/s)
 PUBLISH_CONNECT_TIMEOUT_S = 5.0  # NATS connect / JetStream API request bound
+PUBLISH_API_RETRY_S = 15.0  # stream info asked again this long while there is no leader (503)
 PUBLISH_RECONCILE_IDLE_S = 5.0  # reconcile read: no message this long from the stream is an error
 PUBLISH_DUPLICATE_WINDOW_S = 600.0  # --create-stream duplicate_window: covers a standby's lag
 PUBLISH_REPLICAS = 3  # --create-stream replicas: survives one node lost, a majority still elects

@@ -18,7 +18,7 @@ from fastfeed import defaults
 from fastfeed.derive.gaptally import GapTally
 from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.derive.streams import Gap, GapState, StreamKey
-from fastfeed.journal import RecordKind
+from fastfeed.journal.kinds import FLAG_BINARY, RecordKind
 from fastfeed.logs import RateLimiter
 from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.venues.events import (
@@ -33,8 +33,6 @@ from fastfeed.venues.tickdb import TickDBAdapter
 __all__ = ["Pipeline", "Rejection", "StreamCounts"]
 
 log = logging.getLogger("fastfeed.derive.pipeline")
-
-FLAG_BINARY = 1  # journal record flag: the frame was a binary WebSocket frame
 
 
 class StreamCounts:

@@ -12,16 +12,21 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import uvloop
+
 from fastfeed import defaults
 from fastfeed.catchup import venue_of
-from fastfeed.datadir import open_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.errors import ConfigError
 from fastfeed.logs import setup_logging
 from fastfeed.publish.cursor import cursor_path, load_cursor
 from fastfeed.publish.publisher import Publisher, PublishError
+from fastfeed.publish.reading import StreamReadError, stream_info
+from fastfeed.store import Store
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -117,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
     passwords = [p for p in (urlsplit(u).password for u in servers) if p]
     setup_logging(args.log_format, args.log_level, passwords)
     data_dir = open_data_dir(args.data_dir)
-    journal_dir = data_dir / "journal"
+    journal_dir = data_dir / JOURNAL_DIR
     if not journal_dir.is_dir():
         raise ConfigError(f"no journal in {args.data_dir} yet: start the recorder first")
     cursor_file = cursor_path(data_dir, args.stream)
@@ -125,18 +130,18 @@ def main(args: argparse.Namespace) -> int:
         from fastfeed.recorder.metrics import parse_listen
 
         parse_listen(args.metrics)
+    db = data_dir / STORE_FILE
+    store = Store.open(db, readonly=True) if db.exists() else Store.empty()
     try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        runner = asyncio.run
-    result: int = runner(_main(args, servers, journal_dir, cursor_file, venue_of(data_dir)))
+        venue = venue_of(store, journal_dir)
+    finally:
+        store.close()
+    result: int = uvloop.run(_main(args, servers, journal_dir, cursor_file, venue))
     return result
 
 
 async def _main(
-    args: argparse.Namespace, servers: list[str], journal_dir: Any, cursor_file: Any, venue: str
+    args: argparse.Namespace, servers: list[str], journal_dir: Path, cursor_file: Path, venue: str
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,10 +189,12 @@ async def ensure_stream(js: Any, stream: str, replicas: int, max_age_s: float | 
     from nats.js.errors import APIError, NotFoundError
 
     try:
-        await js.stream_info(stream)
+        await stream_info(js, stream)
         return
     except NotFoundError:
         pass
+    except StreamReadError as exc:
+        raise PublishError(str(exc)) from None
     config = StreamConfig(
         name=stream,
         subjects=[f"{defaults.PUBLISH_SUBJECT_PREFIX}.>"],

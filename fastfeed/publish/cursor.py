@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from fastfeed.errors import ConfigError
-from fastfeed.journal.segments import fsync_dir
+from fastfeed.journal import fsync_dir
 
 __all__ = [
     "Cursor",

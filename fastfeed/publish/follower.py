@@ -20,19 +20,15 @@ import orjson
 
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import Gap
-from fastfeed.journal import read_journal
-from fastfeed.journal._wal import Segment, crc32c
-from fastfeed.journal.segments import list_segments
+from fastfeed.journal import crc32c, read_journal
 from fastfeed.publish import subjects as s
 from fastfeed.publish.wire import header_block
 from fastfeed.store import MessageRow
 from fastfeed.venues.tickdb import TickDBAdapter
 
-__all__ = ["Chunk", "Follower", "Outgoing", "durable_lsn"]
+__all__ = ["Chunk", "Follower", "Outgoing"]
 
 log = logging.getLogger("fastfeed.publish.follower")
-
-_MARK_SEGMENTS = 3  # the newest segments to read marks from: current, a prepared one, one rolled
 
 
 @dataclass(slots=True)
@@ -72,21 +68,6 @@ class Chunk:
     end_lsn: int
     messages: list[Outgoing]
     tracker_state: dict[str, Any] | None
-
-
-def durable_lsn(journal_dir: Path) -> int:
-    """The newest durable mark among the last segments (0: nothing synced yet)."""
-    best = 0
-    for _, path in list_segments(journal_dir)[-_MARK_SEGMENTS:]:
-        try:
-            seg = Segment(str(path))
-        except FileNotFoundError:
-            continue  # removed by retention since listed
-        try:
-            best = max(best, seg.durable_mark())
-        finally:
-            seg.close()
-    return best
 
 
 class Follower:

@@ -28,7 +28,7 @@ from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.publish import subjects as s
 from fastfeed.publish.app import connect, server_list
 from fastfeed.publish.cursor import check_stream_name
-from fastfeed.publish.reading import StreamReadError, read_stream
+from fastfeed.publish.reading import StreamReadError, read_stream, stream_info
 from fastfeed.store import MessageRow
 from fastfeed.tools.export import ExportFilter, check_args, write_rows
 
@@ -104,7 +104,9 @@ async def _read(
     try:
         js = nc.jetstream(timeout=defaults.PUBLISH_CONNECT_TIMEOUT_S)
         try:
-            info = await js.stream_info(stream, subjects_filter=">")
+            info = await stream_info(js, stream, subjects_filter=">")
+        except StreamReadError as exc:
+            raise FastfeedError(str(exc)) from None
         except NotFoundError:
             raise ConfigError(f"no JetStream stream {stream!r} at {servers[0]}") from None
         last = info.state.last_seq

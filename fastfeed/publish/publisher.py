@@ -30,9 +30,10 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.errors import FastfeedError
+from fastfeed.journal import durable_mark
 from fastfeed.publish.cursor import Cursor, save_cursor
-from fastfeed.publish.follower import Chunk, Follower, Outgoing, durable_lsn
-from fastfeed.publish.reading import StreamReadError, read_stream
+from fastfeed.publish.follower import Chunk, Follower, Outgoing
+from fastfeed.publish.reading import StreamReadError, read_stream, stream_info
 from fastfeed.publish.subjects import HDR_MSG_ID
 from fastfeed.publish.wire import hpub, write
 
@@ -145,7 +146,9 @@ class Publisher:
         from nats.js.errors import NotFoundError
 
         try:
-            info = await self._js.stream_info(self.stream)
+            info = await stream_info(self._js, self.stream)
+        except StreamReadError as exc:
+            raise PublishError(str(exc)) from None
         except NotFoundError:
             raise PublishError(
                 f"no JetStream stream {self.stream!r}",
@@ -172,7 +175,7 @@ class Publisher:
             floor = 0
         if not fresh:
             self._skip = await self._stored_ids(floor, last)
-        self._skip_upto = durable_lsn(self._dir)
+        self._skip_upto = durable_mark(self._dir)
         self.max_ack_seq = last  # whatever is sent from now on is stored above it
         self.cursor = Cursor(self.acked_lsn, last, created, self._tracker)
         # Saved before anything is sent: a fresh cursor then means nothing was ever sent.
@@ -207,7 +210,7 @@ class Publisher:
         timer = asyncio.create_task(self._timer(stop), name="publish-timer")
         try:
             while not stop.is_set():
-                self.durable_lsn = durable_lsn(self._dir)
+                self.durable_lsn = durable_mark(self._dir)
                 chunk = self.follower.poll(self.durable_lsn, defaults.PUBLISH_CHUNK_RECORDS)
                 if chunk is None:
                     if self.acked_lsn >= self.durable_lsn:

@@ -7,8 +7,10 @@ for seconds at a time in our tests (a reply the client answers only when next_ms
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastfeed import defaults
 from fastfeed.errors import FastfeedError
@@ -16,14 +18,40 @@ from fastfeed.errors import FastfeedError
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
+    from nats.js.api import StreamInfo
 
-__all__ = ["FETCH_BATCH", "StreamReadError", "read_stream"]
+__all__ = ["FETCH_BATCH", "StreamReadError", "read_stream", "stream_info"]
 
 FETCH_BATCH = 4096  # messages per pull request: few round trips, bounded client memory
 
 
 class StreamReadError(FastfeedError):
     """The stream stopped answering before its last message was read."""
+
+
+async def stream_info(js: JetStreamContext, stream: str, **kwargs: Any) -> StreamInfo:
+    """``js.stream_info``, asked again while the stream has no leader (an election: 503).
+
+    Raises:
+        StreamReadError: still no answer after PUBLISH_API_RETRY_S.
+        nats.js.errors.NotFoundError: there is no such stream.
+    """
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.errors import ServiceUnavailableError
+
+    deadline = time.monotonic() + defaults.PUBLISH_API_RETRY_S
+    delay = defaults.PUBLISH_BACKOFF_INITIAL_S
+    while True:
+        try:
+            return await js.stream_info(stream, **kwargs)
+        except (ServiceUnavailableError, NatsTimeout) as exc:
+            if time.monotonic() + delay > deadline:
+                raise StreamReadError(
+                    f"stream {stream} did not answer for {defaults.PUBLISH_API_RETRY_S:g} s"
+                    f" ({type(exc).__name__})"
+                ) from None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, defaults.PUBLISH_BACKOFF_CAP_S)
 
 
 async def read_stream(

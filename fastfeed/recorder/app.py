@@ -27,7 +27,7 @@ import uvloop
 
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
-from fastfeed.datadir import prepare_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, prepare_data_dir
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
@@ -163,17 +163,17 @@ class Recorder:
             else:
                 self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
-        self.journal = await self._open_journal(data_dir / "journal")
+        self.journal = await self._open_journal(data_dir / JOURNAL_DIR)
         try:
             return await self._run_with_journal(data_dir)
         finally:
             self.journal.close()
 
     async def _open_journal(self, directory: Path) -> Journal:
-        """Open the journal, waiting a little for a read-only command's catch-up to finish.
+        """Open the journal, waiting a little for a recorder that is still exiting to let go.
 
-        `status`, `gaps` and `export` briefly take the writer lock to apply a stopped
-        recorder's tail; another recorder holds it for good and is refused after the wait.
+        Read-only commands never take the lock; another recorder holds it for good and is
+        refused after the wait.
         """
         deadline = time.monotonic() + defaults.LOCK_WAIT_S
         while True:
@@ -193,7 +193,7 @@ class Recorder:
     async def _run_with_journal(self, data_dir: Path) -> int:
         log.info("%s", self.journal.recovery)
         self.pipeline = Pipeline(self.config.venue, self._adapter)
-        self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+        self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         if (
             self.config.repair_journal
             and self.journal.recovery.repaired
@@ -203,14 +203,14 @@ class Recorder:
             # ones appended next. Keep the file aside and rebuild SQLite from the journal;
             # the venue's replay then fills what the repair dropped.
             self.snapshotter.close()
-            aside = _move_store_aside(data_dir / "fastfeed.db")
+            aside = _move_store_aside(data_dir / STORE_FILE)
             log.warning(
                 "journal repaired below SQLite's applied LSN %d: %s moved to %s, rebuilding",
                 self.snapshotter.applied_lsn,
-                data_dir / "fastfeed.db",
+                data_dir / STORE_FILE,
                 aside,
             )
-            self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+            self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         try:
             replayed = replay_into(self.journal, self.pipeline, self.snapshotter)
             log.info(
@@ -219,7 +219,13 @@ class Recorder:
                 len(self.pipeline.tracker_streams()),
                 self.pipeline.gaps_open(),
             )
-            self._journal_control({"event": "started", "subscriptions": self._subscriptions})
+            self._journal_control(
+                {
+                    "event": "started",
+                    "venue": self.config.venue,  # readers label streams from the journal alone
+                    "subscriptions": self._subscriptions,
+                }
+            )
             self._started = True
             if self._stop.is_set():
                 return 0

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError
-from fastfeed.journal import FsyncMode
+from fastfeed.journal import FsyncMode, segment_bytes_for
 from fastfeed.venues.tickdb import CHANNELS, validate_symbol
 
 __all__ = [
@@ -226,6 +226,12 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
     if not (isinstance(config.segment_mib, int) and 1 <= config.segment_mib <= MAX_SEGMENT_MIB):
         raise ConfigError(
             f"segment size {config.segment_mib!r} MiB is outside 1..{MAX_SEGMENT_MIB}"
+        )
+    least = -(-segment_bytes_for(defaults.MAX_FRAME_BYTES) // defaults.MiB)  # rounded up
+    if config.segment_mib < least:
+        raise ConfigError(
+            f"segment size {config.segment_mib} MiB cannot hold the largest frame accepted"
+            f" ({defaults.MAX_FRAME_BYTES} bytes): give --segment-mib {least} or more"
         )
     if not (isinstance(config.min_free_mib, int) and config.min_free_mib >= 0):
         raise ConfigError(f"minimum free space {config.min_free_mib!r} MiB must be 0 or more")

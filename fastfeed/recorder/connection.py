@@ -236,8 +236,11 @@ class Connection:
             await asyncio.sleep(tick)
             now = time.monotonic()
             if now - self._last_frame > self._stall_timeout:
-                log.warning("no frame for %.1f s: dropping the connection", now - self._last_frame)
-                self.drop(f"stalled: no frame for {self._stall_timeout:g} s")
+                # One text for the log and the journaled reason, in the words /healthz uses.
+                silent, limit = now - self._last_frame, self._stall_timeout
+                why = f"no frame for {silent:.1f} s (watchdog {limit:g} s)"
+                log.warning("%s: dropping the connection", why)
+                self.drop(f"stalled: {why}")
                 return
             if now >= next_ping:
                 self._handler.on_heartbeat(self)

@@ -22,10 +22,9 @@ import orjson
 from nats.js.api import StorageType, StreamConfig
 
 from fastfeed.datadir import prepare_data_dir
-from fastfeed.journal import FsyncMode, Journal, RecordKind
-from fastfeed.journal._wal import crc32c
+from fastfeed.journal import FsyncMode, Journal, RecordKind, crc32c
 from fastfeed.publish.cursor import Cursor, cursor_path, load_cursor
-from fastfeed.publish.reading import read_stream
+from fastfeed.publish.reading import read_stream, stream_info
 from fastfeed.publish.subjects import HDR_MSG_ID, message_id
 from fastfeed.sim.content import StreamGenerator
 from tests.e2e.harness import REPO, wait_for
@@ -239,7 +238,7 @@ def stored(urls: str) -> list[Stored]:
         nc = await _connect(urls)
         try:
             js = nc.jetstream(timeout=10)
-            info = await js.stream_info(STREAM)
+            info = await stream_info(js, STREAM)
             return [
                 Stored(m.metadata.sequence.stream, m.subject, dict(m.headers or {}), m.data)
                 async for m in read_stream(js, STREAM, "md.>", 1, info.state.last_seq)

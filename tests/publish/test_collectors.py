@@ -6,8 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from fastfeed.journal import read_journal
-from fastfeed.journal._wal import crc32c
+from fastfeed.journal import crc32c, read_journal
 from fastfeed.publish.subjects import message_id
 from tests.e2e.harness import Recorder, Simulator, export
 

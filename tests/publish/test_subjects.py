@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastfeed.derive.streams import Gap, GapState, StreamKey
-from fastfeed.journal._wal import crc32c
+from fastfeed.journal import crc32c
 from fastfeed.publish import subjects as s
 from fastfeed.sim.content import StreamGenerator
 
