@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from prometheus_client.core import Metric
 
-__all__ = ["NATS_MISSING", "connect", "main", "redacted", "server_list"]
+__all__ = ["NATS_MISSING", "connect", "main", "redacted", "require_nats", "server_list"]
 
 log = logging.getLogger("fastfeed.publish")
 
@@ -55,6 +55,14 @@ def server_list(text: str) -> list[str]:
     return urls
 
 
+def require_nats() -> None:
+    """Raise ConfigError saying how to get nats-py if it is not installed (the one-file app)."""
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        raise ConfigError(NATS_MISSING) from None
+
+
 def redacted(url: str) -> str:
     """A server URL safe to log: any user and password in it removed."""
     parts = urlsplit(url)
@@ -72,11 +80,10 @@ async def connect(servers: list[str]) -> Client:
         ConfigError: nats-py is not installed.
         PublishError: no server answered within PUBLISH_CONNECT_TIMEOUT_S.
     """
-    try:
-        import nats
-        from nats.errors import NoServersError
-    except ImportError:
-        raise ConfigError(NATS_MISSING) from None
+    require_nats()
+    import nats
+    from nats.errors import NoServersError
+
     client: list[Client] = []
 
     async def disconnected() -> None:
@@ -118,6 +125,7 @@ async def _reconnected() -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``fastfeed publish`` until SIGTERM or SIGINT; returns the exit code."""
+    require_nats()
     servers = server_list(args.nats)
     passwords = [p for p in (urlsplit(u).password for u in servers) if p]
     setup_logging(args.log_format, args.log_level, passwords)

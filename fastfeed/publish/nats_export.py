@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from fastfeed import defaults
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.publish import subjects as s
-from fastfeed.publish.app import connect, server_list
+from fastfeed.publish.app import connect, require_nats, server_list
 from fastfeed.publish.cursor import check_stream_name
 from fastfeed.publish.reading import StreamReadError, read_stream, stream_info
 from fastfeed.store import MessageRow
@@ -44,6 +44,7 @@ _DONE = None
 
 def main(args: argparse.Namespace) -> int:
     """Run the export against the stream; returns the exit code."""
+    require_nats()
     servers = server_list(args.from_nats)
     check_stream_name(args.stream)
     flt, channel = check_args(args)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fastfeed.datadir import prepare_data_dir
 from tests.e2e.harness import REPO, cli
 
@@ -19,13 +21,19 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_without_nats_py_says_how_to_get_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["publish", "export"])
+def test_without_nats_py_says_how_to_get_it(tmp_path: Path, command: str) -> None:
     data = prepare_data_dir(tmp_path / "data")
     (data / "journal").mkdir()
+    argv = (
+        ["publish", "--data-dir", str(data), "--nats", "nats://127.0.0.1:1"]
+        if command == "publish"
+        else ["export", "--from-nats", "nats://127.0.0.1:1"]
+    )
     # What a one-file app without the publish extra sees: nats cannot be imported.
     code = (
         "import sys; sys.modules['nats'] = None; from fastfeed.cli import main;"
-        f" sys.exit(main(['publish', '--data-dir', {str(data)!r}, '--nats', 'nats://127.0.0.1:1']))"
+        f" sys.exit(main({argv!r}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
