@@ -118,6 +118,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seed the reconnect delays' jitter, so a test or chaos run reproduces exactly",
     )
     run.add_argument(
+        "--publish",
+        metavar="URL[,URL...]",
+        help="also run `fastfeed publish` to these NATS servers ([publish] in --config for more)",
+    )
+    run.add_argument(
         "--repair-journal",
         action="store_true",
         default=None,
@@ -234,7 +239,7 @@ def _dispatch(raw: list[str]) -> int:
         return EXIT_USAGE
     try:
         command = _load("export-nats" if getattr(args, "from_nats", None) else args.command)
-        if args.command != "run" and early_signals.release():
+        if args.command not in ("run", "publish") and early_signals.release():
             return EXIT_INTERRUPTED  # a stop signal came while the command was loading
         return command(args)
     except ConfigError as exc:

@@ -23,9 +23,11 @@ from fastfeed.catchup import venue_of
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.errors import ConfigError
 from fastfeed.logs import setup_logging
+from fastfeed.publish.args import NATS_ENV
 from fastfeed.publish.cursor import cursor_path, load_cursor
 from fastfeed.publish.publisher import Publisher, PublishError
 from fastfeed.publish.reading import StreamReadError, stream_info
+from fastfeed.recorder import early_signals
 from fastfeed.store import Store
 
 if TYPE_CHECKING:
@@ -126,6 +128,8 @@ async def _reconnected() -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``fastfeed publish`` until SIGTERM or SIGINT; returns the exit code."""
     require_nats()
+    if args.nats is None:
+        raise ConfigError(f"no NATS servers: give --nats URL[,URL...] or set ${NATS_ENV}")
     servers = server_list(args.nats)
     passwords = [p for p in (urlsplit(u).password for u in servers) if p]
     setup_logging(args.log_format, args.log_level, passwords)
@@ -155,6 +159,9 @@ async def _main(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Caught while the modules loaded (fastfeed.cli keeps them for `run` and `publish`).
+    if any(sig != signal.SIGHUP for sig in early_signals.take()):
+        stop.set()
     nc = await connect(servers)
     try:
         js = nc.jetstream(timeout=defaults.PUBLISH_CONNECT_TIMEOUT_S)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from fastfeed import defaults
 
-__all__ = ["add_publish_arguments"]
+__all__ = ["NATS_ENV", "add_publish_arguments"]
+
+NATS_ENV = "FASTFEED_NATS"  # the NATS server URLs when --nats is not given
 
 
 def add_publish_arguments(cmd: argparse.ArgumentParser) -> None:
     """Add the ``publish`` flags to ``cmd``."""
     cmd.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
     cmd.add_argument(
-        "--nats", required=True, metavar="URL[,URL...]", help="e.g. nats://h1:4222,nats://h2:4222"
+        "--nats",
+        default=os.environ.get(NATS_ENV),
+        metavar="URL[,URL...]",
+        help=f"e.g. nats://h1:4222,nats://h2:4222 (default ${NATS_ENV}: a URL with a password"
+        " belongs there, not in a flag, which ps shows)",
     )
     cmd.add_argument("--stream", default="MD", help="JetStream stream name (default MD)")
     cmd.add_argument(

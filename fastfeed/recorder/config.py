@@ -54,6 +54,7 @@ class RecorderConfig:
     segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
     jitter_seed: int | None = None  # seeds the reconnect jitter: a run reproduces exactly
+    publish: dict[str, Any] | None = None  # [publish] / --publish: fastfeed/publish/child.py
 
     @property
     def ping_interval_s(self) -> float:
@@ -137,6 +138,7 @@ _TOML_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "segment_mib": (_is_int, "a whole number of MiB"),
     "min_free_mib": (_is_int, "a whole number of MiB"),
     "jitter_seed": (_is_int, "a whole number"),
+    "publish": (lambda v: isinstance(v, dict), "a table (docs/scale-out.md)"),
 }
 
 

@@ -83,6 +83,10 @@ class Publisher:
         with (self.workdir / f"publish-{self.runs}.err").open("wb") as err:
             self.proc = subprocess.Popen(self.args, cwd=REPO, stderr=err)
 
+    def wait_ready(self) -> None:
+        """Until this run has reconciled (it handles SIGTERM from then on)."""
+        wait_for(lambda: "resuming after LSN" in self.log(), "the publisher reconciled")
+
     def log(self, run: int | None = None) -> str:
         return (self.workdir / f"publish-{run or self.runs}.err").read_text(errors="replace")
 
