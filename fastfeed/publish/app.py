@@ -272,6 +272,7 @@ def publish_metrics(pub: Publisher) -> Iterator[Metric]:
         ("errors", "error answers from the stream (503, API errors)", c.errors),
         ("reconciled", "messages found stored at start and not sent again", c.reconciled),
         ("rewinds", "starts that found the stream recreated or regressed", c.rewinds),
+        ("skipped_records", "journal records deleted before they were published", pub.skipped),
     ):
         yield CounterMetricFamily(f"fastfeed_publish_{name}", doc, value=value)
     for name, doc, gvalue in (

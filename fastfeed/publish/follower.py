@@ -39,7 +39,6 @@ class Outgoing:
     headers: bytes
     payload: bytes
     msg_id: str
-    lsn: int
 
 
 class _Stream:
@@ -140,7 +139,7 @@ class Follower:
         if row.binary:
             fields += f"{s.HDR_BINARY}: 1\r\n"
         headers = header_block(stream.message_fixed, fields.encode())
-        return Outgoing(stream.subject, headers, row.frame, msg_id, row.lsn)
+        return Outgoing(stream.subject, headers, row.frame, msg_id)
 
     def _gap(self, gap: Gap, lsn: int) -> Outgoing:
         stream = self._stream(gap.key.channel, gap.key.symbol)
@@ -158,4 +157,4 @@ class Follower:
         )
         fields = f"{s.HDR_MSG_ID}: {msg_id}\r\n{s.HDR_EPOCH}: {gap.epoch}\r\n{s.HDR_LSN}: {lsn}\r\n"
         headers = header_block(stream.fixed(s.KIND_GAP), fields.encode())
-        return Outgoing(stream.subject, headers, payload, msg_id, lsn)
+        return Outgoing(stream.subject, headers, payload, msg_id)

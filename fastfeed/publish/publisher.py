@@ -386,6 +386,11 @@ class Publisher:
             )
 
     @property
+    def skipped(self) -> int:
+        """Journal records deleted (retention, or by hand) before they could be published."""
+        return self.follower.skipped
+
+    @property
     def in_flight(self) -> int:
         """Publishes sent and not yet acknowledged."""
         return len(self._pending) + len(self._retry)
