@@ -238,7 +238,8 @@ def test_a_user_without_a_home_is_told_to_set_shiv_root(tree: Path, nobody_dir: 
     shutil.copy(tree / "dist" / "fastfeed.pyz", pyz)
     pyz.chmod(0o755)  # readable by the service user whatever umask the test process has
     read_only_home = nobody_dir / "home"  # root's, so not writable by the service user
-    read_only_home.mkdir()
+    read_only_home.mkdir(mode=0o755)
+    read_only_home.chmod(0o755)  # whatever umask an earlier in-process test left (077)
     os.chown(nobody_dir, 0, 0)
     for home in ("/nonexistent", str(read_only_home)):
         proc = subprocess.run(
