@@ -342,6 +342,10 @@ class Publisher:
         A slow stream (one fsync per message on a plain disk) acks late but in order: its
         publishes are not re-sent while acks keep coming for ones sent before them.
         """
+        if not self._nc.is_connected:
+            # nats-py keeps what was written while disconnected and sends it on reconnect;
+            # re-sends queued meanwhile would only pile up in its buffer, one window a round.
+            return
         now = time.monotonic()
         # A stream that took long to ack lately gets as long again before we call it silent:
         # a server fsyncing each message on a busy disk acks a backlog late, not never.

@@ -95,3 +95,22 @@ def test_recreated_stream_gets_everything_again(tmp_path: Path, nats1: Cluster) 
         assert pub.stop() == 0
         assert "was recreated" in pub.log()
     assert_exact(nats1.urls, expected_ids(live.frames))
+
+
+def test_a_nats_outage_only_delays_publishing(tmp_path: Path, nats1: Cluster) -> None:
+    data = tmp_path / "data"
+    live = LiveJournal(data, STREAMS, 12_000, rate=10_000).start()
+    server = nats1.servers[0]
+    with Publisher(tmp_path, data, nats1.urls, "--create-stream", "--replicas", "1") as pub:
+        pub.start()
+        wait_for(lambda: count(nats1.urls) >= 3_000, "publishing under way")
+        server.kill()  # the whole "cluster" gone: nothing can be acknowledged meanwhile
+        held = cursor(data).acked_lsn
+        live.join()  # the recorder keeps journaling; the publisher only falls behind
+        assert cursor(data).acked_lsn < 12_000
+        nats1.restart(server)
+        wait_for(lambda: cursor(data).acked_lsn == 12_000, "caught up after the outage")
+        assert pub.stop() == 0
+        assert "reconnected to NATS" in pub.log()
+    assert cursor(data).acked_lsn >= held
+    assert_exact(nats1.urls, expected_ids(live.frames))
