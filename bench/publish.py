@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -122,6 +123,14 @@ async def run_fastfeed(nc: Any, js: Any, data: Path, n: int) -> tuple[float, dic
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(dir=args.store_dir))
     data = Path(tempfile.mkdtemp()) / "data"
+    try:
+        return await _measure(args, root, data)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # tmpfs is memory
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+async def _measure(args: argparse.Namespace, root: Path, data: Path) -> dict[str, Any]:
     build_journal(data, args.messages)
     msgs = outgoing(data)
     cluster = Cluster.start(root, 1)
