@@ -1,5 +1,5 @@
 """The command line: ``fastfeed [run] ...``, ``sim``, ``status``, ``gaps``, ``export``, ``verify``,
-``replay``, ``tail``.
+``replay``, ``tail``, ``publish``.
 
 Every expected failure (a bad flag, an unreadable path, a refused journal) ends in one line on
 stderr and a non-zero exit code, never a traceback.
@@ -21,7 +21,7 @@ from fastfeed.recorder import early_signals
 
 __all__ = ["main"]
 
-COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay", "tail")
+COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay", "tail", "publish")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -118,6 +118,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seed the reconnect delays' jitter, so a test or chaos run reproduces exactly",
     )
     run.add_argument(
+        "--publish",
+        metavar="URL[,URL...]",
+        help="also run `fastfeed publish` to these NATS servers ([publish] in --config for more)",
+    )
+    run.add_argument(
         "--repair-journal",
         action="store_true",
         default=None,
@@ -159,6 +164,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="depth books flattened: one row per level (side, level, price, size)",
     )
     export.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
+    export.add_argument(
+        "--from-nats", metavar="URL[,URL...]", help="read the messages from a JetStream stream"
+    )
+    export.add_argument("--stream", default="MD", help="with --from-nats: the stream (default MD)")
 
     verify = sub.add_parser(
         "verify", help="check journal CRCs and LSNs, seq continuity and SQLite against the journal"
@@ -183,6 +192,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--from-start", action="store_true", help="print the whole journal first (default: end)"
     )
+    from fastfeed.publish.args import add_publish_arguments
+
+    add_publish_arguments(sub.add_parser("publish", help="publish the journal into NATS JetStream"))
     return parser
 
 
@@ -226,8 +238,8 @@ def _dispatch(raw: list[str]) -> int:
         print(f"fastfeed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        command = _load(args.command)
-        if args.command != "run" and early_signals.release():
+        command = _load("export-nats" if getattr(args, "from_nats", None) else args.command)
+        if args.command not in ("run", "publish") and early_signals.release():
             return EXIT_INTERRUPTED  # a stop signal came while the command was loading
         return command(args)
     except ConfigError as exc:
@@ -265,6 +277,14 @@ def _load(command: str | None) -> Callable[[argparse.Namespace], int]:
         from fastfeed.tools.replay import main_replay
 
         return main_replay
+    if command == "publish":
+        from fastfeed.publish.app import main as main_publish
+
+        return main_publish
+    if command == "export-nats":
+        from fastfeed.publish.nats_export import main as export_from_nats
+
+        return export_from_nats
 
     def usage(_: argparse.Namespace) -> int:
         _build_parser().print_help()

@@ -82,3 +82,24 @@ SIM_BURST_BATCH = 512  # messages generated per stream per step in burst mode
 SIM_BURST_CHUNKS_PER_TURN = 16  # burst: chunks written per wake-up unless the socket pauses
 SIM_COMMANDS_PER_S = 50  # client commands per second per connection before error 3001
 SIM_SLOW_CLOSE_GRACE_S = 1.0  # after the slow-reader close frame, abort if still connected
+
+# --- publish (NATS JetStream): docs/scale-out.md --------------------------------------------
+PUBLISH_SUBJECT_PREFIX = "md"  # subjects md.<venue>.<channel>.<symbol>
+PUBLISH_WINDOW = 8192  # publishes awaiting their ack: ~160 ms of 50k msgs/s hides the round trip
+PUBLISH_CHUNK_RECORDS = 2048  # journal records per pipeline cut: the cursor's step
+PUBLISH_WRITE_BATCH = 256  # HPUB commands joined into one write to the connection (~64 KiB)
+PUBLISH_ACK_TIMEOUT_S = 5.0  # no ack this long: send again, same Msg-Id (the server dedups);
+# ... as long as a leader election, when acks cannot come anyway (errors are re-sent sooner)
+PUBLISH_ACK_LATENCY_DECAY = 0.99  # per PUBLISH_CURSOR_INTERVAL_S: a slow spell fades in ~30 s
+PUBLISH_BACKOFF_INITIAL_S = 0.05  # first pause after a 503 / "in process" answer
+PUBLISH_BACKOFF_CAP_S = 2.0  # ... doubling to this while errors continue (a Raft election: 5-7 s)
+PUBLISH_POLL_S = 0.005  # journal re-read period when caught up: well below GROUP_COMMIT_MS * 5
+PUBLISH_CURSOR_INTERVAL_S = 0.05  # at most this often an fsynced cursor write (20/s)
+PUBLISH_CONNECT_TIMEOUT_S = 5.0  # NATS connect / JetStream API request bound
+PUBLISH_API_RETRY_S = 15.0  # stream info asked again this long while there is no leader (503)
+PUBLISH_RECONCILE_IDLE_S = 5.0  # reconcile read: no message this long from the stream is an error
+PUBLISH_DUPLICATE_WINDOW_S = 600.0  # --create-stream duplicate_window: covers a standby's lag
+PUBLISH_REPLICAS = 3  # --create-stream replicas: survives one node lost, a majority still elects
+PUBLISH_HEALTH_MAX_LAG_S = 30.0  # /healthz fails when not caught up with the journal this long
+PUBLISH_DRAIN_TIMEOUT_S = 5.0  # at SIGTERM, wait this long for acks before the final cursor
+EXPORT_NATS_REORDER = PUBLISH_WINDOW  # export --from-nats reorder buffer per subject (messages)

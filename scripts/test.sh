@@ -8,6 +8,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77"  # setup.py build_ext reads pyproject.toml: its SPDX license needs setuptools>=77
 .venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements-test.txt  # nats-server
 # Build the extension next to its source as well, so tests import the same code they read.
 .venv/bin/python setup.py -q build_ext --inplace
 .venv/bin/ruff check .

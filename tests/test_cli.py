@@ -101,7 +101,7 @@ def test_a_mistyped_command_is_named_with_the_commands(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr == (
         "fastfeed: unknown command 'stauts': expected one of"
-        " run, sim, status, gaps, export, verify, replay, tail\n"
+        " run, sim, status, gaps, export, verify, replay, tail, publish\n"
     )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fastfeed.journal.kinds import FLAG_BINARY, RecordKind
 
 if TYPE_CHECKING:
+    from fastfeed.journal._wal import crc32c
     from fastfeed.journal.reader import (
         Break,
         Damage,
@@ -26,12 +27,13 @@ if TYPE_CHECKING:
         JournalReader,
         JournalRecord,
         JournalScan,
+        durable_mark,
         end_of_log,
         read_journal,
         scan_journal,
     )
     from fastfeed.journal.recovery import RecoveryReport
-    from fastfeed.journal.segments import max_payload, segment_bytes_for
+    from fastfeed.journal.segments import fsync_dir, max_payload, segment_bytes_for
     from fastfeed.journal.writer import FsyncMode, Journal, SyncHook
 
 __all__ = [
@@ -47,7 +49,10 @@ __all__ = [
     "RecordKind",
     "RecoveryReport",
     "SyncHook",
+    "crc32c",
+    "durable_mark",
     "end_of_log",
+    "fsync_dir",
     "max_payload",
     "read_journal",
     "scan_journal",
@@ -61,10 +66,13 @@ _HOME = {
     "JournalReader": "reader",
     "JournalRecord": "reader",
     "JournalScan": "reader",
+    "durable_mark": "reader",
     "end_of_log": "reader",
     "read_journal": "reader",
     "scan_journal": "reader",
     "RecoveryReport": "recovery",
+    "crc32c": "_wal",
+    "fsync_dir": "segments",
     "max_payload": "segments",
     "segment_bytes_for": "segments",
     "FsyncMode": "writer",

@@ -34,6 +34,7 @@ __all__ = [
     "JournalReader",
     "JournalRecord",
     "JournalScan",
+    "durable_mark",
     "end_of_log",
     "read_journal",
     "scan_journal",
@@ -226,6 +227,26 @@ def end_of_log(directory: Path) -> JournalEnd:
         finally:
             seg.close()
     return JournalEnd(0, None)
+
+
+def durable_mark(directory: Path, newest: int = 3) -> int:
+    """The highest durable mark among the ``newest`` segments (0: nothing synced yet).
+
+    The writer stores its durable LSN in the current segment's header after each sync
+    returned, so every record at or below the mark is on disk: a reader in another process
+    (the publisher) may treat them as surviving a power cut. Three segments cover the
+    current one, the one prepared after it and the one just rolled away from.
+    """
+    best = 0
+    for _, path in list_segments(Path(directory))[-newest:]:
+        seg = _open_segment(path)
+        if seg is None:
+            continue  # removed by retention since listed
+        try:
+            best = max(best, seg.durable_mark())
+        finally:
+            seg.close()
+    return best
 
 
 def _damage_at(seg: Segment, offset: int, prev: int, *, final: bool) -> Damage:

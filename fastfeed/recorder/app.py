@@ -56,6 +56,7 @@ from fastfeed.recorder.statusline import Status, StatusReporter
 from fastfeed.venues.tickdb import TickDBAdapter
 
 if TYPE_CHECKING:
+    from fastfeed.publish.child import PublisherProcess
     from fastfeed.recorder.metrics import MetricsServer
 
 __all__ = ["Recorder", "run_from_args"]
@@ -71,6 +72,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     api_key = load_api_key(config)
     setup_logging(config.log_format, config.log_level, secrets=[api_key] if api_key else [])
     validate(config, api_key)
+    if config.publish is not None:
+        from fastfeed.publish.child import publish_argv
+
+        publish_argv(config.publish, config.data_dir, config.log_format)  # fails before recording
     if config.metrics is not None:
         from fastfeed.recorder.metrics import parse_listen
 
@@ -116,10 +121,23 @@ class Recorder:
                 self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
         self.journal = await self._open_journal(data_dir / JOURNAL_DIR)
+        publisher = self._start_publisher(data_dir)
         try:
             return await self._run_with_journal(data_dir)
         finally:
             self.journal.close()
+            if publisher is not None:  # after the final sync, so it saw the last durable mark
+                await asyncio.to_thread(publisher.stop)
+
+    def _start_publisher(self, data_dir: Path) -> PublisherProcess | None:
+        """``--publish`` / ``[publish]``: ``fastfeed publish`` in a process of its own."""
+        settings = self.config.publish
+        if settings is None:
+            return None
+        from fastfeed.publish.child import PublisherProcess, publish_argv
+
+        args = publish_argv(settings, data_dir, self.config.log_format)
+        return PublisherProcess(args, str(settings["nats"]))
 
     async def _open_journal(self, directory: Path) -> Journal:
         """Open the journal, waiting a little for a recorder that is still exiting to let go.

@@ -56,6 +56,7 @@ class RecorderConfig:
     segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
     jitter_seed: int | None = None  # seeds the reconnect jitter: a run reproduces exactly
+    publish: dict[str, Any] | None = None  # [publish] / --publish: fastfeed/publish/child.py
 
     @property
     def ping_interval_s(self) -> float:
@@ -139,6 +140,7 @@ _TOML_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "segment_mib": (_is_int, "a whole number of MiB"),
     "min_free_mib": (_is_int, "a whole number of MiB"),
     "jitter_seed": (_is_int, "a whole number"),
+    "publish": (lambda v: isinstance(v, dict), "a table (docs/scale-out.md)"),
 }
 
 
@@ -271,6 +273,9 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         flag = getattr(args, name, None)
         if flag is not None:
             values[name] = flag
+    if getattr(args, "publish", None) is not None:  # --publish URLS: the [publish] table's nats
+        table = values.get("publish")
+        values["publish"] = {**(table if isinstance(table, dict) else {}), "nats": args.publish}
     specs = args.channels if args.channels else values.pop("channels", [])
     values.pop("channels", None)
     if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):

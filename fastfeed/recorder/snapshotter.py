@@ -25,6 +25,7 @@ from fastfeed import defaults
 from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.errors import StoreError
 from fastfeed.journal import FsyncMode, Journal, JournalRecord
+from fastfeed.publish.cursor import retention_floor
 from fastfeed.store import Batch, Store
 
 __all__ = ["Snapshotter"]
@@ -154,8 +155,11 @@ class Snapshotter:
             raise StoreError("snapshot abandoned at shutdown")
         self.store.apply(batch)
         # Segments wholly below the applied LSN are in SQLite now; keep the newest
-        # retention_bytes anyway (repair, verify, rebuilding SQLite), delete the rest.
-        self._journal.release_before(batch.applied_lsn, keep_bytes=self._retention)
+        # retention_bytes anyway (repair, verify, rebuilding SQLite), delete the rest, but
+        # never what a publisher has not had acknowledged yet (fastfeed/publish/cursor.py).
+        floor = retention_floor(self._journal.directory.parent)
+        upto = batch.applied_lsn if floor is None else min(batch.applied_lsn, floor)
+        self._journal.release_before(upto, keep_bytes=self._retention)
 
     def abandon(self) -> None:
         """Shutdown ran out of time: abort the SQLite transaction in flight and start no other.

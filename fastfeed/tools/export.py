@@ -41,10 +41,12 @@ __all__ = [
     "FRAME_COLUMNS",
     "LEVEL_COLUMNS",
     "ExportFilter",
+    "check_args",
     "export",
     "export_lines",
     "filter_from_args",
     "parse_time",
+    "write_rows",
 ]
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -118,14 +120,7 @@ def filter_from_args(args: argparse.Namespace) -> ExportFilter:
 def export(args: argparse.Namespace, store: Store, pending: Batch | None = None) -> None:
     """Run ``fastfeed export`` with the parsed flags against an open store (and the journal's
     records past it, derived in memory: ``pending``)."""
-    flt = filter_from_args(args)
-    if args.depth_levels and flt.channel not in (None, "depth"):
-        raise ConfigError(f"--depth-levels exports depth books; --channel is {flt.channel!r}")
-    channel = "depth" if args.depth_levels else flt.channel
-    if args.format == "parquet":
-        if args.output is None:
-            raise ConfigError("parquet export needs --output FILE (it is not a text stream)")
-        _require_pyarrow()
+    flt, channel = check_args(args)
     total = sum(
         s["records"]
         for s in store.status(pending)["streams"]
@@ -136,15 +131,32 @@ def export(args: argparse.Namespace, store: Store, pending: Batch | None = None)
     stored = store.iter_messages(channel=channel, symbol=flt.symbol, pending=pending)
     rows = _rows(stored, flt, progress)
     try:
-        if args.format == "parquet":
-            _write_parquet(args.output, rows, levels=args.depth_levels)
-        elif args.output is not None:
-            with Path(args.output).open("wb") as fh:
-                _write_text(fh, args.format, rows, levels=args.depth_levels)
-        else:
-            _write_text(sys.stdout.buffer, args.format, rows, levels=args.depth_levels)
+        write_rows(args, rows)
     finally:
         progress.close()
+
+
+def check_args(args: argparse.Namespace) -> tuple[ExportFilter, str | None]:
+    """The filter and the channel the export flags select; ConfigError when they conflict."""
+    flt = filter_from_args(args)
+    if args.depth_levels and flt.channel not in (None, "depth"):
+        raise ConfigError(f"--depth-levels exports depth books; --channel is {flt.channel!r}")
+    if args.format == "parquet":
+        if args.output is None:
+            raise ConfigError("parquet export needs --output FILE (it is not a text stream)")
+        _require_pyarrow()
+    return flt, "depth" if args.depth_levels else flt.channel
+
+
+def write_rows(args: argparse.Namespace, rows: Iterable[MessageRow]) -> None:
+    """Write ``rows`` in the format and to the place the export flags ask for."""
+    if args.format == "parquet":
+        _write_parquet(args.output, rows, levels=args.depth_levels)
+    elif args.output is not None:
+        with Path(args.output).open("wb") as fh:
+            _write_text(fh, args.format, rows, levels=args.depth_levels)
+    else:
+        _write_text(sys.stdout.buffer, args.format, rows, levels=args.depth_levels)
 
 
 def _rows(
