@@ -155,9 +155,12 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--channel")
     export.add_argument("--symbol")
     export.add_argument(
-        "--from", dest="from_", metavar="TIME", help="received at or after (ISO-8601 UTC or ns)"
+        "--from",
+        dest="from_",
+        metavar="TIME",
+        help="received at or after: ISO-8601 UTC, or epoch seconds, ms, µs or ns",
     )
-    export.add_argument("--to", metavar="TIME", help="received before (ISO-8601 UTC or ns)")
+    export.add_argument("--to", metavar="TIME", help="received before (same forms as --from)")
     export.add_argument(
         "--depth-levels",
         action="store_true",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import errno
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from fastfeed.cli import main
 from fastfeed.sim.content import StreamGenerator
+from fastfeed.tools import export as export_module
+from fastfeed.tools.export import parse_time
 from tests.recording import T0_NS, build, recv_ns
 
 DEPTH = ("depth", "AAPL.US")
@@ -179,3 +183,54 @@ def test_parquet_without_pyarrow_says_how_to_install(
     err = capsys.readouterr().err
     assert err == "fastfeed: parquet export needs pyarrow: pip install 'fastfeed[parquet]'\n"
     assert not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "text", ["1732406400", "1732406400000", "1732406400000000", "1732406400000000000"]
+)
+def test_integer_times_are_read_in_the_unit_their_size_says(text: str) -> None:
+    # 2024-11-24T00:00:00Z in seconds, ms, µs and ns: the same instant every time.
+    assert parse_time(text, "--from") == T0_NS
+
+
+def test_an_unknown_stream_is_one_line_naming_what_was_recorded(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "none.jsonl"
+    assert run(data, out, "--symbol", "AAPL.UX") == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "fastfeed: no recorded stream matches *:AAPL.UX; recorded: depth:AAPL.US, trade:BTC.CC\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [("missing/x.jsonl", "No such file or directory"), (".", "is a directory")],
+)
+def test_an_unwritable_output_is_one_line_and_leaves_nothing(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, words: str
+) -> None:
+    assert run(data, tmp_path / target) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_full_disk_leaves_no_truncated_file(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "all.jsonl"
+    real_write = export_module._write_text
+
+    def fills_up(fh: Any, *args: Any, **kwargs: Any) -> None:
+        fh.write(b"half a line")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_module, "_write_text", fills_up)
+    assert run(data, out) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(export_module, "_write_text", real_write)
+    assert run(data, out) == 0 and out.stat().st_size > 0

@@ -233,7 +233,15 @@ class Recorder:
             from fastfeed.sim import SimConfig, serve
 
             streams = tuple((ch, s) for ch, syms in self._subscriptions.items() for s in syms)
-            sim = await serve(SimConfig(streams=streams), host="127.0.0.1", port=0)
+            # The built-in venue continues where this data dir's recording stopped, so a
+            # restart of the recorder is not mistaken for a venue restart (lost gaps, epoch).
+            resume_at = tuple(
+                (ch, s, seq)
+                for ch, s in streams
+                if (seq := self.pipeline.resume_point(StreamKey(ch, s))) is not None
+            )
+            config = SimConfig(streams=streams, resume_at=resume_at)
+            sim = await serve(config, host="127.0.0.1", port=0)
             endpoint = f"ws://127.0.0.1:{sim.port}/v1/realtime"
             log.info("built-in simulator listening on %s", endpoint)
         self._connection = Connection(

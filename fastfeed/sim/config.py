@@ -45,6 +45,9 @@ class SimConfig:
     )
     streams: tuple[tuple[str, str], ...] = ()  # (channel, symbol) published from server start
     start_seq: int = 1  # first seq of every stream: > 1 is a restarted venue, history lost
+    # (channel, symbol, next seq): streams that continue a recording's numbering (`run --venue
+    # sim` restarted), so a restart of the recorder is not a venue restart.
+    resume_at: tuple[tuple[str, str, int], ...] = ()
     faults: FaultPlan = field(default_factory=FaultPlan)
 
     def __post_init__(self) -> None:

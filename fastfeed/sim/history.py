@@ -153,9 +153,11 @@ class StreamTable:
         max_messages: int,
         max_bytes: int,
         start_seq: int = 1,
+        resume_at: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self._seed = seed
         self._start_seq = start_seq
+        self._resume_at = resume_at or {}
         self._plain = plain
         self._levels = depth_levels
         self._max_messages = max_messages
@@ -172,16 +174,21 @@ class StreamTable:
 
         A ``start_seq`` above 1 is a venue that restarted keeping its numbering but not its
         history: the seqs before it are not held, and the walk is replayed up to it so every
-        seq still has the bytes it would have had without the restart.
+        seq still has the bytes it would have had without the restart. A stream in
+        ``resume_at`` continues a recording's numbering from its seq instead; its walk starts
+        afresh there (replaying millions of steps would delay the start by seconds).
         """
         stream = self.streams.get((channel, symbol))
         if stream is None:
             gen = StreamGenerator(
                 self._seed, channel, symbol, plain=self._plain, depth_levels=self._levels
             )
-            for _ in range(self._start_seq - 1):
-                gen.next()
-            history = StreamHistory(self._max_messages, first_seq=self._start_seq)
+            first = self._resume_at.get((channel, symbol))
+            if first is None:
+                first = self._start_seq
+                for _ in range(first - 1):
+                    gen.next()
+            history = StreamHistory(self._max_messages, first_seq=first)
             stream = GeneratedStream(gen, history, now)
             self.streams[(channel, symbol)] = stream
         return stream

@@ -66,6 +66,7 @@ class SimServer:
                 max_messages=config.history_messages,
                 max_bytes=config.history_bytes,
                 start_seq=config.start_seq,
+                resume_at={(ch, sym): seq for ch, sym, seq in config.resume_at},
             )
         self.table: StreamSource = source
         self.sessions: set[Session] = set()  # connections past the handshake

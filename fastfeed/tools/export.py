@@ -19,6 +19,7 @@ import argparse
 import base64
 import csv
 import io
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -69,7 +70,13 @@ LEVEL_COLUMNS = (
 # text (up to 20 integer digits); a value that does not fit is an error, never rounded.
 DECIMAL_PRECISION = 38
 DECIMAL_SCALE = 18
-PARQUET_MISSING = "parquet export needs pyarrow: pip install 'fastfeed[parquet]'"
+PARQUET_MISSING = (
+    "parquet export needs pyarrow: pip install 'fastfeed[parquet]' (from the one-file app:"
+    " pip install --target DIR pyarrow, then run it with PYTHONPATH=DIR)"
+)
+# An integer --from/--to in seconds, ms, µs or ns since the epoch, told apart by size: each unit
+# covers 1973-2286 with no overlap (1e11 s is the year 5138; 1e11 ms is 1973).
+_EPOCH_UNITS = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +96,24 @@ class ExportFilter:
 
 
 def parse_time(text: str, flag: str) -> int:
-    """``--from``/``--to`` value: epoch nanoseconds, or ISO-8601 (UTC unless an offset is given).
+    """``--from``/``--to`` value: ISO-8601 (UTC unless an offset is given), or an integer count of
+    seconds, milliseconds, microseconds or nanoseconds since the epoch, told apart by its size.
 
     Raises:
         ConfigError: neither form.
     """
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        for below, ns_per_unit in _EPOCH_UNITS:
+            if value < below:
+                return value * ns_per_unit
+        return value
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(
-            f"{flag} {text!r}: expected ISO-8601 UTC (2024-11-24T09:30:00Z) or epoch nanoseconds"
+            f"{flag} {text!r}: expected ISO-8601 UTC (2024-11-24T09:30:00Z) or epoch"
+            " seconds, ms, µs or ns"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -121,12 +134,19 @@ def export(args: argparse.Namespace, store: Store, pending: Batch | None = None)
     """Run ``fastfeed export`` with the parsed flags against an open store (and the journal's
     records past it, derived in memory: ``pending``)."""
     flt, channel = check_args(args)
-    total = sum(
-        s["records"]
-        for s in store.status(pending)["streams"]
+    streams = store.status(pending)["streams"]
+    chosen = [
+        s
+        for s in streams
         if (channel is None or s["channel"] == channel)
         and (flt.symbol is None or s["symbol"] == flt.symbol)
-    )
+    ]
+    if not chosen and (channel is not None or flt.symbol is not None):
+        # A typo must not look like an empty recording: say what there is instead.
+        recorded = ", ".join(sorted({f"{s['channel']}:{s['symbol']}" for s in streams})[:20])
+        asked = f"{channel or '*'}:{flt.symbol or '*'}"
+        raise ConfigError(f"no recorded stream matches {asked}; recorded: {recorded or 'none'}")
+    total = sum(s["records"] for s in chosen)
     progress = Progress("exporting messages", total)
     stored = store.iter_messages(channel=channel, symbol=flt.symbol, pending=pending)
     rows = _rows(stored, flt, progress)
@@ -149,14 +169,31 @@ def check_args(args: argparse.Namespace) -> tuple[ExportFilter, str | None]:
 
 
 def write_rows(args: argparse.Namespace, rows: Iterable[MessageRow]) -> None:
-    """Write ``rows`` in the format and to the place the export flags ask for."""
-    if args.format == "parquet":
-        _write_parquet(args.output, rows, levels=args.depth_levels)
-    elif args.output is not None:
-        with Path(args.output).open("wb") as fh:
-            _write_text(fh, args.format, rows, levels=args.depth_levels)
-    else:
+    """Write ``rows`` in the format and to the place the export flags ask for.
+
+    A file is written under a temporary name beside it and renamed when complete, so a full
+    disk or an interrupted export never leaves a truncated file under the asked name.
+    """
+    if args.output is None:
         _write_text(sys.stdout.buffer, args.format, rows, levels=args.depth_levels)
+        return
+    out = Path(args.output)
+    if out.is_dir():
+        raise ConfigError(f"--output {out} is a directory: give a file name")
+    part = out.with_name(f".{out.name}.part-{os.getpid()}")
+    try:
+        if args.format == "parquet":
+            _write_parquet(part, rows, levels=args.depth_levels)
+        else:
+            with part.open("wb") as fh:
+                _write_text(fh, args.format, rows, levels=args.depth_levels)
+        part.replace(out)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise FastfeedError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def _rows(

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -48,10 +48,13 @@ def main(args: argparse.Namespace) -> int:
     journal_dir = open_data_dir(args.data_dir) / JOURNAL_DIR
     if not journal_dir.is_dir():
         raise ConfigError(f"no journal in {args.data_dir} yet: start the recorder first")
-    stop = threading.Event()
+    stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # Only a flag: a handler that takes a lock (threading.Event.set did) deadlocks when
+        # the signal lands while this same thread holds that lock inside Event.wait.
+        nonlocal stopping
+        stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -60,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     next_lsn = 1 if args.from_start else end_of_log(journal_dir).last_lsn + 1
     reported: Damage | None = None
     try:
-        while not stop.is_set():
+        while not stopping:
             reader = read_journal(journal_dir, next_lsn)
             for record in reader:
                 if record.lsn != next_lsn:
@@ -73,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
                 pipeline.feed(record.lsn, record.kind, record.recv_ns, record.payload, record.flags)
                 if record.lsn % defaults.TAIL_CUT_EVERY_RECORDS == 0:
                     _print(out, pipeline, args)
-                    if stop.is_set():
+                    if stopping:
                         break
             _print(out, pipeline, args)
             damage = reader.damage
@@ -90,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
                     damage,
                     damage.after_lsn,
                 )
-            stop.wait(defaults.TAIL_POLL_S)
+            time.sleep(defaults.TAIL_POLL_S)  # a signal sets the flag; the loop then ends
     except BrokenPipeError:
         # `fastfeed tail | head`: the reader left. Point stdout at /dev/null so the
         # interpreter's final flush does not fail again (Python's documented remedy).

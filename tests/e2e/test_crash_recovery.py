@@ -6,6 +6,8 @@ import random
 import signal
 from pathlib import Path
 
+import orjson
+
 from .harness import JournalWatch, Recorder, Simulator, assert_exact, cli, stream_keys
 
 __all__: list[str] = []
@@ -51,3 +53,26 @@ def test_kill_9_at_random_moments_loses_nothing(
     # Everything any run journaled reached SQLite, and nothing past it was invented.
     assert lasts == watch.poll().max_seq
     assert watch.connected == KILLS + 1
+
+
+def test_the_built_in_simulator_continues_across_recorder_restarts(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """`--venue sim` stopped cleanly or killed, then started again: a clean record, no reset."""
+    watch = JournalWatch(data_dir / "journal")
+    key = ("depth", "AAPL.US")
+    with Recorder(
+        tmp_path, data_dir, "ws://unused", {"depth": ["AAPL.US"]}, "--venue", "sim"
+    ) as rec:
+        for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
+            then = watch.poll().max_seq.get(key, 0)
+            rec.start()
+            rec.until(lambda then=then: watch.poll().max_seq.get(key, 0) >= then + 200, "more")
+            rec.send(sig)
+            rec.wait()
+    state = cli("status", "--data-dir", str(data_dir), "--format", "json")
+    assert state.returncode == 0, state.stderr
+    (stream,) = orjson.loads(state.stdout)["streams"]
+    assert (stream["epoch"], stream["first_seq"], stream["gaps_open"]) == (0, 1, 0), stream
+    ledger = cli("gaps", "--data-dir", str(data_dir), "--format", "json")
+    assert orjson.loads(ledger.stdout) == []  # no venue reset, nothing lost

@@ -134,3 +134,13 @@ def test_tail_from_start_reports_damage_and_goes_on_past_it(tmp_path: Path) -> N
     assert len(tail.lines()) == 199  # all but the damaged one
     err = tail.err.read_text()
     assert f"journal damaged: {segment}" in err and "skipping to LSN 51" in err
+
+
+def test_tail_stops_on_every_signal_while_idle(tmp_path: Path) -> None:
+    # Idle at the end of the log, tail spends its time in its poll wait: a handler that took a
+    # lock there (threading.Event.set) could deadlock, and once ignored signals for minutes.
+    data = build(tmp_path / "data", {FOLLOWED: 20})
+    for n, sig in enumerate([signal.SIGINT, signal.SIGTERM] * 4):
+        with Tail(tmp_path, f"idle{n}", "--data-dir", str(data), "--from-start") as tail:
+            wait_for(lambda tail=tail: len(tail.lines()) >= 20, "the recorded lines printed")
+            assert tail.stop(sig) == 0
