@@ -14,7 +14,7 @@ import pytest
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
-from fastfeed.store import FORMAT_VERSION, Store
+from fastfeed.store import STORE_FORMAT_VERSION, Store
 from fastfeed.tools.export import export_lines
 
 AAPL = StreamKey("depth", "AAPL.US")
@@ -160,7 +160,7 @@ def test_other_format_version_is_refused(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(
-        StoreError, match=f"format version 99; this fastfeed reads {FORMAT_VERSION}"
+        StoreError, match=f"format version 99; this fastfeed reads {STORE_FORMAT_VERSION}"
     ):
         Store.open(tmp_path / "fastfeed.db")
 
@@ -200,3 +200,14 @@ def test_a_long_read_transaction_in_another_process_does_not_block_apply(
         assert reader.stdout.readline().strip() == "1"  # its snapshot stayed consistent
         reader.stdin.close()
         assert reader.wait(timeout=30) == 0
+
+
+def test_a_damaged_file_says_it_can_be_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "fastfeed.db"
+    path.write_bytes(b"\x00not sqlite\xff" * 1000)
+    with pytest.raises(StoreError, match="not a database") as info:
+        Store.open(path)
+    assert (
+        info.value.hint
+        == "move fastfeed.db aside: it is rebuilt from the journal at the next start"
+    )

@@ -1,8 +1,4 @@
-"""The record vocabulary of the journal, importable without loading the Cython journal.
-
-Readers that only interpret records (fastfeed/derive/) take these from here, so deriving rows
-never loads ``_wal``.
-"""
+"""The journal's record vocabulary: what a record holds (``RecordKind``) and its flag bits."""
 
 from __future__ import annotations
 
@@ -10,15 +6,15 @@ import enum
 
 __all__ = ["FLAG_BINARY", "RecordKind"]
 
-FLAG_BINARY = 1  # record header flags bit 0: the frame was a binary WebSocket frame
+FLAG_BINARY = 1  # flags bit 0: the frame was a binary WebSocket frame (else text)
 
 
 class RecordKind(enum.IntEnum):
     """What a journal record holds."""
 
-    INBOUND = 1  # a WebSocket frame received (text or binary: see flags)
+    INBOUND = 1  # a WebSocket frame received (text or binary: see FLAG_BINARY)
     OUTBOUND = 2  # a command we sent
     CONNECTION = 3  # connection event (JSON payload)
-    GAP = 4  # reserved: nothing writes it (gaps are derived, see fastfeed/derive/sequence.py)
+    GAP = 4  # reserved: nothing writes it (gaps are derived, into SQLite's ledger)
     SNAPSHOT = 5  # reserved: marks a snapshot reaching an LSN
     CONTROL = 6  # recorder control info (subscription set changes, stream registry)

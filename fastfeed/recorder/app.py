@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 import signal
 import ssl
 import time
@@ -29,7 +30,7 @@ import uvloop
 
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
-from fastfeed.datadir import prepare_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, prepare_data_dir
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import (
     ConfigError,
@@ -40,6 +41,7 @@ from fastfeed.errors import (
 from fastfeed.journal import Journal
 from fastfeed.logs import setup_logging
 from fastfeed.recorder import early_signals
+from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
     RecorderConfig,
     config_from_args,
@@ -105,19 +107,22 @@ class Recorder:
             loop.add_signal_handler(sig, self.on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         for sig in early_signals.take():
-            self.on_stop_signal(sig)
+            if sig == signal.SIGHUP:
+                self._on_reload_signal()
+            else:
+                self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
-        self.journal = await self._open_journal(data_dir / "journal")
+        self.journal = await self._open_journal(data_dir / JOURNAL_DIR)
         try:
             return await self._run_with_journal(data_dir)
         finally:
             self.journal.close()
 
     async def _open_journal(self, directory: Path) -> Journal:
-        """Open the journal, waiting a little for a read-only command's catch-up to finish.
+        """Open the journal, waiting a little for a recorder that is still exiting to let go.
 
-        `status`, `gaps` and `export` briefly take the writer lock to apply a stopped
-        recorder's tail; another recorder holds it for good and is refused after the wait.
+        Read-only commands never take the lock; another recorder holds it for good and is
+        refused after the wait.
         """
         deadline = time.monotonic() + defaults.LOCK_WAIT_S
         while True:
@@ -146,7 +151,7 @@ class Recorder:
         )
         self.pipeline = Pipeline(self.config.venue, self._adapter, scan=self.feed.scan)
         self.session = self._new_session()
-        self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+        self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         if (
             self.config.repair_journal
             and self.journal.recovery.repaired
@@ -156,14 +161,14 @@ class Recorder:
             # ones appended next. Keep the file aside and rebuild SQLite from the journal;
             # the venue's replay then fills what the repair dropped.
             self.snapshotter.close()
-            aside = _move_store_aside(data_dir / "fastfeed.db")
+            aside = _move_store_aside(data_dir / STORE_FILE)
             log.warning(
                 "journal repaired below SQLite's applied LSN %d: %s moved to %s, rebuilding",
                 self.snapshotter.applied_lsn,
-                data_dir / "fastfeed.db",
+                data_dir / STORE_FILE,
                 aside,
             )
-            self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+            self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         try:
             replayed = replay_into(self.journal, self.pipeline, self.snapshotter)
             log.info(
@@ -173,8 +178,13 @@ class Recorder:
                 self.pipeline.gaps_open(),
             )
             self.session.journal_control(
-                {"event": "started", "subscriptions": self.session.subscriptions}
+                {
+                    "event": "started",
+                    "venue": self.config.venue,  # readers label streams from the journal alone
+                    "subscriptions": self.session.subscriptions,
+                }
             )
+            self.session.started = True
             if self._stop.is_set():
                 return 0
             metrics = await self._start_metrics()
@@ -219,6 +229,7 @@ class Recorder:
             ssl_context=self._ssl_context(endpoint),
             ping_interval_s=self.config.ping_interval_s,
             stall_timeout_s=self.config.stall_timeout_s,
+            backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
             listener=self.feed.listener,
         )
         self.session.connection = self._connection
@@ -307,7 +318,16 @@ class Recorder:
             log.info("SIGHUP ignored: no --config file to reload")
             return
         try:
-            specs = load_toml(self.config.config_file).get("channels", [])
+            specs = load_toml(self.config.config_file).get("channels")
+            if specs is None:
+                # The file never named the channels (they came from --channels): nothing to
+                # reload, and reading "none" as "record nothing" would silently stop recording.
+                log.info(
+                    "SIGHUP: %s names no channels; keeping the current set", self.config.config_file
+                )
+                return
+            if not specs:
+                raise ConfigError("channels = [] would record nothing")
             new = parse_channel_specs(list(specs))
         except FastfeedError as exc:
             log.error("SIGHUP: keeping the current channels: %s", exc)

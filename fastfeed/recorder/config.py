@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError
-from fastfeed.journal import FsyncMode
+from fastfeed.journal import FsyncMode, segment_bytes_for
 from fastfeed.venues.tickdb import CHANNELS, validate_symbol
 
 __all__ = [
@@ -55,6 +55,7 @@ class RecorderConfig:
     metrics: str | None = None  # "PORT" or "ADDR:PORT" for /metrics and /healthz
     segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
+    jitter_seed: int | None = None  # seeds the reconnect jitter: a run reproduces exactly
 
     @property
     def ping_interval_s(self) -> float:
@@ -137,6 +138,7 @@ _TOML_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "metrics": (lambda v: _is_str(v) or _is_int(v), 'a port number or "ADDR:PORT"'),
     "segment_mib": (_is_int, "a whole number of MiB"),
     "min_free_mib": (_is_int, "a whole number of MiB"),
+    "jitter_seed": (_is_int, "a whole number"),
 }
 
 
@@ -227,6 +229,12 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
         raise ConfigError(
             f"segment size {config.segment_mib!r} MiB is outside 1..{MAX_SEGMENT_MIB}"
         )
+    least = -(-segment_bytes_for(defaults.MAX_FRAME_BYTES) // defaults.MiB)  # rounded up
+    if config.segment_mib < least:
+        raise ConfigError(
+            f"segment size {config.segment_mib} MiB cannot hold the largest frame accepted"
+            f" ({defaults.MAX_FRAME_BYTES} bytes): give --segment-mib {least} or more"
+        )
     if not (isinstance(config.min_free_mib, int) and config.min_free_mib >= 0):
         raise ConfigError(f"minimum free space {config.min_free_mib!r} MiB must be 0 or more")
     problem = endpoint_problem(config.endpoint)
@@ -258,6 +266,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         "repair_journal",
         "segment_mib",
         "min_free_mib",
+        "jitter_seed",
     ):
         flag = getattr(args, name, None)
         if flag is not None:

@@ -53,6 +53,7 @@ class Session:
         self.subscriptions = {ch: list(syms) for ch, syms in subscriptions.items()}
         self.connection: Connection | None = None
         self.down_since: float | None = time.monotonic()  # None while connected (/healthz)
+        self.started = False  # the "started" control record, with the subscriptions, is written
 
     def journal_control(self, doc: dict[str, object]) -> None:
         """Journal a control record (subscription set changes, start-up)."""
@@ -60,6 +61,10 @@ class Session:
 
     def change_subscriptions(self, new: Subscriptions) -> None:
         """SIGHUP: unsubscribe what went, subscribe (with resume) what came."""
+        if not self.started:
+            self.subscriptions = new  # journaled with the "started" record, sent at connect
+            log.info("SIGHUP: will record %s", describe(new))
+            return
         old = self.subscriptions
         self.subscriptions = new
         self.journal_control({"subscriptions": new})
@@ -78,6 +83,7 @@ class Session:
 
     def on_actions(self, actions: Actions) -> None:
         """Act on what the applier derived: report, stop on a fatal rejection, resync gaps."""
+        self._note_market_data()
         for lsn, reason in actions.malformed:
             if self._malformed_log.allow():
                 log.warning("malformed frame at LSN %d kept in the journal: %s", lsn, reason)
@@ -107,6 +113,11 @@ class Session:
                 await asyncio.wait_for(stop.wait(), defaults.RESYNC_MIN_INTERVAL_S)
             self.resync()
 
+    def _note_market_data(self) -> None:
+        conn = self.connection
+        if conn is not None and not conn.productive and self._feed.connection_messages:
+            conn.mark_productive()  # market data arrived after subscribing: a healthy connection
+
     def _send(self, connection: Connection, payload: bytes) -> None:
         # Journal first: after a crash the journal shows what we asked for and when.
         self._feed.append(RecordKind.OUTBOUND, payload)
@@ -133,6 +144,7 @@ class Session:
         self._feed.on_frame(payload, binary)
 
     def on_disconnected(self, reason: str) -> None:
+        self._note_market_data()  # before the connection picks its reconnect delay
         if self.down_since is None:
             self.down_since = time.monotonic()
         doc = {"event": "disconnected", "reason": reason}
