@@ -15,9 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fastfeed"
 # What a sans-I/O module must not pull in, directly or through anything it imports.
 IO_MODULES = ("sqlite3", "asyncio", "threading", "socket", "fastfeed.journal._wal")
-# Known exceptions, each to be deleted by the change that makes it pass: the pipeline still
-# logs (logging loads threading) and takes its row types from store.py (sqlite3).
-IMPURE_FOR_NOW = frozenset({"fastfeed.derive.pipeline"})
 # room -> rooms it must never import (a room is a package under fastfeed/, or store.py).
 FORBIDDEN = {
     "journal": {"recorder", "tools"},
@@ -52,14 +49,9 @@ def loaded_by(module: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("module", [m for m in SANS_IO if m not in IMPURE_FOR_NOW])
+@pytest.mark.parametrize("module", SANS_IO)
 def test_a_sans_io_module_loads_no_io(module: str) -> None:
     assert loaded_by(module) == []
-
-
-@pytest.mark.parametrize("module", sorted(IMPURE_FOR_NOW))
-def test_each_known_exception_is_still_needed(module: str) -> None:
-    assert loaded_by(module) != [], f"{module} is sans-I/O now: delete it from IMPURE_FOR_NOW"
 
 
 @pytest.mark.parametrize("module", SANS_IO)
