@@ -19,6 +19,9 @@ except ImportError:  # building an sdist's shipped C
     cythonize = None
 
 # module name -> Cython source
+# The C headers the extensions include (the journal's CRC32C, the venues' scanners), found from
+# the generated C too, not only by Cython from the .pxd that names them.
+INCLUDE_DIRS = ["fastfeed/journal", "fastfeed/venues"]
 EXTENSIONS = {
     "fastfeed.journal._wal": "fastfeed/journal/_wal.pyx",
     "fastfeed.recorder._sink": "fastfeed/recorder/_sink.pyx",
@@ -54,8 +57,7 @@ def extension(name: str, pyx: str) -> Extension:
     return Extension(
         name,
         [source],
-        # the journal's headers: the frame sink's C includes _crc32c.h through _wal.pxd
-        include_dirs=["fastfeed/journal"],
+        include_dirs=INCLUDE_DIRS,
         extra_compile_args=compile_args,
         define_macros=macros,
     )

@@ -100,7 +100,7 @@ def hold(root: Path, base: str) -> int | None:
     # on a dead inode, and the unpacking must be made again.
     try:
         same = os.stat(path).st_ino == os.fstat(fd).st_ino and (root / base).is_dir()
-    except FileNotFoundError:
+    except OSError:
         same = False
     if same:
         return fd
@@ -141,6 +141,14 @@ def prune(root: Path, keep: str) -> list[str]:
     return removed
 
 
+def _unpacked(target: Path) -> bool:
+    """Whether shiv's unpacking ``target`` is in place (one we cannot even look at is not)."""
+    try:
+        return (target / "site-packages").is_dir()
+    except OSError:
+        return False
+
+
 def _fail(problem: str) -> None:
     print(f"fastfeed: {problem}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
@@ -160,12 +168,12 @@ def main() -> None:
         env = Environment.from_json(archive.read("environment.json").decode())
         target = _bootstrap.cache_path(archive, env.root, env.build_id)
         root_missing = root_problem(target.parent)
-        if root_missing is not None and not (target / "site-packages").is_dir():
+        if root_missing is not None and not _unpacked(target):
             _fail(root_missing)
         held = None
         force = env.force_extract
         while root_missing is None and held is None:
-            if force or not (target / "site-packages").is_dir():
+            if force or not _unpacked(target):
                 _bootstrap.extract_site_packages(
                     archive, target, env.compile_pyc, env.compile_workers, force
                 )

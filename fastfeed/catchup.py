@@ -134,11 +134,10 @@ def _derive(journal_dir: Path, store: Store, *, messages: bool) -> View:
     pipeline = Pipeline(venue_of(store, journal_dir), TickDBAdapter())
     pipeline.restore(store.load_tracker_state(), store.counters(), applied)
     pending = _Pending(applied, keep_messages=messages)
-    for n, record in enumerate(read_journal(journal_dir, applied + 1), start=1):
-        pipeline.feed(record.lsn, record.kind, record.recv_ns, record.payload, record.flags)
-        if n % defaults.REPLAY_BATCH_RECORDS == 0:
-            pending.add(pipeline.cut())
-    pending.add(pipeline.cut())
+    records = read_journal(journal_dir, applied + 1)
+    while chunk := list(islice(records, defaults.REPLAY_BATCH_RECORDS)):
+        pipeline.feed_records(chunk)
+        pending.add(pipeline.cut())
     view.pending = pending.batch()
     reached = max(applied, pending.lsn)
     for damage in scan_journal(journal_dir).damage:

@@ -80,7 +80,7 @@ for py in "${PYTHONS[@]}"; do
     "$venv/bin/python" -m pip install -q "setuptools>=77" "cython>=3.0" shiv
     out=$("$venv/bin/python" scripts/build_pyz.py --out-dir dist)
     if [ "$ver" = "$LOCAL_VERSION" ]; then
-        cp "$out" dist/fastfeed.pyz
+        cp -p "$out" dist/fastfeed.pyz
         echo "built dist/fastfeed.pyz = $out ($(du -h "$out" | cut -f1)) for $py"
     else
         echo "built $out ($(du -h "$out" | cut -f1)) for $py"

@@ -45,6 +45,7 @@ class _Listener(picows.WSListener):
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self.frames = 0
+        self.steady = 0  # this listener knows no streams: it never counts a connection productive
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self._connection.ws_connected(transport)
@@ -60,9 +61,11 @@ class _Listener(picows.WSListener):
 
 
 class Activity(Protocol):
-    """A listener counts the data frames it took (the stall watchdog reads the count)."""
+    """A listener counts the data frames it took (the stall watchdog reads the count) and
+    those that continued a known stream (a productive connection: reconnect promptly)."""
 
     frames: int
+    steady: int
 
 
 ListenerFactory = Callable[["Connection"], picows.WSListener]
@@ -71,9 +74,10 @@ ListenerFactory = Callable[["Connection"], picows.WSListener]
 class Connection:
     """Keeps one WebSocket connection to the venue alive until ``stop()``.
 
-    Reconnects forever: promptly after a connection the handler marked productive (subscribed
-    and delivering), with capped exponential backoff and full jitter after any failure to
-    connect, handshake, subscribe or deliver. Sends an app-level ping every
+    Reconnects forever: promptly after a productive connection (its listener took data that
+    continued a known stream, so it subscribed and delivered), with capped exponential backoff
+    and full jitter after any failure to connect, handshake, subscribe or deliver. Sends an
+    app-level ping every
     ``ping_interval_s`` and drops a connection that delivered no frame for ``stall_timeout_s``.
     """
 
@@ -98,7 +102,6 @@ class Connection:
         self._ping_interval = ping_interval_s
         self._stall_timeout = stall_timeout_s
         self._backoff = backoff or Backoff()
-        self._productive = False  # this connection delivered market data (mark_productive)
         self._max_frame = max_frame_bytes
         self._max_pending = max_pending_bytes
         self._make_listener: ListenerFactory = listener or _Listener
@@ -113,15 +116,6 @@ class Connection:
         self.connected = False
 
     # -- used by the handler ------------------------------------------------------------------
-    def mark_productive(self) -> None:
-        """This connection subscribed and delivered market data: reconnect promptly after it."""
-        self._productive = True
-
-    @property
-    def productive(self) -> bool:
-        """Whether ``mark_productive`` was called on the current (or last) connection."""
-        return self._productive
-
     def send(self, payload: bytes) -> bool:
         """Send one text frame; False when there is no open connection to send it on.
 
@@ -168,7 +162,7 @@ class Connection:
     async def run(self) -> None:
         """Connect, serve, reconnect; returns after ``stop()``."""
         while not self._stopping.is_set():
-            self._productive = False
+            productive = False
             try:
                 transport, listener = await picows.ws_connect(
                     lambda: self._make_listener(self),
@@ -188,9 +182,11 @@ class Connection:
                 else:
                     self._listener = cast(Activity, listener)  # both listeners count frames
                     await self._serve(transport)
+                    # Subscribed and delivering: the sink took data continuing a known stream.
+                    productive = self._listener.steady > 0
             if self._stopping.is_set():
                 return
-            delay = self._backoff.after_data() if self._productive else self._backoff.next_delay()
+            delay = self._backoff.after_data() if productive else self._backoff.next_delay()
             self.reconnects += 1
             log.info("reconnecting to %s in %.2f s", self._log_url, delay)
             with contextlib.suppress(TimeoutError):

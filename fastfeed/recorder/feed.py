@@ -22,7 +22,7 @@ from fastfeed.journal import FLAG_BINARY, FsyncMode, Journal, RecordKind
 from fastfeed.recorder._sink import FrameSink, Scanner, StreamTable
 from fastfeed.recorder.connection import Connection
 from fastfeed.venues.base import VenueAdapter
-from fastfeed.venues.events import Message, VenueRejected
+from fastfeed.venues.events import VenueRejected
 
 __all__ = ["CONNECTION_SLOT", "Feed", "rejection_error"]
 
@@ -62,7 +62,6 @@ class Feed:
         self._earlier_frames = 0  # data frames of the connections before it
         self._refused = False
         self._python_frames = 0  # fragmented messages, reassembled in Python
-        self._unusual_messages = 0  # data messages that reached Python on this connection
 
     @property
     def scan(self) -> Callable[[bytes], tuple[bytes, int] | None]:
@@ -74,12 +73,6 @@ class Feed:
         """Data frames received (every connection of this run)."""
         current = self._sink.frames if self._sink is not None else 0
         return self._earlier_frames + current + self._python_frames
-
-    @property
-    def connection_messages(self) -> int:
-        """Data messages received on the current connection (steady ones and the others)."""
-        steady = self._sink.steady if self._sink is not None else 0
-        return steady + self._unusual_messages
 
     def listener(self, connection: Connection) -> picows.WSListener:
         """The picows listener for one connection: the Cython sink."""
@@ -95,7 +88,6 @@ class Feed:
         if self._sink is not None:
             self._earlier_frames += self._sink.frames
         self._sink = sink
-        self._unusual_messages = 0
         return sink
 
     def append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> int | None:
@@ -123,9 +115,7 @@ class Feed:
         rejection stops recording now."""
         self._wake_applier()
         event = self._adapter.parse(payload, recv_ns, binary=binary)
-        if type(event) is Message:
-            self._unusual_messages += 1
-        elif type(event) is VenueRejected and event.fatal:
+        if type(event) is VenueRejected and event.fatal:
             self._fail(rejection_error(event.code, event.message))
 
     # -- the Python path (fragmented messages) -----------------------------------------------

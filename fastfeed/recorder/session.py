@@ -83,7 +83,6 @@ class Session:
 
     def on_actions(self, actions: Actions) -> None:
         """Act on what the applier derived: report, stop on a fatal rejection, resync gaps."""
-        self._note_market_data()
         for lsn, reason in actions.malformed:
             if self._malformed_log.allow():
                 log.warning("malformed frame at LSN %d kept in the journal: %s", lsn, reason)
@@ -113,11 +112,6 @@ class Session:
                 await asyncio.wait_for(stop.wait(), defaults.RESYNC_MIN_INTERVAL_S)
             self.resync()
 
-    def _note_market_data(self) -> None:
-        conn = self.connection
-        if conn is not None and not conn.productive and self._feed.connection_messages:
-            conn.mark_productive()  # market data arrived after subscribing: a healthy connection
-
     def _send(self, connection: Connection, payload: bytes) -> None:
         # Journal first: after a crash the journal shows what we asked for and when.
         self._feed.append(RecordKind.OUTBOUND, payload)
@@ -144,7 +138,6 @@ class Session:
         self._feed.on_frame(payload, binary)
 
     def on_disconnected(self, reason: str) -> None:
-        self._note_market_data()  # before the connection picks its reconnect delay
         if self.down_since is None:
             self.down_since = time.monotonic()
         doc = {"event": "disconnected", "reason": reason}

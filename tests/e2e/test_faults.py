@@ -128,7 +128,9 @@ FAULTS = {
         recorder=("--stall-timeout", "1"),
     ),
     "refuse": Fault(("--fault-refuse-connections", "2"), 1, _refused),
-    "refuse_seconds": Fault(("--fault-refuse-seconds", "1"), 1, _refused),
+    # The window opens when the simulator starts: long enough that a recorder starting on a
+    # busy machine still meets it (1 s was sometimes over before the first connect).
+    "refuse_seconds": Fault(("--fault-refuse-seconds", "4"), 1, _refused),
     "reject": Fault(
         ("--fault-reject-symbols", "TSLA.US"),
         1,

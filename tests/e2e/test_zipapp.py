@@ -228,17 +228,24 @@ def nobody_dir() -> Iterator[Path]:
         yield base
 
 
+def copy_for_nobody(tree: Path, nobody_dir: Path) -> Path:
+    """dist/fastfeed.pyz, readable by anyone (this process's umask may be fastfeed's 077)."""
+    pyz = nobody_dir / "fastfeed.pyz"
+    shutil.copy(tree / "dist" / "fastfeed.pyz", pyz)
+    pyz.chmod(0o755)
+    return pyz
+
+
 def as_nobody(*args: str) -> list[str]:
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *args]
 
 
 @pytest.mark.slow
 def test_a_user_without_a_home_is_told_to_set_shiv_root(tree: Path, nobody_dir: Path) -> None:
-    pyz = nobody_dir / "fastfeed.pyz"
-    shutil.copy(tree / "dist" / "fastfeed.pyz", pyz)
-    pyz.chmod(0o755)  # readable by the service user whatever umask the test process has
+    pyz = copy_for_nobody(tree, nobody_dir)
     read_only_home = nobody_dir / "home"  # root's, so not writable by the service user
-    read_only_home.mkdir()
+    read_only_home.mkdir(mode=0o755)
+    read_only_home.chmod(0o755)  # readable, whatever this process's umask
     os.chown(nobody_dir, 0, 0)
     for home in ("/nonexistent", str(read_only_home)):
         proc = subprocess.run(
@@ -256,9 +263,7 @@ def test_a_user_without_a_home_is_told_to_set_shiv_root(tree: Path, nobody_dir: 
 def test_the_service_user_records_from_the_simulator_and_stops_on_sigterm(
     tree: Path, nobody_dir: Path, tmp_path: Path
 ) -> None:
-    pyz = nobody_dir / "fastfeed.pyz"
-    shutil.copy(tree / "dist" / "fastfeed.pyz", pyz)
-    pyz.chmod(0o755)  # readable by the service user whatever umask the test process has
+    pyz = copy_for_nobody(tree, nobody_dir)
     cache, data_dir = nobody_dir / "cache", nobody_dir / "data"
     # An unpacking of an earlier build, as a deployment leaves it behind: pruned at start.
     stale = cache / f"fastfeed-0.0.9-{python_tag()}-{platform_tag()}.pyz_{'0' * 64}"
@@ -301,7 +306,8 @@ def test_the_sdist_builds_a_wheel_with_the_journal_in_a_venv_without_cython(
     out, venv = tmp_path / "dist", tmp_path / "venv"
     quiet = {"capture_output": True, "text": True, "timeout": BUILD_TIMEOUT_S}
     made = subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "-o", str(out), str(tree)], **quiet
+        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(out), str(tree)],
+        **quiet,
     )
     assert made.returncode == 0, made.stderr[-3000:]
     (sdist,) = out.glob("fastfeed-*.tar.gz")
