@@ -15,6 +15,7 @@ STARTED_NS = time.monotonic_ns()  # before the heavy imports: recovery time coun
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -28,6 +29,20 @@ from fastfeed.logs import setup_logging  # noqa: E402
 from fastfeed.recorder import app  # noqa: E402
 from fastfeed.recorder.config import RecorderConfig, parse_channel_specs  # noqa: E402
 from fastfeed.recorder.connection import Connection  # noqa: E402
+from fastfeed.recorder.session import Session  # noqa: E402
+
+
+class ProbeSession(Session):
+    """``Session`` reporting the first connect and timing the frames that reach Python."""
+
+    probe: ProbeRecorder
+
+    def on_connected(self, connection: Connection) -> None:
+        super().on_connected(connection)
+        self.probe.connected()
+
+    def on_frame(self, payload: bytes, binary: bool) -> None:
+        self.probe.timed_frame(lambda: super(ProbeSession, self).on_frame(payload, binary), payload)
 
 
 class ProbeRecorder(app.Recorder):
@@ -83,17 +98,25 @@ class ProbeRecorder(app.Recorder):
     def _set_timing(self, on: bool) -> None:
         self._timing = on
 
-    def on_connected(self, connection: Connection) -> None:
-        super().on_connected(connection)
+    def _new_session(self) -> Session:
+        session = ProbeSession(
+            self._adapter, self.feed, self.pipeline, self.config.channels, fail=self._fail
+        )
+        session.probe = self
+        return session
+
+    def connected(self) -> None:
         if self._resumed_ns == 0:
             self._resumed_ns = time.monotonic_ns()  # subscribed with resume: "resumed"
 
-    def on_frame(self, payload: bytes, binary: bool) -> None:
+    def timed_frame(self, handle: Callable[[], None], payload: bytes) -> None:
+        """Handle a frame that reached Python; with --latency, time it (the sink's steady
+        frames never get here: bench/sink_micro.py measures those)."""
         if not self._timing:
-            super().on_frame(payload, binary)
+            handle()
             return
         t0 = time.monotonic_ns()
-        super().on_frame(payload, binary)
+        handle()
         t1 = time.monotonic_ns()
         sent = sent_ns(payload)
         if sent is None:

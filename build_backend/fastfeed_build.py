@@ -14,11 +14,14 @@ from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F403  (the rest of the backend, unchanged)
 
 CYTHON = "cython>=3.0"
+# The frame sink cimports picows' declarations: Cython needs them, and the picows it is built
+# against must be the one it runs with (pyproject.toml pins the same range).
+PICOWS = "picows>=2.3,<2.4"
 
 
 def _cython_unless_sdist() -> list[str]:
     # PKG-INFO at the top is what makes a directory an unpacked sdist.
-    return [] if Path("PKG-INFO").exists() else [CYTHON]
+    return [] if Path("PKG-INFO").exists() else [CYTHON, PICOWS]
 
 
 def get_requires_for_build_wheel(config_settings: dict[str, str] | None = None) -> list[str]:
@@ -33,4 +36,4 @@ def get_requires_for_build_editable(config_settings: dict[str, str] | None = Non
 
 def get_requires_for_build_sdist(config_settings: dict[str, str] | None = None) -> list[str]:
     """Cython always: the sdist ships the C it generates."""
-    return [*build_meta.get_requires_for_build_sdist(config_settings), CYTHON]
+    return [*build_meta.get_requires_for_build_sdist(config_settings), CYTHON, PICOWS]

@@ -6,13 +6,17 @@ Order of things, each for a reason:
    the same pipeline as live frames, so the tracker knows every stream's last seq;
 3. connect and subscribe with ``resume`` = last seq + 1 from that state;
 4. on stop: stop reading, journal what was read, sync, final snapshot, close.
+
+``Recorder`` owns the process's lifecycle and signals and wires the rest: the journal-first
+frame path (recorder/feed.py and its Cython sink), the conversation with the venue
+(recorder/session.py), the applier that derives SQLite from the journal
+(recorder/snapshotter.py) and the connection (recorder/connection.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -22,13 +26,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orjson
 import uvloop
 
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, prepare_data_dir
-from fastfeed.derive.pipeline import Actions, Pipeline
+from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
     ConfigError,
@@ -36,8 +39,8 @@ from fastfeed.errors import (
     JournalLocked,
     StoreError,
 )
-from fastfeed.journal import Journal, RecordKind
-from fastfeed.logs import RateLimiter, setup_logging
+from fastfeed.journal import Journal
+from fastfeed.logs import setup_logging
 from fastfeed.recorder import early_signals
 from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
@@ -49,8 +52,8 @@ from fastfeed.recorder.config import (
     validate,
 )
 from fastfeed.recorder.connection import Connection
-from fastfeed.recorder.feed import Feed, rejection_error
-from fastfeed.recorder.resync import ResyncScheduler
+from fastfeed.recorder.feed import Feed
+from fastfeed.recorder.session import Session
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
 from fastfeed.venues.tickdb import TickDBAdapter
@@ -101,11 +104,8 @@ class Recorder:
         self._signals = 0
         self._fatal: FastfeedError | None = None
         self._connection: Connection | None = None
-        self._malformed_log = RateLimiter(defaults.MALFORMED_LOG_PER_MIN)
-        self._resyncs = ResyncScheduler()
-        self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
-        self._started = False  # the "started" control record, with the subscriptions, is written
-        self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
+        self._channels = config.channels  # what the session starts with (SIGHUP may change it)
+        self._has_session = False  # self.session exists: a reload goes to it
 
     # -- process lifecycle ---------------------------------------------------------------------
     async def main(self) -> int:
@@ -171,6 +171,8 @@ class Recorder:
             stop_reading=self._stop_reading,
         )
         self.pipeline = Pipeline(self.config.venue, self._adapter, scan=self.feed.scan)
+        self.session = self._new_session()
+        self._has_session = True
         self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         if (
             self.config.repair_journal
@@ -197,14 +199,14 @@ class Recorder:
                 len(self.pipeline.tracker_streams()),
                 self.pipeline.gaps_open(),
             )
-            self._journal_control(
+            self.session.journal_control(
                 {
                     "event": "started",
                     "venue": self.config.venue,  # readers label streams from the journal alone
-                    "subscriptions": self._subscriptions,
+                    "subscriptions": self.session.subscriptions,
                 }
             )
-            self._started = True
+            self.session.started = True
             if self._stop.is_set():
                 return 0
             metrics = await self._start_metrics()
@@ -223,8 +225,11 @@ class Recorder:
             path,
             fsync=self.config.fsync,
             venue=self.config.venue,
-            on_actions=self._on_actions,
+            on_actions=self.session.on_actions,
         )
+
+    def _new_session(self) -> Session:
+        return Session(self._adapter, self.feed, self.pipeline, self._channels, fail=self._fail)
 
     async def _record(self) -> int:
         sim = None
@@ -232,7 +237,8 @@ class Recorder:
         if self.config.venue == "sim":
             from fastfeed.sim import SimConfig, serve
 
-            streams = tuple((ch, s) for ch, syms in self._subscriptions.items() for s in syms)
+            subs = self.session.subscriptions
+            streams = tuple((ch, s) for ch, syms in subs.items() for s in syms)
             # The built-in venue continues where this data dir's recording stopped, so a
             # restart of the recorder is not mistaken for a venue restart (lost gaps, epoch).
             resume_at = tuple(
@@ -247,20 +253,21 @@ class Recorder:
         self._connection = Connection(
             self._adapter.url(endpoint, self._api_key),
             self._adapter.redacted_url(endpoint),
-            self,
+            self.session,
             ssl_context=self._ssl_context(endpoint),
             ping_interval_s=self.config.ping_interval_s,
             stall_timeout_s=self.config.stall_timeout_s,
             backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
             listener=self.feed.listener,
         )
+        self.session.connection = self._connection
         reporter = StatusReporter(self._status)
         try:
             async with asyncio.TaskGroup() as tasks:
                 conn_task = tasks.create_task(self._connection.run(), name="connection")
                 tasks.create_task(self._snapshots(), name="snapshotter")
                 tasks.create_task(reporter.run(self._stop), name="status")
-                tasks.create_task(self._resync_loop(), name="resync")
+                tasks.create_task(self.session.resync_loop(self._stop), name="resync")
                 await self._stop.wait()
                 await self._shutdown(conn_task)
         finally:
@@ -353,11 +360,13 @@ class Recorder:
         except FastfeedError as exc:
             log.error("SIGHUP: keeping the current channels: %s", exc)
             return
-        if not self._started:
-            self._subscriptions = new  # journaled with the "started" record, sent at connect
-            log.info("SIGHUP: will record %s", _describe_subs(new))
+        if not self._has_session:  # still starting: the session will begin with these
+            self._channels = new
+            log.info(
+                "SIGHUP: will record %s", ", ".join(f"{c}:{','.join(s)}" for c, s in new.items())
+            )
             return
-        self._apply_subscriptions(new)
+        self.session.change_subscriptions(new)
 
     def _fail(self, error: FastfeedError) -> None:
         if self._fatal is None:
@@ -388,47 +397,9 @@ class Recorder:
             connected=bool(self._connection and self._connection.connected),
         )
 
-    # -- the journal-first data path -----------------------------------------------------------
-    def _append(self, kind: RecordKind, payload: bytes) -> None:
-        """Journal one record; the applier derives from it like from every other."""
-        self.feed.append(kind, payload)
-
     def _stop_reading(self) -> None:
         if self._connection is not None:
             self._connection.stop_reading()
-
-    def _journal_control(self, doc: dict[str, object]) -> None:
-        self._append(RecordKind.CONTROL, orjson.dumps(doc))
-
-    def _send(self, connection: Connection, payload: bytes) -> None:
-        # Journal first: after a crash the journal shows what we asked for and when.
-        self._append(RecordKind.OUTBOUND, payload)
-        connection.send(payload)
-
-    def _subscribe(self, connection: Connection, channel: str, symbols: list[str]) -> None:
-        resume = {
-            s: point
-            for s in symbols
-            if (point := self.pipeline.resume_point(StreamKey(channel, s))) is not None
-        }
-        self._send(connection, self._adapter.subscribe(channel, symbols, resume or None))
-
-    def _apply_subscriptions(self, new: dict[str, list[str]]) -> None:
-        old = self._subscriptions
-        self._subscriptions = new
-        self._journal_control({"subscriptions": new})
-        conn = self._connection
-        if conn is None or not conn.connected:
-            return  # the next connect subscribes to the new set
-        for channel, symbols in old.items():
-            gone = [s for s in symbols if s not in new.get(channel, [])]
-            if gone:
-                self._send(conn, self._adapter.unsubscribe(channel, gone))
-        for channel, symbols in new.items():
-            added = [s for s in symbols if s not in old.get(channel, [])]
-            if added:
-                self._subscribe(conn, channel, added)
-        log.info("SIGHUP: now recording %s", _describe_subs(new))
 
     async def _start_metrics(self) -> MetricsServer | None:
         """Serve /metrics and /healthz if ``--metrics`` is set (only then load prometheus)."""
@@ -443,7 +414,7 @@ class Recorder:
         )
 
         def health() -> str | None:
-            since = self._down_since
+            since = self.session.down_since
             down_for = 0.0 if since is None else time.monotonic() - since
             return health_problem(
                 self._status(),
@@ -458,59 +429,6 @@ class Recorder:
         await server.start()
         return server
 
-    # -- FeedHandler ---------------------------------------------------------------------------
-    def on_connected(self, connection: Connection) -> None:
-        self._down_since = None
-        self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
-        for channel, symbols in self._subscriptions.items():
-            self._subscribe(connection, channel, symbols)
-        keys = [StreamKey(c, s) for c, syms in self._subscriptions.items() for s in syms]
-        self._resyncs.asked(keys, time.monotonic())
-
-    def on_frame(self, payload: bytes, binary: bool) -> None:
-        self.feed.on_frame(payload, binary)
-
-    def _on_actions(self, actions: Actions) -> None:
-        """Act on what the applier derived: report, stop on a fatal rejection, resync gaps."""
-        for lsn, reason in actions.malformed:
-            if self._malformed_log.allow():
-                log.warning("malformed frame at LSN %d kept in the journal: %s", lsn, reason)
-        for text in actions.rejected:
-            log.error("%s", text)
-        for text in actions.resets:
-            log.warning("%s", text)
-        if actions.fatal is not None:
-            self._fail(rejection_error(actions.fatal.code, actions.fatal.message))
-        elif actions.gapped:
-            self._resync()
-
-    def _resync(self) -> None:
-        """Re-subscribe gapped streams with resume, as the scheduler allows."""
-        conn = self._connection
-        if conn is None or not conn.connected:
-            return
-        due = self._resyncs.due(self.pipeline.gapped_streams(), time.monotonic())
-        for channel, symbols in due.items():
-            log.warning("gap on %s:%s: re-subscribing with resume", channel, ",".join(symbols))
-            self._subscribe(conn, channel, symbols)
-
-    async def _resync_loop(self) -> None:
-        """Retry resyncs whose gaps are still open (refused or lost acks)."""
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), defaults.RESYNC_MIN_INTERVAL_S)
-            self._resync()
-
-    def on_disconnected(self, reason: str) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-        self._append(
-            RecordKind.CONNECTION, orjson.dumps({"event": "disconnected", "reason": reason})
-        )
-
-    def on_heartbeat(self, connection: Connection) -> None:
-        self._send(connection, self._adapter.ping())
-
 
 def _move_store_aside(path: Path) -> Path:
     """Rename ``path`` (and its -wal/-shm files) to a name no later run reuses."""
@@ -520,7 +438,3 @@ def _move_store_aside(path: Path) -> Path:
         if source.exists():
             os.replace(source, aside.with_name(aside.name + suffix))
     return aside
-
-
-def _describe_subs(subs: dict[str, list[str]]) -> str:
-    return " ".join(f"{ch}:{','.join(syms)}" for ch, syms in subs.items()) or "nothing"
