@@ -181,7 +181,10 @@ def test_parquet_without_pyarrow_says_how_to_install(
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
     assert run(data, tmp_path / "x.parquet", "--format", "parquet") == 2
     err = capsys.readouterr().err
-    assert err == "fastfeed: parquet export needs pyarrow: pip install 'fastfeed[parquet]'\n"
+    assert err == (
+        "fastfeed: parquet export needs pyarrow: pip install 'fastfeed[parquet]' (from the"
+        " one-file app: pip install --target DIR pyarrow, then run it with PYTHONPATH=DIR)\n"
+    )
     assert not (tmp_path / "x.parquet").exists()
 
 
