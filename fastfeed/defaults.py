@@ -49,6 +49,8 @@ SEQ_RESET_BACKWARDS = 1000  # seqs
 METRICS_HOST = "127.0.0.1"  # `--metrics PORT` binds loopback: the endpoint has no authentication
 HEALTH_MAX_SNAPSHOT_LAG = 1_000_000  # records journaled but not in SQLite before /healthz fails:
 # ~10 s behind at 100k msg/s, while a healthy recorder stays within one SNAPSHOT_INTERVAL_S
+HEALTH_MAX_DATA_SILENCE_S = 60.0  # connected and subscribed, yet no market data this long:
+# /healthz fails (a reload that dropped every stream, a venue that only answers pings)
 COMMIT_LATENCY_BUCKETS_S = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0)
 # ... group-commit sync time histogram bounds, seconds: msync of a few pages to a slow disk
 HTTP_REQUEST_TIMEOUT_S = 5.0  # metrics server: a scraper must send its request head this fast

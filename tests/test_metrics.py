@@ -65,6 +65,11 @@ def test_health_rule() -> None:
     assert health_problem(_status(5000, 3999), 0.0, 10.0, 1000) == (
         "snapshot lag 1001 records exceeds 1000"
     )
+    # Connected, subscribed streams silent (a reload that dropped them all): unhealthy.
+    assert health_problem(_status(), 0.0, 10.0, 1000, silent_for_s=60.0) is None
+    assert health_problem(_status(), 0.0, 10.0, 1000, silent_for_s=61.0) == (
+        "connected, but no market data for 61 s (limit 60 s)"
+    )
 
 
 def test_histogram_buckets_are_upper_inclusive() -> None:

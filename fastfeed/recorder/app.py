@@ -413,14 +413,21 @@ class Recorder:
             parse_listen,
         )
 
+        last_data = [-1, time.monotonic()]  # [records, when that count was first seen]
+
         def health() -> str | None:
+            now = time.monotonic()
+            status = self._status()
             since = self.session.down_since
-            down_for = 0.0 if since is None else time.monotonic() - since
+            down_for = 0.0 if since is None else now - since
+            if status.records != last_data[0] or since is not None:
+                last_data[:] = [status.records, now]  # data moved (or down: the watchdog's case)
             return health_problem(
-                self._status(),
+                status,
                 down_for,
                 self.config.stall_timeout_s,
                 defaults.HEALTH_MAX_SNAPSHOT_LAG,
+                silent_for_s=now - last_data[1],
             )
 
         host, port = parse_listen(self.config.metrics)

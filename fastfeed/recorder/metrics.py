@@ -71,11 +71,19 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def health_problem(
-    status: Status, down_for_s: float, watchdog_s: float, max_lag: int
+    status: Status,
+    down_for_s: float,
+    watchdog_s: float,
+    max_lag: int,
+    silent_for_s: float = 0.0,
+    max_silence_s: float = defaults.HEALTH_MAX_DATA_SILENCE_S,
 ) -> str | None:
-    """Why the recorder is unhealthy, or None: down past the watchdog, or SQLite too far behind."""
+    """Why the recorder is unhealthy, or None: down past the watchdog, connected but no market
+    data past ``max_silence_s`` (``silent_for_s``), or SQLite too far behind."""
     if down_for_s > watchdog_s:
         return f"connection down for {down_for_s:.1f} s (watchdog {watchdog_s:g} s)"
+    if silent_for_s > max_silence_s:
+        return f"connected, but no market data for {silent_for_s:.0f} s (limit {max_silence_s:g} s)"
     lag = status.accepted_lsn - status.applied_lsn
     if lag > max_lag:
         return f"snapshot lag {lag} records exceeds {max_lag}"
