@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -154,3 +155,18 @@ def test_ctrl_c_while_starting_never_prints_a_traceback(tmp_path: Path) -> None:
         assert "Traceback" not in err, (delay, err)
         # -SIGINT: the signal came as the interpreter was exiting after the command's end.
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
+
+
+def test_sim_and_replay_on_an_address_they_cannot_listen_on_are_one_line(tmp_path: Path) -> None:
+    data = build(tmp_path / "data", {("depth", "AAPL.US"): 5})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for args in (
+            ("sim", "--port", port),
+            ("sim", "--host", "192.0.2.1", "--port", "0"),  # TEST-NET-1: not this host's
+            ("replay", "--data-dir", str(data), "--port", port),
+        ):
+            proc = run_cli(*args)
+            assert_one_line_error(proc, "cannot listen on")

@@ -27,6 +27,7 @@ from picows import (
 )
 
 from fastfeed.defaults import SIM_BURST_BATCH, SIM_HOST, SIM_TICK_S
+from fastfeed.errors import ConfigError
 from fastfeed.sim.config import SimConfig, sim_config_from_args
 from fastfeed.sim.faults import ConnectionFaults, FaultPlan
 from fastfeed.sim.history import Stream, StreamSource, StreamTable
@@ -82,15 +83,24 @@ class SimServer:
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> None:
-        """Bind, start the configured streams and the publisher."""
-        self._server = await ws_create_server(
-            self._accept,
-            host,
-            port,
-            enable_auto_pong=False,  # the stall fault must be able to withhold pongs
-            max_frame_size=self.config.max_frame_bytes,
-            logger_name="sim",
-        )
+        """Bind, start the configured streams and the publisher.
+
+        Raises:
+            ConfigError: the address cannot be listened on (in use, not this host's, no
+                permission), said in one line.
+        """
+        try:
+            self._server = await ws_create_server(
+                self._accept,
+                host,
+                port,
+                enable_auto_pong=False,  # the stall fault must be able to withhold pongs
+                max_frame_size=self.config.max_frame_bytes,
+                logger_name="sim",
+            )
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
         now = self._loop.time()
         for channel, symbol in self.config.streams:
