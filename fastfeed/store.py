@@ -23,6 +23,7 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
+from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
 
 __all__ = ["STORE_FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
@@ -211,22 +212,7 @@ class Store:
             venue = batch.messages[0].venue if batch.messages else (self._venue or "")
             c.executemany(
                 "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        g.gap_id,
-                        self._venue or venue,
-                        g.key.channel,
-                        g.key.symbol,
-                        g.epoch,
-                        g.from_seq,
-                        g.to_seq,
-                        g.from_ns,
-                        g.to_ns,
-                        g.state.value,
-                        g.reason,
-                    )
-                    for g in batch.gaps
-                ],
+                [(g.gap_id, *_gap_row(self._venue or venue, g)) for g in batch.gaps],
             )
             c.executemany(
                 "INSERT OR REPLACE INTO streams VALUES (?,?,?,?,?,?,?,?,?)",
@@ -380,24 +366,7 @@ class Store:
         gaps = pending.gaps if pending is not None else []
         venue = self._venue_of(pending) if pending is not None else ""
         for g in gaps:
-            ledger[(venue, g.gap_id)] = dict(
-                zip(
-                    cols,
-                    (
-                        venue,
-                        g.key.channel,
-                        g.key.symbol,
-                        g.epoch,
-                        g.from_seq,
-                        g.to_seq,
-                        g.from_ns,
-                        g.to_ns,
-                        g.state.value,
-                        g.reason,
-                    ),
-                    strict=True,
-                )
-            )
+            ledger[(venue, g.gap_id)] = dict(zip(cols, _gap_row(venue, g), strict=True))
         return sorted(ledger.values(), key=_gap_order)
 
     def _venue_of(self, pending: Batch) -> str:
@@ -594,3 +563,19 @@ def _readonly_uri(path: Path) -> tuple[str, os.stat_result | None]:
         return f"{uri}?immutable=1", os.stat(path)
     except FileNotFoundError:
         raise StoreError(f"no SQLite file at {path}") from None
+
+
+def _gap_row(venue: str, g: Gap) -> tuple[Any, ...]:
+    """A gap as the ``gaps`` table's columns after ``gap_id`` (venue ... reason)."""
+    return (
+        venue,
+        g.key.channel,
+        g.key.symbol,
+        g.epoch,
+        g.from_seq,
+        g.to_seq,
+        g.from_ns,
+        g.to_ns,
+        g.state.value,
+        g.reason,
+    )
