@@ -34,8 +34,8 @@ class VenueAdapter(Protocol):
         """The unsubscribe command."""
         ...
 
-    def ping(self) -> bytes:
-        """The application-level heartbeat."""
+    def ping(self) -> bytes | None:
+        """The application-level heartbeat (None: the venue has none, WebSocket pings only)."""
         ...
 
     def url(self, endpoint: str, api_key: str | None) -> str:
