@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from fastfeed import __version__
-from fastfeed.defaults import SIM_HOST, SIM_PORT
+from fastfeed.defaults import API_KEY_ENV, DATA_DIR, SIM_HOST, SIM_PORT
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.recorder import early_signals
 
@@ -36,12 +37,18 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastfeed",
         description="Record a market-data WebSocket feed without losing a message.",
-        epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US",
+        epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US"
+        f" (TickDB needs its key in ${API_KEY_ENV} or --api-key-file)",
     )
     parser.add_argument("--version", action="version", version=f"fastfeed {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="record a feed (the default command)")
+    run = sub.add_parser(
+        "run",
+        help="record a feed (the default command)",
+        epilog=f"The TickDB API key comes from ${API_KEY_ENV} or --api-key-file, never a flag"
+        " (flags show in ps); --venue sim needs none.",
+    )
     run.add_argument("--venue", choices=("tickdb", "sim"), help="venue (default tickdb)")
     run.add_argument("--endpoint", help="WebSocket URL (default TickDB's wss endpoint)")
     run.add_argument(
@@ -50,10 +57,16 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="CHANNEL:SYM[,SYM...]",
         help="what to record, e.g. depth:AAPL.US,TSLA.US (repeatable)",
     )
-    run.add_argument("--data-dir", type=Path, help="where to keep data (default ./fastfeed-data)")
-    run.add_argument("--fsync", choices=("group", "always", "none"), help="journal durability")
+    run.add_argument("--data-dir", type=Path, help=f"where to keep data (default ./{DATA_DIR})")
+    run.add_argument(
+        "--fsync",
+        choices=("group", "always", "none"),
+        help="journal durability (default group: synced every 2 ms or 1 MiB)",
+    )
     run.add_argument("--config", type=Path, help="TOML file with the same keys as these flags")
-    run.add_argument("--api-key-file", type=Path, help="file holding the API key")
+    run.add_argument(
+        "--api-key-file", type=Path, help=f"file holding the API key (default ${API_KEY_ENV})"
+    )
     run.add_argument("--ca-file", type=Path, help="extra CA bundle for wss:// verification")
     run.add_argument(
         "--stall-timeout",
@@ -61,8 +74,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="drop and replace a connection silent this long (default 10)",
     )
-    run.add_argument("--log-format", choices=("text", "json"), help="log line format")
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")
+    run.add_argument(
+        "--log-format", choices=("text", "json"), help="log line format (default text)"
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default info)",
+    )
     run.add_argument(
         "--metrics",
         metavar="[ADDR:]PORT",
@@ -89,16 +108,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_sim_arguments(sim)
 
+    data_dir: dict[str, Any] = {
+        "type": Path,
+        "default": Path(DATA_DIR),
+        "help": f"the recorder's data dir (default ./{DATA_DIR})",
+    }
     for name, text in (
         ("status", "per-stream record counts, sequence ranges and open gaps"),
         ("gaps", "the gap ledger"),
     ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+        cmd.add_argument("--data-dir", **data_dir)
         cmd.add_argument("--format", choices=("text", "json"), default="text")
 
     export = sub.add_parser("export", help="recorded messages as JSON lines, CSV or Parquet")
-    export.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    export.add_argument("--data-dir", **data_dir)
     export.add_argument(
         "--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default jsonl"
     )
@@ -118,18 +142,20 @@ def _build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser(
         "verify", help="check journal CRCs and LSNs, seq continuity and SQLite against the journal"
     )
-    verify.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    verify.add_argument("--data-dir", **data_dir)
 
     replay = sub.add_parser("replay", help="serve a recording over the venue's WebSocket protocol")
-    replay.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    replay.add_argument("--data-dir", **data_dir)
     replay.add_argument("--host", default=SIM_HOST, help=f"address to bind (default {SIM_HOST})")
-    replay.add_argument("--port", type=int, default=SIM_PORT, help="port, 0 for any free")
+    replay.add_argument(
+        "--port", type=int, default=SIM_PORT, help=f"port, 0 for any free (default {SIM_PORT})"
+    )
     replay.add_argument(
         "--speed", default="1.0", help="factor of recorded time (default 1.0), or max"
     )
 
     tail = sub.add_parser("tail", help="follow new messages as the recorder journals them")
-    tail.add_argument("--data-dir", type=Path, default=Path("fastfeed-data"))
+    tail.add_argument("--data-dir", **data_dir)
     tail.add_argument("--channel")
     tail.add_argument("--symbol")
     tail.add_argument("--format", choices=("text", "json"), default="text")
@@ -140,15 +166,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
+    """Prefix ``run`` when the arguments start with a flag; refuse a mistyped command word."""
     if not argv or argv[0] in (*COMMANDS, "-h", "--help", "--version"):
         return argv
+    if not argv[0].startswith("-"):
+        # `run` takes no positional argument, so a bare word here can only be a command.
+        raise ConfigError(
+            f"unknown command {argv[0][:40]!r}: expected one of {', '.join(COMMANDS)}"
+        )
     return ["run", *argv]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fastfeed`` and ``python -m fastfeed``; returns the exit code."""
     raw = list(sys.argv[1:] if argv is None else argv)
-    args = _build_parser().parse_args(_with_default_command(raw))
+    try:
+        args = _build_parser().parse_args(_with_default_command(raw))
+    except ConfigError as exc:
+        print(f"fastfeed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.command == "run":
             early_signals.install()

@@ -14,6 +14,8 @@ RECV_BUFFER_BYTES = 256 * 1024  # socket receive buffer: bounds one read, so one
 MAX_STREAMS_PER_CONNECTION = 1000  # (channel, symbol) pairs on one socket: bounds resync bursts
 
 # --- recorder -------------------------------------------------------------------------------
+DATA_DIR = "fastfeed-data"  # relative to the working directory when --data-dir is not given
+API_KEY_ENV = "TICKDB_API_KEY"  # where the TickDB key comes from (a flag would show in ps)
 BACKOFF_INITIAL_S = 1.0  # first reconnect delay (full jitter below it)
 BACKOFF_CAP_S = 60.0  # reconnect delay never exceeds this
 BACKOFF_RESET_S = 30.0  # a connection healthy this long resets the backoff

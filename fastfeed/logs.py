@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -12,6 +13,10 @@ import orjson
 __all__ = ["RateLimiter", "setup_logging"]
 
 REDACTED = "***"
+# A secret shorter than this is replaced only where it stands alone (not inside a longer token):
+# a 3-letter key "key" would otherwise turn "api_key=key" into "api_***=***".
+_SHORT_SECRET = 8
+_TOKEN_CHARS = r"A-Za-z0-9_.~\-"
 
 
 class _RedactingFilter(logging.Filter):
@@ -22,18 +27,23 @@ class _RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        parts = []
+        for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+            if len(secret) >= _SHORT_SECRET:
+                parts.append(re.escape(secret))
+            else:
+                parts.append(f"(?<![{_TOKEN_CHARS}]){re.escape(secret)}(?![{_TOKEN_CHARS}])")
+        self._pattern = re.compile("|".join(parts)) if parts else None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        if self._pattern is None:
             return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        for secret in self._secrets:
-            message = message.replace(secret, REDACTED)
-            if record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, REDACTED)
+        message = self._pattern.sub(REDACTED, message)
+        if record.exc_text:
+            record.exc_text = self._pattern.sub(REDACTED, record.exc_text)
         record.msg, record.args = message, None
         return True
 

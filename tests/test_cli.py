@@ -91,3 +91,19 @@ def test_unknown_toml_key_is_one_line(tmp_path: Path) -> None:
 def test_status_on_missing_data_dir(tmp_path: Path) -> None:
     proc = run_cli("status", "--data-dir", str(tmp_path / "nope"))
     assert_one_line_error(proc, "no data dir")
+
+
+def test_a_mistyped_command_is_named_with_the_commands(tmp_path: Path) -> None:
+    proc = run_cli("stauts", "--data-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "fastfeed: unknown command 'stauts': expected one of"
+        " run, sim, status, gaps, export, verify, replay, tail\n"
+    )
+
+
+def test_help_names_the_key_variable_and_defaults() -> None:
+    text = run_cli("run", "--help").stdout
+    assert "TICKDB_API_KEY" in text
+    assert "default group" in text and "default info" in text
+    assert "default ./fastfeed-data" in run_cli("status", "--help").stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,14 @@ import pytest
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError
-from fastfeed.recorder.config import RecorderConfig, parse_channel_specs, validate
+from fastfeed.recorder.config import (
+    _TOML_TYPES,
+    RecorderConfig,
+    load_api_key,
+    load_toml,
+    parse_channel_specs,
+    validate,
+)
 
 __all__: list[str] = []
 
@@ -84,3 +92,93 @@ def test_too_many_streams_on_the_command_line_is_one_line(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "streams requested" in proc.stderr
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('log_format = "xml"', 'log_format must be "text" or "json", got \'xml\''),
+        ("data_dir = {a=1}", "data_dir must be a path string, got {'a': 1}"),
+        ("endpoint = 5", "endpoint must be a ws:// or wss:// URL string, got 5"),
+        ('stall_timeout_s = "5"', "stall_timeout_s must be a number of seconds, got '5'"),
+        ('log_level = "verbose"', "log_level must be"),
+        ("segment_mib = true", "segment_mib must be a whole number of MiB, got True"),
+        ('repair_journal = "no"', "repair_journal must be true or false, got 'no'"),
+        ("channels = 5", "channels must be a list of"),
+        ('fsync = "sometimes"', 'fsync must be "group", "always" or "none"'),
+    ],
+)
+def test_toml_values_are_type_checked(tmp_path: Path, line: str, needle: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_toml(path)
+
+
+def test_every_config_field_has_a_toml_type() -> None:
+    # A new setting must say what its TOML value may be, or a wrong type would pass unchecked.
+    fields = set(RecorderConfig.__dataclass_fields__) - {"config_file"}
+    assert fields == set(_TOML_TYPES)
+
+
+def test_toml_booleans_and_numbers_pass(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("repair_journal = false\nstall_timeout_s = 5\nmetrics = 9464\n")
+    assert load_toml(path) == {"repair_journal": False, "stall_timeout_s": 5, "metrics": 9464}
+
+
+def test_a_non_utf8_config_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'venue = "sim"\n# \xff\xfe\n')
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_toml(path)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "needle"),
+    [
+        ("ws://127.0.0.1:99999/", "not a URL"),
+        ("ws://127.0.0.1:abc/", "not a URL"),
+        ("ws://[::1", "not a URL"),
+        ("http://127.0.0.1/", "expected a ws:// or wss:// URL"),
+        ("ws:///v1/realtime", "no host"),
+        ("wss://h/v1/realtime?api_key=SECRET#frag", "#fragment"),
+    ],
+)
+def test_bad_endpoints_are_refused_without_their_query(endpoint: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)) as info:
+        validate(sim_config(endpoint=endpoint), None)
+    assert "SECRET" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"key-one\nkey-two\n", "one key on one line"),
+        (b"a b\n", "one key on one line"),
+        (b"x" * 5000, "not a key"),
+        (b"\xff\xfe\n", "is not text"),
+        (b"\n\n", "is empty"),
+    ],
+)
+def test_bad_api_key_files_are_refused(tmp_path: Path, content: bytes, needle: str) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=needle):
+        load_api_key(sim_config(api_key_file=path))
+
+
+def test_an_endless_api_key_file_is_read_bounded() -> None:
+    with pytest.raises(ConfigError, match="not a key"):
+        load_api_key(sim_config(api_key_file=Path("/dev/zero")))
+
+
+def test_an_api_key_file_with_one_line_gives_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(b"  k3y-s3cret \n\n")
+    assert load_api_key(sim_config(api_key_file=path)) == "k3y-s3cret"
+
+
+def test_a_short_stall_timeout_pings_more_often() -> None:
+    assert sim_config(stall_timeout_s=1.0).ping_interval_s == 0.5
+    assert sim_config().ping_interval_s == defaults.PING_INTERVAL_S

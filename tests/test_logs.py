@@ -41,3 +41,13 @@ def test_json_lines_parse(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["msg"] == "hello 5"
     assert doc["level"] == "warning"
     assert doc["stream"] == "depth:A"
+
+
+def test_a_short_secret_is_redacted_where_it_stands_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup_logging("text", "info", secrets=["key"])
+    logging.getLogger("fastfeed.x").info("GET /v1/realtime?api_key=key&x=monkey key")
+    out = capsys.readouterr().err
+    # The value is replaced; the parameter's name and words that merely contain it are not.
+    assert "api_key=***&x=monkey ***" in out

@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from fastfeed import defaults
 from fastfeed.derive.gaptally import GapTally
 from fastfeed.derive.streams import Gap, GapState, StreamKey
-from fastfeed.errors import ConfigError
+from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.histogram import Histogram
 from fastfeed.recorder.metrics import MetricsServer, health_problem, make_registry, parse_listen
 from fastfeed.recorder.statusline import Status
@@ -158,14 +158,18 @@ def test_server_routes() -> None:
     assert replies["sick"].endswith(b"\r\n\r\nconnection down for 12.0 s (watchdog 10 s)\n")
 
 
-def test_server_port_in_use_is_one_config_error() -> None:
+def test_server_port_in_use_is_a_runtime_error_not_a_config_error() -> None:
     async def scenario() -> None:
         first = MetricsServer("127.0.0.1", 0, make_registry(_One()), lambda: None)
         await first.start()
         try:
             second = MetricsServer("127.0.0.1", first.port, make_registry(_One()), lambda: None)
-            with pytest.raises(ConfigError, match=r"cannot serve metrics on 127\.0\.0\.1:\d+"):
+            # Exit 1, not 2: the documented unit restarts on 1 and the port may be free then.
+            with pytest.raises(
+                FastfeedError, match=r"cannot serve metrics on 127\.0\.0\.1:\d+"
+            ) as info:
                 await second.start()
+            assert not isinstance(info.value, ConfigError)
         finally:
             await first.close()
 

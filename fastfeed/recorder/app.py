@@ -243,6 +243,7 @@ class Recorder:
             self._adapter.redacted_url(endpoint),
             self,
             ssl_context=self._ssl_context(endpoint),
+            ping_interval_s=self.config.ping_interval_s,
             stall_timeout_s=self.config.stall_timeout_s,
         )
         reporter = StatusReporter(self._status)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError
@@ -17,6 +19,7 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "RecorderConfig",
     "Subscriptions",
+    "endpoint_problem",
     "load_api_key",
     "load_toml",
     "parse_channel_specs",
@@ -24,9 +27,9 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT = "wss://api.tickdb.ai/v1/realtime"
-API_KEY_ENV = "TICKDB_API_KEY"
 VENUES = ("tickdb", "sim")
 MAX_SEGMENT_MIB = 4095  # the journal's segment offsets are 32-bit
+MAX_API_KEY_BYTES = 4096  # a key file larger than this is not a key (or is /dev/zero)
 
 Subscriptions = dict[str, list[str]]  # channel -> symbols, in the order first given
 
@@ -38,7 +41,7 @@ class RecorderConfig:
     venue: str = "tickdb"
     endpoint: str = DEFAULT_ENDPOINT
     channels: Subscriptions = field(default_factory=dict)
-    data_dir: Path = Path("fastfeed-data")
+    data_dir: Path = Path(defaults.DATA_DIR)
     fsync: FsyncMode = FsyncMode.GROUP
     api_key_file: Path | None = None
     ca_file: Path | None = None
@@ -50,6 +53,12 @@ class RecorderConfig:
     metrics: str | None = None  # "PORT" or "ADDR:PORT" for /metrics and /healthz
     segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
+
+    @property
+    def ping_interval_s(self) -> float:
+        """How often to ping: a quiet feed answers only our pings, so at least twice per stall
+        timeout, or a short ``--stall-timeout`` would drop every quiet, healthy connection."""
+        return min(defaults.PING_INTERVAL_S, self.stall_timeout_s / 2)
 
 
 def parse_channel_specs(specs: list[str]) -> Subscriptions:
@@ -86,21 +95,73 @@ def parse_channel_specs(specs: list[str]) -> Subscriptions:
     return subs
 
 
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _one_of(*choices: str) -> Callable[[object], bool]:
+    return lambda value: value in choices
+
+
+# What each TOML key may hold, said in the error. Ranges are checked once, by ``validate``, for
+# flags and file alike; here only the type (and fixed choices), so `repair_journal = "no"` can
+# never read as true and `data_dir = {a=1}` never becomes a path named "{'a': 1}".
+_TOML_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "venue": (_is_str, "a string"),
+    "endpoint": (_is_str, "a ws:// or wss:// URL string"),
+    "channels": (
+        lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+        'a list of "CHANNEL:SYM[,SYM...]" strings',
+    ),
+    "data_dir": (_is_str, "a path string"),
+    "fsync": (_one_of("group", "always", "none"), '"group", "always" or "none"'),
+    "api_key_file": (_is_str, "a path string"),
+    "ca_file": (_is_str, "a path string"),
+    "stall_timeout_s": (_is_number, "a number of seconds"),
+    "log_format": (_one_of("text", "json"), '"text" or "json"'),
+    "log_level": (
+        _one_of("debug", "info", "warning", "error"),
+        '"debug", "info", "warning" or "error"',
+    ),
+    "repair_journal": (lambda v: isinstance(v, bool), "true or false"),
+    "metrics": (lambda v: _is_str(v) or _is_int(v), 'a port number or "ADDR:PORT"'),
+    "segment_mib": (_is_int, "a whole number of MiB"),
+    "min_free_mib": (_is_int, "a whole number of MiB"),
+}
+
+
 def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML config with the same keys as the flags (``data-dir`` or ``data_dir``)."""
+    """Read a TOML config with the same keys as the flags (``data-dir`` or ``data_dir``).
+
+    Raises:
+        ConfigError: unreadable, not UTF-8, not TOML, an unknown key, or a value of the wrong type.
+    """
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    known = {f for f in RecorderConfig.__dataclass_fields__ if f != "config_file"}
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
-        if name not in known:
+        if name not in _TOML_TYPES:
             raise ConfigError(f"config {path}: unknown key {key!r}")
+        check, expected = _TOML_TYPES[name]
+        if not check(value):
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+            raise ConfigError(f"config {path}: {key} must be {expected}, got {shown}")
         out[name] = value
     return out
 
@@ -108,16 +169,42 @@ def load_toml(path: Path) -> dict[str, Any]:
 def load_api_key(config: RecorderConfig) -> str | None:
     """The key from ``--api-key-file`` or ``$TICKDB_API_KEY`` (never a flag: flags show in ps)."""
     if config.api_key_file is not None:
+        path = config.api_key_file
         try:
-            key = config.api_key_file.read_text().strip()
+            with path.open("rb") as fh:
+                data = fh.read(MAX_API_KEY_BYTES + 1)  # bounded: the file may be endless
         except OSError as exc:
-            raise ConfigError(
-                f"cannot read API key file {config.api_key_file}: {exc.strerror}"
-            ) from None
-        if not key:
-            raise ConfigError(f"API key file {config.api_key_file} is empty")
-        return key
-    return os.environ.get(API_KEY_ENV) or None
+            raise ConfigError(f"cannot read API key file {path}: {exc.strerror}") from None
+        if len(data) > MAX_API_KEY_BYTES:
+            raise ConfigError(f"API key file {path} is over {MAX_API_KEY_BYTES} bytes: not a key")
+        try:
+            lines = [line.strip() for line in data.decode().splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise ConfigError(f"API key file {path} is not text") from None
+        if not lines:
+            raise ConfigError(f"API key file {path} is empty")
+        if len(lines) > 1 or any(c.isspace() or not c.isprintable() for c in lines[0]):
+            raise ConfigError(f"API key file {path} must hold one key on one line")
+        return lines[0]
+    return os.environ.get(defaults.API_KEY_ENV) or None
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why ``endpoint`` is not a usable ws:// or wss:// URL, or None. Never echoes a secret."""
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port  # raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("ws", "wss"):
+        return "expected a ws:// or wss:// URL"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0"
+    if parts.fragment or endpoint.endswith("#"):
+        return "a #fragment is not sent to the server; remove it"
+    return None
 
 
 def validate(config: RecorderConfig, api_key: str | None) -> None:
@@ -128,16 +215,22 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
         raise ConfigError("nothing to record: give at least one --channels CHANNEL:SYM[,SYM...]")
     if config.venue == "tickdb" and api_key is None:
         raise ConfigError(
-            f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE "
+            f"no API key: set {defaults.API_KEY_ENV} or pass --api-key-file FILE "
             "(or use --venue sim, which runs without one)"
         )
     if not 0.5 <= config.stall_timeout_s <= 3600:
         raise ConfigError(f"stall timeout {config.stall_timeout_s} s is outside 0.5..3600")
+
     if not (isinstance(config.segment_mib, int) and 1 <= config.segment_mib <= MAX_SEGMENT_MIB):
         raise ConfigError(
             f"segment size {config.segment_mib!r} MiB is outside 1..{MAX_SEGMENT_MIB}"
         )
     if not (isinstance(config.min_free_mib, int) and config.min_free_mib >= 0):
         raise ConfigError(f"minimum free space {config.min_free_mib!r} MiB must be 0 or more")
-    if not config.endpoint.startswith(("ws://", "wss://")):
-        raise ConfigError(f"bad endpoint {config.endpoint!r}: expected a ws:// or wss:// URL")
+    problem = endpoint_problem(config.endpoint)
+    if problem is not None:
+        # Shown without its query, userinfo or fragment: those are where a key could sit.
+        head = config.endpoint.split("?", 1)[0].split("#", 1)[0]
+        scheme, sep, rest = head.partition("://")
+        shown = f"{scheme}{sep}{rest.rpartition('@')[2]}"[:80]
+        raise ConfigError(f"bad endpoint {shown!r}: {problem}")

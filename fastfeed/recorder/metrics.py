@@ -10,6 +10,7 @@ Each metric is described in docs/operations.md.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import time
@@ -28,7 +29,7 @@ from prometheus_client.registry import Collector
 from fastfeed import defaults
 from fastfeed.derive.pipeline import Pipeline, StreamCounts
 from fastfeed.derive.streams import StreamKey
-from fastfeed.errors import ConfigError
+from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.journal import Journal
 from fastfeed.recorder.statusline import Status
 
@@ -224,16 +225,19 @@ class MetricsServer:
         """Bind and listen.
 
         Raises:
-            ConfigError: the address cannot be bound (in use, not local, no permission).
+            FastfeedError: the port is in use: a runtime failure (exit 1), so a service manager
+                restarts us and the port may be free by then.
+            ConfigError: the address cannot be bound otherwise (not local, no permission).
         """
         try:
             self._server = await asyncio.start_server(
                 self._on_client, self._host, self._port, limit=defaults.HTTP_MAX_HEAD_BYTES
             )
         except OSError as exc:
-            raise ConfigError(
-                f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror or exc}"
-            ) from None
+            text = f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror or exc}"
+            if exc.errno == errno.EADDRINUSE:
+                raise FastfeedError(text, hint="another process holds the port") from None
+            raise ConfigError(text) from None
         log.info("metrics on http://%s:%d/metrics, health on /healthz", self._host, self.port)
 
     async def close(self) -> None:

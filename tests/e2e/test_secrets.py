@@ -102,3 +102,22 @@ def test_a_refused_key_stops_the_recorder_without_printing_it(
     files = [p for p in data_dir.rglob("*") if p.is_file()]
     assert grep_secret(wrong.encode(), [*files, *rec.outputs], read_outputs(data_dir)) == []
     assert "1001" in rec.log()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "ws://127.0.0.1:1/v1/realtime#frag",  # picows' URL error would carry the full URL
+        "ws:///v1/realtime",  # no host
+        "ws://127.0.0.1:99999/v1/realtime",  # port out of range
+    ],
+)
+def test_an_unusable_endpoint_is_refused_before_the_key_is_used(
+    endpoint: str, tmp_path: Path, data_dir: Path
+) -> None:
+    with Recorder(tmp_path, data_dir, endpoint, CHANNELS) as rec:
+        rec.start()
+        assert rec.wait() == 2
+    assert rec.log().count("\n") == 1 and "bad endpoint" in rec.log()
+    files = [p for p in data_dir.rglob("*") if p.is_file()] if data_dir.exists() else []
+    assert grep_secret(SECRET.encode(), [*files, *rec.outputs]) == []
