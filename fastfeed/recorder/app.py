@@ -143,6 +143,7 @@ class Recorder:
         self._frames = 0
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
+        self._started = False  # the "started" control record, with the subscriptions, is written
         self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
 
     # -- process lifecycle ---------------------------------------------------------------------
@@ -153,7 +154,10 @@ class Recorder:
             loop.add_signal_handler(sig, self.on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         for sig in early_signals.take():
-            self.on_stop_signal(sig)
+            if sig == signal.SIGHUP:
+                self._on_reload_signal()
+            else:
+                self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
         self.journal = await self._open_journal(data_dir / "journal")
         try:
@@ -212,6 +216,7 @@ class Recorder:
                 self.pipeline.gaps_open(),
             )
             self._journal_control({"event": "started", "subscriptions": self._subscriptions})
+            self._started = True
             if self._stop.is_set():
                 return 0
             metrics = await self._start_metrics()
@@ -331,10 +336,23 @@ class Recorder:
             log.info("SIGHUP ignored: no --config file to reload")
             return
         try:
-            specs = load_toml(self.config.config_file).get("channels", [])
+            specs = load_toml(self.config.config_file).get("channels")
+            if specs is None:
+                # The file never named the channels (they came from --channels): nothing to
+                # reload, and reading "none" as "record nothing" would silently stop recording.
+                log.info(
+                    "SIGHUP: %s names no channels; keeping the current set", self.config.config_file
+                )
+                return
+            if not specs:
+                raise ConfigError("channels = [] would record nothing")
             new = parse_channel_specs(list(specs))
         except FastfeedError as exc:
             log.error("SIGHUP: keeping the current channels: %s", exc)
+            return
+        if not self._started:
+            self._subscriptions = new  # journaled with the "started" record, sent at connect
+            log.info("SIGHUP: will record %s", _describe_subs(new))
             return
         self._apply_subscriptions(new)
 

@@ -1,7 +1,8 @@
-"""Catch SIGTERM/SIGINT from the first line of `fastfeed run` until the event loop takes over.
+"""Catch SIGTERM/SIGINT/SIGHUP from the first line of `fastfeed run` until the loop takes over.
 
 Importing uvloop, picows and the rest takes a few hundred milliseconds; a SIGTERM in that window
-would otherwise kill the process with the default action instead of stopping it cleanly.
+would otherwise kill the process with the default action instead of stopping it cleanly, and a
+SIGHUP (whose default action also terminates) would kill it outright.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ def _remember(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> None:
-    """Remember stop signals until ``take`` is called (by then the loop handlers are in place)."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    """Remember stop and reload signals until ``take`` (by then the loop's handlers are set)."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _remember)
 
 
 def take() -> list[signal.Signals]:
-    """The stop signals that arrived before the loop's handlers; clears the list."""
+    """The signals that arrived before the loop's handlers, in order; clears the list."""
     taken = list(_pending)
     _pending.clear()
     return taken

@@ -131,3 +131,31 @@ def test_sighup_adds_and_removes_channels_on_the_same_connection(
     assert watch.poll().connected == 1
     assert status(data_dir)["counters"]["reconnects"] == 0
     assert assert_exact(data_dir, {aapl, btc}) == watch.max_seq
+
+
+def test_sighup_with_a_config_naming_no_channels_or_none_keeps_recording(
+    sim: Simulator, tmp_path: Path, data_dir: Path
+) -> None:
+    config = tmp_path / "fastfeed.toml"
+    config.write_text(f'venue = "tickdb"\ndata_dir = "{data_dir}"\n')  # channels from the flag
+    watch = JournalWatch(data_dir / "journal")
+    aapl = ("depth", "AAPL.US")
+
+    def grows_past(seq: int) -> bool:
+        return watch.poll().max_seq.get(aapl, 0) >= seq + 500
+
+    flags = ("--endpoint", sim.url, "--channels", "depth:AAPL.US")
+    with Recorder(tmp_path, data_dir, sim.url, {}, *flags, config=config) as rec:
+        rec.start()
+        rec.until(lambda: grows_past(0), "AAPL.US recording")
+        rec.send(signal.SIGHUP)
+        rec.until(lambda: "names no channels; keeping the current set" in rec.log(), "reload")
+        then = watch.max_seq[aapl]
+        rec.until(lambda: grows_past(then), "AAPL.US still recording after the reload")
+        config.write_text(f'venue = "tickdb"\ndata_dir = "{data_dir}"\nchannels = []\n')
+        rec.send(signal.SIGHUP)
+        rec.until(lambda: "would record nothing" in rec.log(), "the empty set refused")
+        then = watch.max_seq[aapl]
+        rec.until(lambda: grows_past(then), "AAPL.US still recording after the refusal")
+        assert rec.stop(signal.SIGTERM) == 0
+    assert [(s["channel"], s["symbol"]) for s in status(data_dir)["streams"]] == [aapl]
