@@ -360,11 +360,15 @@ class SequenceTracker:
         longer matter for the book: they become LOST. Ids above the highest received are
         left alone: those pushes are still on their way.
         """
+        return self.lose(key, seq, recv_ns, REASON_SNAPSHOT)
+
+    def lose(self, key: StreamKey, upto: int, recv_ns: int, reason: str) -> tuple[Gap, ...]:
+        """Declare every missing id at or below ``upto`` (and the highest received) LOST."""
         st = self._streams.get(key)
         if st is None or st.base < 0:
             return ()  # nothing received yet: the first push will be the baseline
         top = st.above[-1][1] if st.above else st.base
-        lost = self._mark_lost(st, st.base + 1, min(seq, top), recv_ns, REASON_SNAPSHOT)
+        lost = self._mark_lost(st, st.base + 1, min(upto, top), recv_ns, reason)
         if not st.open:
             _advance(st, _T.GAPS_CLOSED)
         return lost

@@ -154,6 +154,10 @@ def channels_help(market: Market) -> str:
 class BinanceAdapter:
     """Parses Binance combined-stream frames and REST depth bodies into events; no I/O."""
 
+    replays = False  # no replay: gaps are resynced with REST depth snapshots
+    book_channels: frozenset[str] = frozenset()  # depth pushes are diffs, not books
+    weight_header = "x-mbx-used-weight-1m"  # REST weight used this minute (Binance "LIMITS")
+
     def __init__(self, market: Market = Market.SPOT) -> None:
         self.market = market
         self.name = market.value
@@ -180,6 +184,10 @@ class BinanceAdapter:
         if channel.startswith("depth") or channel == "aggTrade":
             return True
         return channel == "trade" and self.market is Market.SPOT
+
+    def has_snapshots(self, channel: str) -> bool:
+        """Diff-depth channels are resynced by a REST depth snapshot; trades cannot be."""
+        return channel.startswith("depth")
 
     @property
     def max_streams(self) -> int:
