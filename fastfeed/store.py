@@ -192,6 +192,13 @@ class Store:
                 if venue is not None:
                     conn.execute("INSERT OR IGNORE INTO meta VALUES ('venue', ?)", (venue,))
             row = conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            # Damage or a non-database file: SQLite holds only what the journal derives, so
+            # moving it aside loses nothing. (OperationalError, its subclass, is not damage.)
+            hint = None
+            if not isinstance(exc, sqlite3.OperationalError):
+                hint = f"move {path.name} aside: it is rebuilt from the journal at the next start"
+            raise StoreError(f"cannot open {path}: {exc}", hint=hint) from None
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from None
         if row is None or row[0] != str(FORMAT_VERSION):

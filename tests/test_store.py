@@ -199,3 +199,14 @@ def test_a_long_read_transaction_in_another_process_does_not_block_apply(
         assert reader.stdout.readline().strip() == "1"  # its snapshot stayed consistent
         reader.stdin.close()
         assert reader.wait(timeout=30) == 0
+
+
+def test_a_damaged_file_says_it_can_be_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "fastfeed.db"
+    path.write_bytes(b"\x00not sqlite\xff" * 1000)
+    with pytest.raises(StoreError, match="not a database") as info:
+        Store.open(path)
+    assert (
+        info.value.hint
+        == "move fastfeed.db aside: it is rebuilt from the journal at the next start"
+    )
