@@ -32,11 +32,14 @@ from fastfeed.venues.events import (
     VenueRejected,
 )
 
-__all__ = ["Pipeline", "Rejection", "StreamCounts"]
+__all__ = ["FLAG_BINARY", "FLAG_SHADOW", "Pipeline", "Rejection", "StreamCounts"]
 
 log = logging.getLogger("fastfeed.derive.pipeline")
 
 FLAG_BINARY = 1  # journal record flag: the frame was a binary WebSocket frame
+# Journal record flag: a second connection's copy of a frame without ids, received while two
+# connections overlap (a rotation): journaled like every frame, derived from the other copy.
+FLAG_SHADOW = 2
 
 
 class StreamCounts:
@@ -110,7 +113,8 @@ class Pipeline:
         """Derive whatever one journal record means. Never raises on bad input."""
         self._last_lsn = lsn
         if kind == RecordKind.INBOUND:
-            self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY))
+            if not flags & FLAG_SHADOW:
+                self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY))
         elif kind == RecordKind.OUTBOUND:
             self._outbound(payload)
         elif kind == RecordKind.CONNECTION:
