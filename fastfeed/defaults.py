@@ -18,7 +18,9 @@ DATA_DIR = "fastfeed-data"  # relative to the working directory when --data-dir 
 API_KEY_ENV = "TICKDB_API_KEY"  # where the TickDB key comes from (a flag would show in ps)
 BACKOFF_INITIAL_S = 1.0  # first reconnect delay (full jitter below it)
 BACKOFF_CAP_S = 60.0  # reconnect delay never exceeds this
-BACKOFF_RESET_S = 30.0  # a connection healthy this long resets the backoff
+# After a productive connection (subscribed, delivered data) ends: reconnect at once, but
+# spread over this window so a fleet that lost the venue together does not stampede it.
+RECONNECT_AFTER_DATA_S = (0.1, 0.5)
 PING_INTERVAL_S = 5.0  # app-level {"cmd":"ping"} cadence
 STALL_TIMEOUT_S = 10.0  # no frame at all for this long: drop and reconnect
 RESYNC_RETRY_S = 1.0  # ask again for a gapped stream after this long (acks can be refused or lost)
@@ -26,7 +28,7 @@ RESYNC_MIN_INTERVAL_S = 0.1  # at most 10 resync commands/s: venues rate-limit (
 CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
 SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
 SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
-LOCK_WAIT_S = 5.0  # how long start-up waits for a status/export catch-up to release the journal
+LOCK_WAIT_S = 5.0  # how long start-up waits for the journal lock (a recorder still stopping)
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock
 SHUTDOWN_TIMEOUT_S = 10.0  # graceful shutdown bound after SIGTERM/SIGINT
 CLOSE_TIMEOUT_S = 2.0  # at shutdown, a venue silent on our close frame this long is aborted
@@ -64,6 +66,8 @@ EXPORT_ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: the unit of memory
 PROGRESS_INTERVAL_S = 0.2  # progress bar redraw period: smooth enough to read, cheap to ignore
 TAIL_CUT_EVERY_RECORDS = 1024  # `tail` prints in chunks this size while catching up (bounds memory)
 REPLAY_AHEAD_ROWS = 4096  # (seq, recv_ns) pairs replay reads ahead per stream to decide what is due
+REPLAY_BATCH_RECORDS = 50_000  # start-up catch-up: one SQLite transaction per this many records
+VIEW_PENDING_BYTES = 256 * MiB  # export derives at most this much un-snapshotted journal in memory
 
 # --- simulator -------------------------------------------------------------------------------
 SIM_RATE_PER_STREAM = 200.0  # msgs/s per stream: "a few hundred" like a busy equity

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.e2e.chaos import ChaosConfig, run_chaos  # (needs the repo root on sys.path)
+from tests.e2e.flapping import FlapConfig, run_flapping
 from tests.e2e.soak import SoakConfig, run_soak
 
 CHANNELS = {"depth": ["AAPL.US", "TSLA.US"], "trade": ["BTC.CC"], "ticker": ["ETH.CC"]}
@@ -40,12 +41,20 @@ def main(argv: list[str]) -> int:
     add("--actions", type=int, default=3, help="recorder actions per venue lifetime")
     add("--soak-minutes", type=float, help="instead: a fault-free soak measuring recorder RSS")
     add("--soak-streams", type=int, default=6, help="streams in the soak (default 6)")
+    add("--flapping", action="store_true", help="instead: a venue dropping every connection")
+    add("--flap-seconds", type=float, default=30.0, help="how long it publishes (default 30)")
     add("--workdir", type=Path, help="keep data and logs here (default: a temporary dir)")
     ns = parser.parse_args(argv)
     seed = ns.seed if ns.seed is not None else random.randrange(1 << 31)
     with tempfile.TemporaryDirectory(prefix="fastfeed-chaos-") as tmp:
         workdir = ns.workdir or Path(tmp)
-        if ns.soak_minutes is not None:
+        if ns.flapping:
+            flap = run_flapping(
+                FlapConfig(workdir, seed, rate=max(ns.rate, 2000.0), seconds=ns.flap_seconds)
+            )
+            print(flap.line(), flush=True)
+            ok, problems = flap.ok, flap.problems
+        elif ns.soak_minutes is not None:
             soak = run_soak(
                 SoakConfig(workdir, ns.soak_minutes, ns.rate, _channels(ns.soak_streams), seed)
             )

@@ -19,7 +19,7 @@ from fastfeed.derive.gaptally import GapTally
 from fastfeed.derive.rest_record import decode_rest
 from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.derive.streams import Gap, GapState, StreamKey
-from fastfeed.journal import RecordKind
+from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.logs import RateLimiter
 from fastfeed.store import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.venues.base import VenueAdapter
@@ -35,11 +35,6 @@ from fastfeed.venues.events import (
 __all__ = ["FLAG_BINARY", "FLAG_SHADOW", "Pipeline", "Rejection", "StreamCounts"]
 
 log = logging.getLogger("fastfeed.derive.pipeline")
-
-FLAG_BINARY = 1  # journal record flag: the frame was a binary WebSocket frame
-# Journal record flag: a second connection's copy of a frame without ids, received while two
-# connections overlap (a rotation): journaled like every frame, derived from the other copy.
-FLAG_SHADOW = 2
 
 
 class StreamCounts:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import ssl
 import time
@@ -26,7 +27,7 @@ import uvloop
 
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
-from fastfeed.datadir import prepare_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, prepare_data_dir
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
@@ -40,6 +41,7 @@ from fastfeed.errors import (
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.logs import setup_logging
 from fastfeed.recorder import early_signals
+from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
     RecorderConfig,
     load_api_key,
@@ -89,6 +91,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         "segment_mib",
         "min_free_mib",
         "rest_endpoint",
+        "jitter_seed",
     ):
         flag = getattr(args, name, None)
         if flag is not None:
@@ -154,6 +157,7 @@ class Recorder:
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
         self._started = False  # the "started" control record, with the subscriptions, is written
+        self._messages_at_connect = 0  # pipeline.messages when the current connection came up
         self._down_since: float | None = time.monotonic()  # None while connected (for /healthz)
 
     # -- process lifecycle ---------------------------------------------------------------------
@@ -169,17 +173,17 @@ class Recorder:
             else:
                 self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
-        self.journal = await self._open_journal(data_dir / "journal")
+        self.journal = await self._open_journal(data_dir / JOURNAL_DIR)
         try:
             return await self._run_with_journal(data_dir)
         finally:
             self.journal.close()
 
     async def _open_journal(self, directory: Path) -> Journal:
-        """Open the journal, waiting a little for a read-only command's catch-up to finish.
+        """Open the journal, waiting a little for a recorder that is still exiting to let go.
 
-        `status`, `gaps` and `export` briefly take the writer lock to apply a stopped
-        recorder's tail; another recorder holds it for good and is refused after the wait.
+        Read-only commands never take the lock; another recorder holds it for good and is
+        refused after the wait.
         """
         deadline = time.monotonic() + defaults.LOCK_WAIT_S
         while True:
@@ -199,7 +203,7 @@ class Recorder:
     async def _run_with_journal(self, data_dir: Path) -> int:
         log.info("%s", self.journal.recovery)
         self.pipeline = Pipeline(self.config.venue, self._adapter)
-        self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+        self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         if (
             self.config.repair_journal
             and self.journal.recovery.repaired
@@ -209,14 +213,14 @@ class Recorder:
             # ones appended next. Keep the file aside and rebuild SQLite from the journal;
             # the venue's replay then fills what the repair dropped.
             self.snapshotter.close()
-            aside = _move_store_aside(data_dir / "fastfeed.db")
+            aside = _move_store_aside(data_dir / STORE_FILE)
             log.warning(
                 "journal repaired below SQLite's applied LSN %d: %s moved to %s, rebuilding",
                 self.snapshotter.applied_lsn,
-                data_dir / "fastfeed.db",
+                data_dir / STORE_FILE,
                 aside,
             )
-            self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+            self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         try:
             replayed = replay_into(self.journal, self.pipeline, self.snapshotter)
             log.info(
@@ -225,7 +229,13 @@ class Recorder:
                 len(self.pipeline.tracker_streams()),
                 self.pipeline.gaps_open(),
             )
-            self._journal_control({"event": "started", "subscriptions": self._subscriptions})
+            self._journal_control(
+                {
+                    "event": "started",
+                    "venue": self.config.venue,  # readers label streams from the journal alone
+                    "subscriptions": self._subscriptions,
+                }
+            )
             self._started = True
             if self._stop.is_set():
                 return 0
@@ -262,6 +272,7 @@ class Recorder:
                 ssl_context=self._ssl_context(endpoint),
                 ping_interval_s=self.config.ping_interval_s,
                 stall_timeout_s=self.config.stall_timeout_s,
+                backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
             )
         else:
             link = self._feed = self._sharded_feed(cast(SnapshotVenue, self._adapter), endpoint)
@@ -506,6 +517,7 @@ class Recorder:
     # -- FeedHandler ---------------------------------------------------------------------------
     def on_connected(self, connection: Connection) -> None:
         self._down_since = None
+        self._messages_at_connect = self.pipeline.messages
         self._append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
         for channel, symbols in self._subscriptions.items():
             self._subscribe(connection, channel, symbols)
@@ -527,6 +539,13 @@ class Recorder:
         elif pipeline.resync:
             pipeline.resync.clear()
             self._resync()
+        conn = self._connection
+        if (
+            conn is not None
+            and not conn.productive
+            and pipeline.messages > self._messages_at_connect
+        ):
+            conn.mark_productive()  # market data arrived after subscribing: a healthy connection
 
     def _resync(self) -> None:
         """Re-subscribe gapped streams with resume, as the scheduler allows."""

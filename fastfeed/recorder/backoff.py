@@ -1,4 +1,8 @@
-"""Capped exponential reconnect backoff with full jitter (no clock: the caller keeps time)."""
+"""When to reconnect: promptly after a productive connection, else capped exponential backoff.
+
+No clock: the caller keeps time. The random source can be seeded, so a test or a chaos run
+reproduces every delay.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +25,12 @@ class Backoff:
         initial_s: float = defaults.BACKOFF_INITIAL_S,
         cap_s: float = defaults.BACKOFF_CAP_S,
         rng: random.Random | None = None,
+        after_data_s: tuple[float, float] = defaults.RECONNECT_AFTER_DATA_S,
     ) -> None:
         self._initial = initial_s
         self._cap = cap_s
         self._rng = rng or random.Random()
+        self._after_data = after_data_s
         self.attempt = 0
 
     def ceiling(self) -> float:
@@ -38,6 +44,13 @@ class Backoff:
             self.attempt += 1
         return delay
 
-    def reset(self) -> None:
-        """Start again from the initial delay (after a connection stayed healthy)."""
+    def after_data(self) -> float:
+        """The delay after a connection that subscribed and delivered market data.
+
+        Such a connection was healthy however short it lived (a venue that drops connections
+        every second still delivers): waiting longer only loses data a venue without replay
+        never sends again. So the exponential starts over and the delay is short, jittered
+        and bounded below.
+        """
         self.attempt = 0
+        return self._rng.uniform(*self._after_data)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError
-from fastfeed.journal import FsyncMode
+from fastfeed.journal import FsyncMode, segment_bytes_for
 from fastfeed.venues import VENUES, adapter_for
 from fastfeed.venues.base import SnapshotVenue
 from fastfeed.venues.tickdb import CHANNELS, validate_symbol
@@ -56,6 +56,7 @@ class RecorderConfig:
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
     rest_endpoint: str | None = None  # venues with REST snapshots: base URL (None: the venue's)
     rotate_after_s: float = defaults.ROTATE_AFTER_S  # venues that close connections (Binance)
+    jitter_seed: int | None = None  # seeds the reconnect jitter: a run reproduces exactly
 
     @property
     def ping_interval_s(self) -> float:
@@ -169,6 +170,7 @@ _TOML_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "min_free_mib": (_is_int, "a whole number of MiB"),
     "rest_endpoint": (_is_str, "an http:// or https:// URL string"),
     "rotate_after_s": (_is_number, "a number of seconds"),
+    "jitter_seed": (_is_int, "a whole number"),
 }
 
 
@@ -264,6 +266,12 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
     if not (isinstance(config.segment_mib, int) and 1 <= config.segment_mib <= MAX_SEGMENT_MIB):
         raise ConfigError(
             f"segment size {config.segment_mib!r} MiB is outside 1..{MAX_SEGMENT_MIB}"
+        )
+    least = -(-segment_bytes_for(defaults.MAX_FRAME_BYTES) // defaults.MiB)  # rounded up
+    if config.segment_mib < least:
+        raise ConfigError(
+            f"segment size {config.segment_mib} MiB cannot hold the largest frame accepted"
+            f" ({defaults.MAX_FRAME_BYTES} bytes): give --segment-mib {least} or more"
         )
     if not (isinstance(config.min_free_mib, int) and config.min_free_mib >= 0):
         raise ConfigError(f"minimum free space {config.min_free_mib!r} MiB must be 0 or more")

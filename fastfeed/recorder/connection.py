@@ -82,8 +82,9 @@ class _Listener(picows.WSListener):
 class Connection:
     """Keeps one WebSocket connection to the venue alive until ``stop()``.
 
-    Reconnects forever with capped exponential backoff and full jitter, resetting the backoff
-    after a connection stayed up ``backoff_reset_s``. Sends an app-level ping every
+    Reconnects forever: promptly after a connection the handler marked productive (subscribed
+    and delivering), with capped exponential backoff and full jitter after any failure to
+    connect, handshake, subscribe or deliver. Sends an app-level ping every
     ``ping_interval_s`` and drops a connection that delivered no frame for ``stall_timeout_s``.
     """
 
@@ -97,7 +98,6 @@ class Connection:
         ping_interval_s: float = defaults.PING_INTERVAL_S,
         stall_timeout_s: float = defaults.STALL_TIMEOUT_S,
         backoff: Backoff | None = None,
-        backoff_reset_s: float = defaults.BACKOFF_RESET_S,
         max_frame_bytes: int = defaults.MAX_FRAME_BYTES,
         max_pending_bytes: int = defaults.MAX_PENDING_OUTBOUND_BYTES,
     ) -> None:
@@ -108,7 +108,7 @@ class Connection:
         self._ping_interval = ping_interval_s
         self._stall_timeout = stall_timeout_s
         self._backoff = backoff or Backoff()
-        self._backoff_reset = backoff_reset_s
+        self._productive = False  # this connection delivered market data (mark_productive)
         self._max_frame = max_frame_bytes
         self._max_pending = max_pending_bytes
         self._transport: picows.WSTransport | None = None
@@ -119,6 +119,15 @@ class Connection:
         self.connected = False
 
     # -- used by the handler ------------------------------------------------------------------
+    def mark_productive(self) -> None:
+        """This connection subscribed and delivered market data: reconnect promptly after it."""
+        self._productive = True
+
+    @property
+    def productive(self) -> bool:
+        """Whether ``mark_productive`` was called on the current (or last) connection."""
+        return self._productive
+
     def send(self, payload: bytes) -> bool:
         """Send one text frame; False when there is no open connection to send it on.
 
@@ -165,7 +174,7 @@ class Connection:
     async def run(self) -> None:
         """Connect, serve, reconnect; returns after ``stop()``."""
         while not self._stopping.is_set():
-            started = time.monotonic()
+            self._productive = False
             try:
                 transport, _ = await picows.ws_connect(
                     lambda: _Listener(self),
@@ -176,19 +185,25 @@ class Connection:
                     logger_name="fastfeed.picows",
                 )
             except (TimeoutError, OSError, picows.WSError) as exc:
-                self._handler.on_disconnected(f"connect failed: {_describe(exc)}")
-                log.warning("cannot connect to %s: %s", self._log_url, _describe(exc))
+                self._connect_failed(_describe(exc))
             else:
-                await self._serve(transport)
-                if time.monotonic() - started >= self._backoff_reset:
-                    self._backoff.reset()
+                if transport.response is None:
+                    # picows returns a transport when the peer closes before answering the
+                    # upgrade (seen with picows 2.3): no handshake, so never "connected".
+                    self._connect_failed("closed before the WebSocket handshake")
+                else:
+                    await self._serve(transport)
             if self._stopping.is_set():
                 return
-            delay = self._backoff.next_delay()
+            delay = self._backoff.after_data() if self._productive else self._backoff.next_delay()
             self.reconnects += 1
             log.info("reconnecting to %s in %.2f s", self._log_url, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _connect_failed(self, why: str) -> None:
+        self._handler.on_disconnected(f"connect failed: {why}")
+        log.warning("cannot connect to %s: %s", self._log_url, why)
 
     async def _serve(self, transport: picows.WSTransport) -> None:
         self._transport = transport
@@ -221,8 +236,11 @@ class Connection:
             await asyncio.sleep(tick)
             now = time.monotonic()
             if now - self._last_frame > self._stall_timeout:
-                log.warning("no frame for %.1f s: dropping the connection", now - self._last_frame)
-                self.drop(f"stalled: no frame for {self._stall_timeout:g} s")
+                # One text for the log and the journaled reason, in the words /healthz uses.
+                silent, limit = now - self._last_frame, self._stall_timeout
+                why = f"no frame for {silent:.1f} s (watchdog {limit:g} s)"
+                log.warning("%s: dropping the connection", why)
+                self.drop(f"stalled: {why}")
                 return
             if now >= next_ping:
                 self._handler.on_heartbeat(self)
