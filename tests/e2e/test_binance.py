@@ -227,3 +227,36 @@ def test_rest_429_waits_and_418_stops_snapshots(tmp_path: Path) -> None:
     assert len(venue.snapshots) == 3  # nothing asked after the ban
     [lost] = [g for g in gaps(tmp_path / "data") if g["channel"] == "depth"]
     assert "418" in lost["reason"]
+
+
+def test_three_hundred_symbols_just_work(tmp_path: Path) -> None:
+    symbols = [f"S{i:03d}USDT" for i in range(300)]
+    venue = BinanceVenue(tick_s=0.1)
+    with running(venue):
+        rec = Recorder(
+            tmp_path,
+            tmp_path / "data",
+            venue.ws_url,
+            {"depth": [s.lower() for s in symbols]},
+            "--venue",
+            "binance",
+            "--rest-endpoint",
+            venue.rest_url,
+            key=None,
+        )
+        with rec:
+            rec.start()
+
+            def all_recorded() -> bool:
+                streams = status(tmp_path / "data")["streams"]
+                return len(streams) == 300 and all(s["records"] >= 3 for s in streams)
+
+            rec.until(all_recorded, "300 depth streams recording")
+            assert rec.stop() == 0
+    # One connection, subscribed in two paced commands, every stream in order.
+    assert venue.connections == 1 and venue.rate_limited == 0
+    assert [len(cmd["params"]) for _, cmd in venue.commands] == [200, 100]
+    assert {s["symbol"] for s in status(tmp_path / "data")["streams"]} == set(symbols)
+    assert [g for g in gaps(tmp_path / "data") if g["from_seq"] is not None] == []
+    # 300 snapshots at subscribe weigh 15,000: the first minute takes half of 6,000 (60 of 50).
+    assert 0 < len(venue.snapshots) <= 60
