@@ -207,12 +207,13 @@ def _frame_doc(row: MessageRow, *, epoch: bool) -> dict[str, Any]:
 
 
 def export_lines(
-    rows: Iterable[MessageRow | SnapshotRow], *, epoch: bool = True
+    rows: Iterable[MessageRow | SnapshotRow], *, epoch: bool = True, kind: bool = True
 ) -> Iterable[bytes]:
     """One JSON line per message: the exact frame as text, or base64 for binary frames.
 
     ``kind`` says ``message``, or ``snapshot`` for a REST snapshot row (its exact body).
-    ``epoch=False`` leaves the epoch out, for a reader that does not know it (``tail``).
+    ``epoch=False`` and ``kind=False`` leave those out, for a reader that only follows
+    messages and does not know epochs (``tail``).
     """
     for row in rows:
         if type(row) is SnapshotRow:
@@ -220,7 +221,8 @@ def export_lines(
         else:
             assert type(row) is MessageRow
             doc = _frame_doc(row, epoch=False)
-            doc["kind"] = "message"
+            if kind:
+                doc["kind"] = "message"
             if epoch:
                 doc["epoch"] = row.epoch
         yield orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)

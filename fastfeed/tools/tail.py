@@ -110,7 +110,7 @@ def _print(out: IO[bytes], pipeline: Pipeline, args: argparse.Namespace) -> None
             args.symbol is None or row.symbol == args.symbol
         ):
             line = (
-                next(iter(export_lines([row], epoch=False)))
+                next(iter(export_lines([row], epoch=False, kind=False)))
                 if args.format == "json"
                 else _text(row)
             )
