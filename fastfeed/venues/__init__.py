@@ -1,10 +1,15 @@
-"""Venue adapters: sans-I/O protocol code, bytes in and events out (no sockets, no clock)."""
+"""Venue adapters: sans-I/O protocol code, bytes in and events out (no sockets, no clock).
+
+This package's front door stays light (the command line imports ``VENUES`` before its signal
+handlers are up): ``adapter_for`` loads an adapter module when one is asked for.
+"""
 
 from __future__ import annotations
 
-from fastfeed.venues.base import VenueAdapter
-from fastfeed.venues.binance import BinanceAdapter, Market
-from fastfeed.venues.tickdb import TickDBAdapter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastfeed.venues.base import VenueAdapter
 
 __all__ = ["VENUES", "adapter_for"]
 
@@ -18,7 +23,11 @@ def adapter_for(venue: str) -> VenueAdapter:
         ValueError: an unknown venue (the config validates names first).
     """
     if venue in ("tickdb", "sim"):
+        from fastfeed.venues.tickdb import TickDBAdapter
+
         return TickDBAdapter()
-    if venue in (Market.SPOT.value, Market.FUTURES.value):
+    if venue in ("binance", "binance-futures"):
+        from fastfeed.venues.binance import BinanceAdapter, Market
+
         return BinanceAdapter(Market(venue))
     raise ValueError(f"unknown venue {venue!r}")
