@@ -582,7 +582,10 @@ class Recorder:
         if kind == RecordKind.INBOUND:
             self._frames += 1
         elif kind == RecordKind.CONNECTION:
-            self._down_since = None if self._feed and self._feed.connected else time.monotonic()
+            if self._feed is not None and self._feed.connected:
+                self._down_since = None
+            elif self._down_since is None:
+                self._down_since = time.monotonic()
         self._append(kind, payload, flags, slot)
 
     def take_resync(self) -> set[StreamKey]:

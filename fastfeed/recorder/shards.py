@@ -182,7 +182,12 @@ class _Link:
 
     def on_heartbeat(self, connection: Connection) -> None:
         ping = self.feed.adapter.ping()
-        if ping is not None:
+        if ping is None:
+            # Binance pings us only every 20 s (spot) or 3 min (futures): a quiet stream would
+            # look stalled. Our ping frame's pong keeps a healthy connection visibly alive
+            # (a ping counts as one of the 5 or 10 messages per second allowed).
+            connection.send_ping()
+        else:
             self.feed.control_raw(RecordKind.OUTBOUND, ping, self.slot)
             connection.send(ping)
 

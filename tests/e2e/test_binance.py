@@ -261,3 +261,16 @@ def test_three_hundred_symbols_just_work(tmp_path: Path) -> None:
     # 300 snapshots at subscribe weigh 15,000: a minute takes half of 6,000 (60 of 50 each),
     # and this run touches at most two clock minutes.
     assert 0 < len(venue.snapshots) <= 120
+
+
+def test_a_quiet_feed_is_kept_alive_by_ping_frames(tmp_path: Path) -> None:
+    venue = BinanceVenue()
+    with running(venue), recorder(tmp_path, venue, "--stall-timeout", "3") as rec:
+        rec.start()
+        rec.until(lambda: subscribed(venue, 0), "the streams subscribed")
+        venue.paused = True  # silence: only our pings and the venue's pongs go by
+        start = venue.pings
+        # A ping every 1.5 s (half the stall timeout): 4 pings span two stall timeouts.
+        rec.until(lambda: venue.pings >= start + 4, "four pings answered")
+        assert venue.connections == 1, rec.log()[-2000:]
+        assert rec.stop() == 0

@@ -181,6 +181,10 @@ class _Client(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
+        if frame.msg_type == WSMsgType.PING:
+            self.venue.pings += 1
+            transport.send_pong(frame.get_payload_as_bytes())
+            return
         if frame.msg_type != WSMsgType.TEXT:
             return
         now = time.monotonic()
@@ -262,6 +266,7 @@ class BinanceVenue:
         self.closed_by_age = 0
         self.aborted = 0
         self.rate_limited = 0
+        self.pings = 0  # WebSocket ping frames received
         # The recording has no raw trades: Binance's documented example stands in for them.
         self._recorded = [*recorded_frames(), (FIXTURES / "trade_push.json").read_bytes().strip()]
         self._book = _recorded_book()
@@ -282,7 +287,8 @@ class BinanceVenue:
 
     async def start(self) -> None:
         """Bind both servers on 127.0.0.1 (any free ports) and start publishing."""
-        self._server = await ws_create_server(self._accept, "127.0.0.1", 0)
+        # Pings answered by _Client (auto-pong off) so tests can count them.
+        self._server = await ws_create_server(self._accept, "127.0.0.1", 0, enable_auto_pong=False)
         port = self._server.sockets[0].getsockname()[1]
         self.ws_url = f"ws://127.0.0.1:{port}"
         self._rest = RestServer(self._rest_request)
