@@ -304,7 +304,10 @@ class Recorder:
             ssl_context=self._ssl_context(endpoint),
             rest_ssl_context=self._ssl_context(rest.replace("https://", "wss://", 1)),
             stall_timeout_s=self.config.stall_timeout_s,
-            ping_interval_s=self.config.ping_interval_s,
+            # Our pings' pongs are all a quiet Binance connection delivers: a third of the
+            # stall timeout leaves room for a heartbeat tick that wakes a hair early and
+            # skips its ping (at half, one skip reads as a stall).
+            ping_interval_s=min(self.config.ping_interval_s, self.config.stall_timeout_s / 3),
             rotate_after_s=self.config.rotate_after_s,
         )
 
