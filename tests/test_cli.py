@@ -152,4 +152,5 @@ def test_ctrl_c_while_starting_never_prints_a_traceback(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
         assert "Traceback" not in err, (delay, err)
-        assert proc.returncode in (0, 130), (delay, proc.returncode, err)
+        # -SIGINT: the signal came as the interpreter was exiting after the command's end.
+        assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)

@@ -432,6 +432,23 @@ def test_checkpoint_restore_mid_way_behaves_as_uninterrupted(
     assert second.to_checkpoint() == whole.to_checkpoint()
 
 
+def test_a_live_acks_first_seq_is_the_baseline_so_a_reordered_first_pair_is_kept() -> None:
+    # The venue acks a live subscribe with first_seq 1, then its first two pushes arrive
+    # swapped: seq 1 must be recorded (filling the gap seq 2 opened), not dropped as old.
+    t = SequenceTracker()
+    key = StreamKey("trade", "BTC.CC")
+    assert t.on_ack(key, 1, 0, 1) == ()
+    opened = t.observe(key, 2, 2)
+    assert [(g.from_seq, g.to_seq, g.state) for g in opened.opened] == [(1, 1, GapState.OPEN)]
+    late = t.observe(key, 1, 3)
+    assert late.outcome is Outcome.NEW
+    assert [(g.from_seq, g.state) for g in late.filled] == [(1, GapState.FILLED)]
+    stats = t.stream_stats(key)
+    assert stats is not None
+    assert (stats.first_seq, stats.last_seq, stats.records, stats.open_gaps) == (1, 2, 2, 0)
+    assert stats.state is SyncState.SYNCED
+
+
 # -- ranges (venues numbering updates: Binance U..u) and snapshots ------------------------------
 BTC = StreamKey("depth", "BTCUSDT")
 

@@ -7,6 +7,7 @@ not list leaves the state as it is::
     UNSYNCED  --FIRST-------> SYNCED     first seq seen (no resume asked): it is the baseline
     UNSYNCED  --UNSEQUENCED-> PLAIN      a push without seq: only time-bounded gaps possible
     UNSYNCED  --RESUME------> RESYNCING  a subscribe asked the venue to start at a seq
+    UNSYNCED  --ACK_WHOLE---> SYNCED     a live subscribe's ack: the venue starts at first_seq
     SYNCED    --GAP_OPENED--> GAPPED     a seq jumped past the next expected one
     SYNCED    --RESUME------> RESYNCING
     GAPPED    --GAPS_CLOSED-> SYNCED     every open gap filled (or declared lost)
@@ -104,6 +105,7 @@ _TRANSITIONS: dict[tuple[SyncState, _Trigger], SyncState] = {
     (_S.UNSYNCED, _T.FIRST): _S.SYNCED,
     (_S.UNSYNCED, _T.UNSEQUENCED): _S.PLAIN,
     (_S.UNSYNCED, _T.RESUME): _S.RESYNCING,
+    (_S.UNSYNCED, _T.ACK_WHOLE): _S.SYNCED,
     (_S.SYNCED, _T.GAP_OPENED): _S.GAPPED,
     (_S.SYNCED, _T.RESUME): _S.RESYNCING,
     (_S.GAPPED, _T.GAPS_CLOSED): _S.SYNCED,
@@ -284,7 +286,7 @@ class SequenceTracker:
             st.duplicates += 1
             return _DUPLICATE
         st.records += 1
-        if st.first_seq is None:
+        if st.first_seq is None or last < st.first_seq:
             st.first_seq = last
         if st.last_seq is None or last > st.last_seq:
             st.last_seq = last
@@ -338,7 +340,14 @@ class SequenceTracker:
         st.last_push = None  # the venue's cursor restarts at first_seq
         requested, st.requested = st.requested, None
         if requested is None:
-            return ()  # a live subscribe: the first seq received will be the baseline
+            if st.first_seq is None and st.base < 0:
+                # A live subscribe of a stream never received: the venue sends from first_seq,
+                # so that is the baseline, not whatever push comes first. A reordered first
+                # pair (first_seq + 1 before first_seq) then opens a gap the late one fills,
+                # instead of the late one being dropped as below the baseline.
+                st.base = first_seq - 1
+                _advance(st, _T.ACK_WHOLE)
+            return ()
         if first_seq < requested and st.first_seq is not None:
             # The venue is behind what we saw (sequence extension: it answers a resume past
             # head_seq + 1 with head_seq + 1): it restarted. Its new epoch from 1 to head_seq

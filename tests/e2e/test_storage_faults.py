@@ -174,7 +174,7 @@ def test_a_long_sqlite_reader_does_not_stall_recording(
     watch = JournalWatch(data_dir / "journal")
     with Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec:
         rec.start()
-        rec.until(lambda: status(data_dir).get("applied_lsn", 0) > 0, "a first snapshot")
+        rec.until(lambda: status(data_dir).get("sqlite_applied_lsn", 0) > 0, "a first snapshot")
         with subprocess.Popen(
             [sys.executable, "-c", READER, str(data_dir / "fastfeed.db")],
             cwd=REPO,

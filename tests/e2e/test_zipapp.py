@@ -236,6 +236,7 @@ def as_nobody(*args: str) -> list[str]:
 def test_a_user_without_a_home_is_told_to_set_shiv_root(tree: Path, nobody_dir: Path) -> None:
     pyz = nobody_dir / "fastfeed.pyz"
     shutil.copy(tree / "dist" / "fastfeed.pyz", pyz)
+    pyz.chmod(0o755)  # readable by the service user whatever umask the test process has
     read_only_home = nobody_dir / "home"  # root's, so not writable by the service user
     read_only_home.mkdir()
     os.chown(nobody_dir, 0, 0)
@@ -257,6 +258,7 @@ def test_the_service_user_records_from_the_simulator_and_stops_on_sigterm(
 ) -> None:
     pyz = nobody_dir / "fastfeed.pyz"
     shutil.copy(tree / "dist" / "fastfeed.pyz", pyz)
+    pyz.chmod(0o755)  # readable by the service user whatever umask the test process has
     cache, data_dir = nobody_dir / "cache", nobody_dir / "data"
     # An unpacking of an earlier build, as a deployment leaves it behind: pruned at start.
     stale = cache / f"fastfeed-0.0.9-{python_tag()}-{platform_tag()}.pyz_{'0' * 64}"
