@@ -22,10 +22,18 @@ from urllib.parse import quote
 import orjson
 
 from fastfeed import defaults
-from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.errors import StoreError
 
-__all__ = ["STORE_FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
+__all__ = [
+    "STORE_FORMAT_VERSION",
+    "Batch",
+    "BookRow",
+    "MessageRow",
+    "SnapshotRow",
+    "Store",
+    "StreamCheckpoint",
+]
 
 # The SQLite schema's version; 2: the epoch column (messages, books, streams, gaps); 3: lsn is
 # the messages table's rowid.
@@ -63,6 +71,12 @@ CREATE TABLE IF NOT EXISTS gaps (
     PRIMARY KEY (venue, gap_id)
 );
 CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    seq INTEGER NOT NULL, recv_ns INTEGER NOT NULL, lsn INTEGER NOT NULL,
+    url TEXT NOT NULL, body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS snapshots_by_lsn ON snapshots (lsn);
 """
 
 
@@ -207,6 +221,9 @@ class Store:
                     )
                     for b in batch.books
                 ],
+            )
+            c.executemany(
+                "INSERT OR IGNORE INTO snapshots VALUES (?,?,?,?,?,?,?,?)", batch.snapshots
             )
             venue = batch.messages[0].venue if batch.messages else (self._venue or "")
             c.executemany(
@@ -438,6 +455,39 @@ class Store:
         )
         yield from heapq.merge(stored, extra, key=_message_order)
 
+    def iter_snapshots(
+        self,
+        *,
+        channel: str | None = None,
+        symbol: str | None = None,
+        pending: Batch | None = None,
+    ) -> Iterator[SnapshotRow]:
+        """REST snapshots by stream then seq (a data dir from before the table has none),
+        with ``pending``'s (derived from the journal past SQLite) merged in."""
+        try:
+            cursor: Iterator[Any] = self._conn.execute(
+                "SELECT venue, channel, symbol, seq, recv_ns, lsn, url, body FROM snapshots"
+                " WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR symbol = ?2)"
+                " ORDER BY venue, channel, symbol, seq, lsn",
+                (channel, symbol),
+            )
+        except sqlite3.OperationalError:
+            cursor = iter(())  # opened read-only before any writer added the table
+        stored = (
+            SnapshotRow(v, ch, sym, seq, recv_ns, lsn, url, bytes(body))
+            for v, ch, sym, seq, recv_ns, lsn, url, body in cursor
+        )
+        extra = sorted(
+            (
+                r
+                for r in (pending.snapshots if pending is not None else ())
+                if (channel is None or r.channel == channel)
+                and (symbol is None or r.symbol == symbol)
+            ),
+            key=_snapshot_order,
+        )
+        yield from heapq.merge(stored, extra, key=_snapshot_order)
+
     def latest_book(self, channel: str, symbol: str) -> BookRow | None:
         """The most recent book snapshot of one stream."""
         row = self._conn.execute(
@@ -594,3 +644,7 @@ def _readonly_uri(path: Path) -> tuple[str, os.stat_result | None]:
         return f"{uri}?immutable=1", os.stat(path)
     except FileNotFoundError:
         raise StoreError(f"no SQLite file at {path}") from None
+
+
+def _snapshot_order(row: SnapshotRow) -> tuple[str, str, str, int, int]:
+    return (row.venue, row.channel, row.symbol, row.seq, row.lsn)

@@ -37,15 +37,21 @@ cdef extern from "../venues/scan.h":
     int FF_SCAN_DATA
 
 
-# One line per venue: the scanner table the Binance (and any later) venue plugs into.
+# One block per venue header, one entry per venue name (``VenueAdapter.name``) below.
 cdef extern from "../venues/scan_tickdb.h":
     int ff_scan_tickdb(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
 
+cdef extern from "../venues/scan_binance.h":
+    int ff_scan_binance(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+    int ff_scan_binance_futures(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+
 ctypedef int (*scan_fn)(const char *, size_t, ff_scan_t *) noexcept nogil
 
-cdef dict _SCANNERS = {"tickdb": 0}
-cdef scan_fn _SCAN_FNS[1]
+cdef dict _SCANNERS = {"tickdb": 0, "binance": 1, "binance-futures": 2}
+cdef scan_fn _SCAN_FNS[3]
 _SCAN_FNS[0] = ff_scan_tickdb
+_SCAN_FNS[1] = ff_scan_binance
+_SCAN_FNS[2] = ff_scan_binance_futures
 
 
 cdef extern from "<time.h>" nogil:

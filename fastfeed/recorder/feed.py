@@ -90,13 +90,15 @@ class Feed:
         self._sink = sink
         return sink
 
-    def append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> int | None:
+    def append(
+        self, kind: RecordKind, payload: bytes, flags: int = 0, slot: int = CONNECTION_SLOT
+    ) -> int | None:
         """Journal one record from Python; its LSN, or None once the journal has refused."""
         if self._refused:
             return None  # nothing more is accepted (the venue replays what follows)
         recv_ns = time.time_ns()
         try:
-            return self._journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
+            return self._journal.append(kind, slot, recv_ns, payload, flags)
         except JournalError as exc:
             self.on_journal_error(exc)
             return None
@@ -118,7 +120,13 @@ class Feed:
         if type(event) is VenueRejected and event.fatal:
             self._fail(rejection_error(event.code, event.message))
 
-    # -- the Python path (fragmented messages) -----------------------------------------------
+    # -- the Python path (fragmented messages; connections the sink does not serve) -----------
+    def append_frame(self, payload: bytes, flags: int, slot: int) -> int | None:
+        """A data frame taken in Python on connection ``slot`` (the sharded connections of a
+        venue that cannot replay): journaled and counted; the applier derives it."""
+        self._python_frames += 1
+        return self.append(RecordKind.INBOUND, payload, flags, slot)
+
     def on_frame(self, payload: bytes, binary: bool) -> None:
         """A whole message reassembled in Python: journal it, then treat it as unusual."""
         self._python_frames += 1
