@@ -43,6 +43,7 @@ from fastfeed.errors import (
 from fastfeed.journal import Journal, RecordKind
 from fastfeed.logs import setup_logging
 from fastfeed.recorder import early_signals
+from fastfeed.recorder._sink import FrameSink
 from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
     RecorderConfig,
@@ -480,8 +481,6 @@ class Recorder:
     def journal_record(self, kind: RecordKind, payload: bytes, flags: int, slot: int) -> int | None:
         """Journal one record of the sharded feed (the applier derives it); its LSN, or None
         once the journal has refused. REST snapshots and gap markers wake the applier."""
-        if kind == RecordKind.INBOUND:
-            return self.feed.append_frame(payload, flags, slot)
         if kind == RecordKind.CONNECTION:
             if self._feed is not None and self._feed.connected:
                 self.session.down_since = None
@@ -495,6 +494,14 @@ class Recorder:
     def wake_applier(self) -> None:
         """Derive now rather than at the next interval."""
         self.snapshotter.wake()
+
+    def listener(self, connection: Connection, slot: int) -> FrameSink:
+        """The Cython sink for the sharded feed's connection ``slot``."""
+        return self.feed.link_listener(connection, slot)
+
+    def release(self, slot: int) -> None:
+        """Connection ``slot`` of the sharded feed is closed for good."""
+        self.feed.release(slot)
 
     def gapped_streams(self) -> set[StreamKey]:
         return self.pipeline.gapped_streams()

@@ -17,8 +17,9 @@ Pushes both links deliver are told apart by their ids (the tracker counts the se
 duplicate); a stream without ids is taken from one link at a time, the other's frames journaled
 with ``FLAG_SHADOW`` and not derived.
 
-Frames reach Python through the connection's own listener (``Connection`` without the Cython
-sink: its stream table serves one connection's sequence, not two overlapping ones).
+Each link's frames take the Cython sink (``FeedOwner.listener``: its own journal slot and stream
+table), but while two links overlap, when frames are diverted to ``on_frame`` to be parsed and
+journaled here: only then is a frame's flag (``FLAG_SHADOW``) or proof a question.
 
 Journal: every link has its own slot (the record header's ``stream``); connection events carry
 the slot; a retired link's close is ``{"event":"rotated"}``, not a disconnect, so streams
@@ -41,6 +42,7 @@ from fastfeed import defaults
 from fastfeed.derive.rest_record import RestHead, encode_rest
 from fastfeed.derive.streams import StreamKey
 from fastfeed.journal import FLAG_BINARY, FLAG_SHADOW, RecordKind
+from fastfeed.recorder._sink import FrameSink
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.rest import HttpResponse, SnapshotFetcher, safe_url
 from fastfeed.venues.base import SnapshotVenue
@@ -62,6 +64,14 @@ class FeedOwner(Protocol):
 
     def wake_applier(self) -> None:
         """Derive what is journaled now rather than at the next interval."""
+        ...
+
+    def listener(self, connection: Connection, slot: int) -> FrameSink:
+        """The sink that journals connection ``slot``'s frames."""
+        ...
+
+    def release(self, slot: int) -> None:
+        """Connection ``slot`` is closed for good."""
         ...
 
     def gapped_streams(self) -> set[StreamKey]:
@@ -107,7 +117,9 @@ class _Link:
             ssl_context=feed.ssl_context,
             stall_timeout_s=feed.stall_timeout_s,
             ping_interval_s=feed.ping_interval_s,
+            listener=self._listener,
         )
+        self.sink: FrameSink | None = None  # the current connection's
         self.task: asyncio.Task[None] | None = None
         self.up = asyncio.Event()
         self.connected_at = 0.0
@@ -120,6 +132,15 @@ class _Link:
         self.retiring = False
         self._pacer: asyncio.Task[None] | None = None
 
+    def _listener(self, connection: Connection) -> FrameSink:
+        self.sink = self.feed.owner.listener(connection, self.slot)
+        return self.sink
+
+    def divert(self, on: bool) -> None:
+        """Send this link's frames to ``on_frame`` (two links overlap) or through the sink."""
+        if self.sink is not None:
+            self.sink.divert = on
+
     # -- FeedHandler ---------------------------------------------------------------------------
     def on_connected(self, connection: Connection) -> None:
         self.connected_at = time.monotonic()
@@ -131,11 +152,13 @@ class _Link:
         if first_of_rotation:
             self.proving = {k for k in _keys(self.shard) if self.feed.adapter.has_snapshots(k[0])}
             if not self.proving:
+                self.proving = None
                 self.proven.set()
         else:
             self.proving = None
             adapter = self.feed.adapter
             self.feed.want_snapshots(k for k in _keys(self.shard) if adapter.has_snapshots(k[0]))
+        self.divert(self.proving is not None)
         commands = [
             self.feed.adapter.subscribe(channel, symbols[i : i + defaults.SUBSCRIBE_BATCH])
             for channel, symbols in self.shard.items()
@@ -183,6 +206,7 @@ class _Link:
                     proving.discard(key)
         if not proving:
             self.proving = None
+            self.divert(False)
             self.proven.set()
 
     def on_disconnected(self, reason: str) -> None:
@@ -323,6 +347,7 @@ class ShardedFeed:
                 if link.task is not None:
                     await asyncio.gather(link.task, return_exceptions=True)
                 self._links.remove(link)
+                self.owner.release(link.slot)
 
     async def _rotate(self, old: _Link) -> _Link:
         """Make before break: the new link takes over once it continues every sequence."""
@@ -340,11 +365,14 @@ class ShardedFeed:
                 self._rotation_timeout,
             )
             new.proving = None
+            new.divert(False)
         old.retiring = True
+        old.divert(True)
         old.connection.stop()
         if old.task is not None:
             await asyncio.gather(old.task, return_exceptions=True)
         self._links.remove(old)
+        self.owner.release(old.slot)
         self.rotations += 1
         return new
 
