@@ -26,6 +26,7 @@ from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.journal._wal import crc32c
 from fastfeed.sim.content import StreamGenerator
 from fastfeed.store import Batch, MessageRow, Store
+from fastfeed.venues.binance import BinanceAdapter
 from fastfeed.venues.tickdb import TickDBAdapter
 
 RECORD = b"x" * 200  # the issue's 200-byte record
@@ -98,6 +99,40 @@ def test_baseline_zlib_crc32(benchmark: Any, size: int) -> None:
 def test_adapter_parse_depth(benchmark: Any) -> None:
     frame = StreamGenerator(1, "depth", "AAPL.US").next()
     benchmark(TickDBAdapter().parse, frame, 0)
+
+
+BINANCE_DEPTH = (
+    b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1633998512068,'
+    b'"s":"BTCUSDT","U":%d,"u":%d,"b":[["0.35130000","6195.00000000"],'
+    b'["0.34750000","5548.00000000"],["0.34640000","6222.00000000"]],'
+    b'"a":[["0.35290000","10968.00000000"]]}}'
+)  # a recorded spot diff-depth push (tests/fixtures/binance), ids filled in per use
+
+
+def test_binance_adapter_parse_depth(benchmark: Any) -> None:
+    """Side by side with test_adapter_parse_depth (TickDB's full-book push)."""
+    benchmark(BinanceAdapter().parse, BINANCE_DEPTH % (101, 103), 0)
+
+
+def test_sequence_observe_range(benchmark: Any) -> None:
+    """Side by side with test_sequence_observe: the in-order path over U..u ranges."""
+    tracker = SequenceTracker()
+    key = StreamKey("depth", "BTCUSDT")
+    firsts = iter(range(1, 10**9, 3))
+    benchmark(lambda: tracker.observe_range(key, (f := next(firsts)), f + 2, 0))
+
+
+def test_pipeline_feed_binance_depth(benchmark: Any) -> None:
+    """Side by side with test_pipeline_feed_depth."""
+    frames = [BINANCE_DEPTH % (3 * i + 1, 3 * i + 3) for i in range(200_000)]
+    pipeline = Pipeline("binance", BinanceAdapter())
+    lsns = iter(range(1, 10**9))
+
+    def feed() -> None:
+        lsn = next(lsns)
+        pipeline.feed(lsn, RecordKind.INBOUND, 0, frames[lsn % len(frames)])
+
+    benchmark(feed)
 
 
 def test_sequence_observe(benchmark: Any) -> None:

@@ -25,7 +25,8 @@ from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
 from fastfeed.journal import Break, Journal, RecordKind, read_journal, scan_journal
-from fastfeed.store import Batch, MessageRow, Store, StreamCheckpoint
+from fastfeed.store import Batch, MessageRow, SnapshotRow, Store, StreamCheckpoint
+from fastfeed.venues import adapter_for
 from fastfeed.venues.tickdb import TickDBAdapter
 
 __all__ = ["BatchSink", "View", "open_view", "replay_into", "venue_of"]
@@ -131,7 +132,8 @@ def _derive(journal_dir: Path, store: Store, *, messages: bool) -> View:
     view = View(store, None)
     if not journal_dir.is_dir():
         return view
-    pipeline = Pipeline(venue_of(store, journal_dir), TickDBAdapter())
+    venue = venue_of(store, journal_dir)
+    pipeline = Pipeline(venue, adapter_for(venue))
     pipeline.restore(store.load_tracker_state(), store.counters(), applied)
     pending = _Pending(applied, keep_messages=messages)
     records = read_journal(journal_dir, applied + 1)
@@ -158,6 +160,7 @@ class _Pending:
         self._keep = keep_messages
         self._bytes = 0
         self._messages: list[MessageRow] = []
+        self._snapshots: list[SnapshotRow] = []
         self._streams: dict[tuple[str, str, str], StreamCheckpoint] = {}
         self._gaps: dict[int, Gap] = {}
         self._counters: dict[str, int] | None = None
@@ -168,6 +171,7 @@ class _Pending:
         self.lsn = batch.applied_lsn
         if self._keep:
             self._messages += batch.messages
+            self._snapshots += batch.snapshots
             self._bytes += sum(len(m.frame) for m in batch.messages)
             if self._bytes > defaults.VIEW_PENDING_BYTES:
                 raise StoreError(
@@ -193,4 +197,5 @@ class _Pending:
             tracker_state=None,
             subscriptions=None,
             counters=self._counters,
+            snapshots=self._snapshots,
         )

@@ -18,6 +18,7 @@ from typing import Any
 from fastfeed.defaults import API_KEY_ENV, DATA_DIR, SIM_HOST, SIM_PORT
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.recorder import early_signals
+from fastfeed.venues import VENUES
 
 __all__ = ["main"]
 
@@ -64,8 +65,22 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=f"The TickDB API key comes from ${API_KEY_ENV} or --api-key-file, never a flag"
         " (flags show in ps); --venue sim needs none.",
     )
-    run.add_argument("--venue", choices=("tickdb", "sim"), help="venue (default tickdb)")
-    run.add_argument("--endpoint", help="WebSocket URL (default TickDB's wss endpoint)")
+    run.add_argument("--venue", choices=VENUES, help="venue (default tickdb)")
+    run.add_argument(
+        "--endpoint",
+        help="WebSocket URL (default the venue's; Binance: the base, /stream is appended)",
+    )
+    run.add_argument(
+        "--rest-endpoint",
+        metavar="URL",
+        help="REST base URL for snapshots (Binance; default the venue's)",
+    )
+    run.add_argument(
+        "--rotate-after",
+        type=float,
+        metavar="SECONDS",
+        help="replace each connection after this long, make-before-break (Binance; default 23 h)",
+    )
     run.add_argument(
         "--channels",
         action="append",

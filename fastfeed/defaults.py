@@ -45,6 +45,17 @@ MALFORMED_LOG_PER_MIN = 10  # rate limit for malformed-frame log lines
 # again), not a duplicate or a reorder: those step back by a few frames at most.
 SEQ_RESET_BACKWARDS = 1000  # seqs
 
+# --- venues without replay (Binance): snapshots, rotation, limits -------------------------
+SNAPSHOT_LEVELS = 1000  # depth snapshot size: Binance's local-book guide asks for 1000
+SNAPSHOT_CONCURRENCY = 4  # REST snapshot requests in flight at once
+REST_WEIGHT_BUDGET = 0.5  # share of the venue's per-minute request weight snapshots may use
+REST_TIMEOUT_S = 10.0  # one snapshot request, connect to last byte (1000 levels: ~40 KB)
+SNAPSHOT_RETRY_S = 2.0  # ask again after a failed snapshot (network, 5xx)
+REORDER_GRACE_S = 0.5  # a gap waits this long for a late (reordered) push before recovery
+ROTATE_AFTER_S = 23 * 3600.0  # replace a connection before the venue's 24 h close
+ROTATION_TIMEOUT_S = 30.0  # the old connection closes by then even if the new one is not proven
+SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE command (1024 streams: 6 commands)
+
 # --- operations: metrics, health, tail ------------------------------------------------------
 METRICS_HOST = "127.0.0.1"  # `--metrics PORT` binds loopback: the endpoint has no authentication
 HEALTH_MAX_SNAPSHOT_LAG = 1_000_000  # records journaled but not in SQLite before /healthz fails:

@@ -22,11 +22,19 @@ from urllib.parse import quote
 import orjson
 
 from fastfeed import defaults
-from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
 
-__all__ = ["STORE_FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
+__all__ = [
+    "STORE_FORMAT_VERSION",
+    "Batch",
+    "BookRow",
+    "MessageRow",
+    "SnapshotRow",
+    "Store",
+    "StreamCheckpoint",
+]
 
 # The SQLite schema's version; 2: the epoch column (messages, books, streams, gaps); 3: lsn is
 # the messages table's rowid.
@@ -64,6 +72,12 @@ CREATE TABLE IF NOT EXISTS gaps (
     PRIMARY KEY (venue, gap_id)
 );
 CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    seq INTEGER NOT NULL, recv_ns INTEGER NOT NULL, lsn INTEGER NOT NULL,
+    url TEXT NOT NULL, body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS snapshots_by_lsn ON snapshots (lsn);
 """
 
 
@@ -208,6 +222,9 @@ class Store:
                     )
                     for b in batch.books
                 ],
+            )
+            c.executemany(
+                "INSERT OR IGNORE INTO snapshots VALUES (?,?,?,?,?,?,?,?)", batch.snapshots
             )
             venue = batch.messages[0].venue if batch.messages else (self._venue or "")
             c.executemany(
@@ -407,6 +424,39 @@ class Store:
         )
         yield from heapq.merge(stored, extra, key=_message_order)
 
+    def iter_snapshots(
+        self,
+        *,
+        channel: str | None = None,
+        symbol: str | None = None,
+        pending: Batch | None = None,
+    ) -> Iterator[SnapshotRow]:
+        """REST snapshots by stream then seq (a data dir from before the table has none),
+        with ``pending``'s (derived from the journal past SQLite) merged in."""
+        try:
+            cursor: Iterator[Any] = self._conn.execute(
+                "SELECT venue, channel, symbol, seq, recv_ns, lsn, url, body FROM snapshots"
+                " WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR symbol = ?2)"
+                " ORDER BY venue, channel, symbol, seq, lsn",
+                (channel, symbol),
+            )
+        except sqlite3.OperationalError:
+            cursor = iter(())  # opened read-only before any writer added the table
+        stored = (
+            SnapshotRow(v, ch, sym, seq, recv_ns, lsn, url, bytes(body))
+            for v, ch, sym, seq, recv_ns, lsn, url, body in cursor
+        )
+        extra = sorted(
+            (
+                r
+                for r in (pending.snapshots if pending is not None else ())
+                if (channel is None or r.channel == channel)
+                and (symbol is None or r.symbol == symbol)
+            ),
+            key=_snapshot_order,
+        )
+        yield from heapq.merge(stored, extra, key=_snapshot_order)
+
     def latest_book(self, channel: str, symbol: str) -> BookRow | None:
         """The most recent book snapshot of one stream."""
         row = self._conn.execute(
@@ -579,3 +629,7 @@ def _gap_row(venue: str, g: Gap) -> tuple[Any, ...]:
         g.state.value,
         g.reason,
     )
+
+
+def _snapshot_order(row: SnapshotRow) -> tuple[str, str, str, int, int]:
+    return (row.venue, row.channel, row.symbol, row.seq, row.lsn)

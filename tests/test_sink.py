@@ -36,6 +36,14 @@ class Handler:
 
 
 class Control:
+    """The connection's side: what a diverted sink hands it."""
+
+    def __init__(self) -> None:
+        self.diverted: list[tuple[bytes, bool]] = []
+
+    def data(self, payload: bytes, binary: bool) -> None:
+        self.diverted.append((payload, binary))
+
     def ws_connected(self, transport: picows.WSTransport) -> None:
         pass
 
@@ -54,7 +62,9 @@ def burst() -> list[bytes]:
     return frames
 
 
-async def record(journal: Journal, frames: list[bytes], always: bool) -> tuple[Handler, Any]:
+async def record(
+    journal: Journal, frames: list[bytes], always: bool, control: Control | None = None
+) -> tuple[Handler, Any]:
     handler = Handler(journal)
 
     class Sender(picows.WSListener):  # type: ignore[misc]
@@ -69,8 +79,9 @@ async def record(journal: Journal, frames: list[bytes], always: bool) -> tuple[H
 
     def make() -> FrameSink:
         sink = FrameSink(
-            journal.writer, Scanner("tickdb"), StreamTable(), handler, Control(), 1, sync
+            journal.writer, Scanner("tickdb"), StreamTable(), handler, control or Control(), 1, sync
         )
+        sink.divert = control is not None
         sink_of.append(sink)
         return sink
 
@@ -115,6 +126,16 @@ def test_steady_frames_never_reach_python_and_every_byte_is_journaled(
         # Nothing is handed over before it is durable, and a read of many frames is one sync.
         assert all(durable for _, _, durable in handler.calls)
         assert 0 < syncs_during < len(frames) // 20, syncs_during
+
+
+def test_a_diverted_sink_hands_every_data_frame_to_python_unjournaled(tmp_path: Path) -> None:
+    frames = burst()[:100]
+    control = Control()
+    with Journal.open(tmp_path / "journal") as journal:
+        handler, sink = asyncio.run(record(journal, frames, False, control))
+    assert list(read_journal(tmp_path / "journal")) == []  # Python journals these itself
+    assert control.diverted == [(frame, False) for frame in frames]
+    assert handler.calls == [] and sink.steady == 0 and sink.frames == len(frames)
 
 
 def test_table_keys_cover_a_thousand_streams() -> None:

@@ -19,20 +19,31 @@ from typing import Any, Protocol
 import orjson
 
 from fastfeed.derive.gaptally import GapTally
-from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
+from fastfeed.derive.rest_record import decode_rest
+from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.derive.streams import Gap, GapState, StreamKey
-from fastfeed.journal.kinds import FLAG_BINARY, RecordKind
+from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import (
     Malformed,
     Message,
     Pong,
+    Snapshot,
     Subscribed,
     VenueRejected,
 )
 
-__all__ = ["FLAG_BINARY", "Actions", "Pipeline", "Record", "Rejection", "Scan", "StreamCounts"]
+__all__ = [
+    "FLAG_BINARY",
+    "FLAG_SHADOW",
+    "Actions",
+    "Pipeline",
+    "Record",
+    "Rejection",
+    "Scan",
+    "StreamCounts",
+]
 
 # A venue scanner: a frame's stream key bytes and seq, or None (fastfeed/venues/scan.h).
 Scan = Callable[[bytes], tuple[bytes, int] | None]
@@ -115,6 +126,8 @@ class Pipeline:
         self.venue = venue
         self._adapter = adapter
         self._scan = scan
+        self._book_channels = adapter.book_channels
+        self._snapshots: list[SnapshotRow] = []
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
         # Latest data frame of each book stream: parsed into a BookRow only at cut time.
@@ -134,6 +147,7 @@ class Pipeline:
         self.rejected = 0
         self.reconnects = 0
         self.venue_resets = 0
+        self.snapshots = 0  # REST snapshots applied (this process)
         self._connected_since_start = False
 
     # -- state from a checkpoint ---------------------------------------------------------------
@@ -176,7 +190,7 @@ class Pipeline:
             lsn = record.lsn
             payload = record.payload
             found = None
-            if scan is not None and record.kind == inbound and not record.flags & FLAG_BINARY:
+            if scan is not None and record.kind == inbound and not record.flags:
                 found = scan(payload)
                 if found is not None:
                     fast = fast_streams.get(found[0])
@@ -209,12 +223,18 @@ class Pipeline:
         self._last_lsn = lsn
         self._last_message = None
         if kind == RecordKind.INBOUND:
+            if flags & FLAG_SHADOW:
+                return  # the other connection's copy of this frame is the one derived
             if self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY)):
                 return
         elif kind == RecordKind.OUTBOUND:
             self._outbound(payload)
         elif kind == RecordKind.CONNECTION:
             self._connection_event(recv_ns, payload)
+        elif kind == RecordKind.REST:
+            self._rest(lsn, recv_ns, payload)
+        elif kind == RecordKind.GAP:
+            self._gap_marker(recv_ns, payload)
         elif kind == RecordKind.CONTROL:
             doc = _loads(payload)
             if isinstance(doc, dict) and isinstance(doc.get("subscriptions"), dict):
@@ -263,7 +283,10 @@ class Pipeline:
             if scan_key is not None:
                 del self._fast[scan_key]  # the tracker decides this one: no longer steady
             if event.seq is not None:
-                obs = self._tracker.observe(key, event.seq, recv_ns)
+                if event.first_seq is None:
+                    obs = self._tracker.observe(key, event.seq, recv_ns)
+                else:
+                    obs = self._tracker.observe_range(key, event.first_seq, event.seq, recv_ns)
                 if obs.duplicate:
                     return True
                 if obs.reset is not None:
@@ -286,7 +309,7 @@ class Pipeline:
                     binary,
                 )
             )
-            book = _is_book(event.data)
+            book = key.channel in self._book_channels
             if book:
                 # Only the latest book per stream is snapshotted; parsed again at cut time.
                 self._books[key] = (payload, recv_ns, counts.epoch)
@@ -315,6 +338,44 @@ class Pipeline:
             if event.fatal:
                 self._actions.fatal = Rejection(event.code, event.message)
         return False
+
+    def _rest(self, lsn: int, recv_ns: int, payload: bytes) -> None:
+        """A REST response: a snapshot (HTTP 200) resyncs its stream; others are kept as is."""
+        decoded = decode_rest(payload)
+        if isinstance(decoded, str):
+            self._malformed(lsn, f"REST record: {decoded}")
+            return
+        head, body = decoded
+        if head.status != 200:
+            return  # a refusal (429, 418): journaled for the record, nothing to derive
+        event = self._adapter.parse_snapshot(head.channel, head.symbol, body)
+        if type(event) is not Snapshot:
+            reason = event.reason if type(event) is Malformed else "not a snapshot"
+            self._malformed(lsn, f"REST body of {head.url}: {reason}")
+            return
+        key = StreamKey(event.channel, event.symbol)
+        self._tracker.snapshot(key, event.seq, recv_ns)
+        self.snapshots += 1
+        self._snapshots.append(
+            SnapshotRow(
+                self.venue, key.channel, key.symbol, event.seq, recv_ns, lsn, head.url, body
+            )
+        )
+
+    def _gap_marker(self, recv_ns: int, payload: bytes) -> None:
+        """The recorder gave up on a gap nothing can fill: the ids up to ``upto`` are LOST."""
+        doc = _loads(payload)
+        if not isinstance(doc, dict) or doc.get("event") != "lost":
+            return
+        channel, symbol, upto = doc.get("channel"), doc.get("symbol"), doc.get("upto")
+        reason = doc.get("reason")
+        if isinstance(channel, str) and isinstance(symbol, str) and type(upto) is int:
+            why = reason if isinstance(reason, str) else "lost"
+            self._tracker.lose(StreamKey(channel, symbol), upto, recv_ns, why)
+
+    def _malformed(self, lsn: int, reason: str) -> None:
+        self.malformed += 1
+        self._actions.malformed.append((lsn, reason))
 
     def _new_counts(self, key: StreamKey) -> StreamCounts:
         """The counts of a stream first seen by this process, at the tracker's epoch of it."""
@@ -419,6 +480,7 @@ class Pipeline:
             ],
             gaps=gaps,
             streams=streams,
+            snapshots=self._snapshots,
             tracker_state=self._tracker.to_checkpoint(),
             subscriptions=self._subscriptions,
             counters={
@@ -429,6 +491,7 @@ class Pipeline:
             },
         )
         self._messages = []
+        self._snapshots = []
         self._books = {}
         self._cut_lsn = self._last_lsn
         return batch
@@ -442,11 +505,6 @@ class Pipeline:
         return BookRow(
             self.venue, key.channel, key.symbol, event.seq, recv_ns, event.ts_ms, bids, asks, epoch
         )
-
-
-def _is_book(data: dict[str, Any]) -> bool:
-    """A message whose data carries both sides of an order book is a book snapshot."""
-    return "bids" in data and "asks" in data
 
 
 def _loads(payload: bytes) -> Any:

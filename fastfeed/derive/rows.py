@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from fastfeed.derive.streams import Gap
 
-__all__ = ["Batch", "BookRow", "MessageRow", "StreamCheckpoint"]
+__all__ = ["Batch", "BookRow", "MessageRow", "SnapshotRow", "StreamCheckpoint"]
 
 
 class MessageRow(NamedTuple):
@@ -42,6 +42,23 @@ class BookRow(NamedTuple):
     epoch: int = 0
 
 
+class SnapshotRow(NamedTuple):
+    """A venue snapshot fetched over REST (HTTP 200): the exact body, ``seq`` its update id.
+
+    A table added in place (``CREATE TABLE IF NOT EXISTS``): a data dir of an older fastfeed
+    gets it empty, so the format version stays.
+    """
+
+    venue: str
+    channel: str
+    symbol: str
+    seq: int
+    recv_ns: int
+    lsn: int
+    url: str
+    body: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class StreamCheckpoint:
     """Per-stream totals and position as of a batch."""
@@ -69,3 +86,4 @@ class Batch:
     tracker_state: dict[str, Any] | None
     subscriptions: dict[str, list[str]] | None
     counters: dict[str, int] | None
+    snapshots: list[SnapshotRow] = field(default_factory=list)

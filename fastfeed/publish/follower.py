@@ -24,7 +24,7 @@ from fastfeed.journal import crc32c, read_journal
 from fastfeed.publish import subjects as s
 from fastfeed.publish.wire import header_block
 from fastfeed.store import MessageRow
-from fastfeed.venues.tickdb import TickDBAdapter
+from fastfeed.venues import adapter_for
 
 __all__ = ["Chunk", "Follower", "Outgoing"]
 
@@ -85,7 +85,7 @@ class Follower:
         self.venue = venue
         self._prefix = prefix
         self.next_lsn = next_lsn
-        self.pipeline = Pipeline(venue, TickDBAdapter())
+        self.pipeline = Pipeline(venue, adapter_for(venue))
         self.pipeline.restore(tracker_state, {}, next_lsn - 1)
         self.skipped = 0  # records retention deleted before they were read
         self._streams: dict[tuple[str, str], _Stream] = {}

@@ -34,11 +34,13 @@ class SinkHandler(Protocol):
 class SinkControl(Protocol):
     def ws_connected(self, transport: picows.WSTransport) -> None: ...
     def ws_other_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None: ...
+    def data(self, payload: bytes, binary: bool) -> None: ...
 
 class FrameSink(picows.WSListener):
     table: StreamTable
     frames: int
     steady: int
+    divert: bool
     def __init__(
         self,
         journal: WalWriter,

@@ -9,6 +9,7 @@ and handed to the Python handler once the socket read it came in has been journa
 ``--fsync always``, synced once for the whole read). What a frame *means* is decided later, in
 batches, by the venue adapter and the sequence tracker reading the journal
 (fastfeed/derive/pipeline.py): the sink only decides whether Python must look at it now.
+While ``divert`` is set, data frames go to Python unjournaled and Python journals them itself.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -37,15 +38,21 @@ cdef extern from "../venues/scan.h":
     int FF_SCAN_DATA
 
 
-# One line per venue: the scanner table the Binance (and any later) venue plugs into.
+# One block per venue header, one entry per venue name (``VenueAdapter.name``) below.
 cdef extern from "../venues/scan_tickdb.h":
     int ff_scan_tickdb(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
 
+cdef extern from "../venues/scan_binance.h":
+    int ff_scan_binance(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+    int ff_scan_binance_futures(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+
 ctypedef int (*scan_fn)(const char *, size_t, ff_scan_t *) noexcept nogil
 
-cdef dict _SCANNERS = {"tickdb": 0}
-cdef scan_fn _SCAN_FNS[1]
+cdef dict _SCANNERS = {"tickdb": 0, "binance": 1, "binance-futures": 2}
+cdef scan_fn _SCAN_FNS[3]
 _SCAN_FNS[0] = ff_scan_tickdb
+_SCAN_FNS[1] = ff_scan_binance
+_SCAN_FNS[2] = ff_scan_binance_futures
 
 
 cdef extern from "<time.h>" nogil:
@@ -219,7 +226,9 @@ cdef class FrameSink(WSListener):
     been journaled, and ``on_journal_error(exc)`` when the journal refuses a frame. The table
     learns a stream from its first scanned frame: the scanner only answers for frames the
     adapter reads as that stream's sequenced message (tests/venues/test_scan_tickdb.py). ``control`` (the Connection) gets ``ws_connected(transport)``
-    and ``ws_other_frame(transport, frame)`` for control frames and fragmented messages.
+    and ``ws_other_frame(transport, frame)`` for control frames and fragmented messages, and
+    ``data(payload, binary)`` for every data frame while ``divert`` is set: Python journals
+    those itself (a rotation's overlap, where it chooses each frame's flags).
     """
 
     cdef WalWriter _journal
@@ -233,6 +242,7 @@ cdef class FrameSink(WSListener):
     cdef readonly StreamTable table
     cdef readonly uint64_t frames
     cdef readonly uint64_t steady
+    cdef public bint divert
 
     def __init__(self, WalWriter journal, Scanner scanner, StreamTable table, handler, control,
                  int slot, sync_per_read):
@@ -254,7 +264,15 @@ cdef class FrameSink(WSListener):
         cdef uint64_t lsn
         cdef int64_t recv_ns
         cdef bint binary
-        if frame.fin and (t == WSMsgType.TEXT or t == WSMsgType.BINARY):
+        if not (frame.fin and (t == WSMsgType.TEXT or t == WSMsgType.BINARY)):
+            self._control.ws_other_frame(transport, frame)
+        elif self.divert:
+            self.frames += 1
+            self._control.data(
+                PyBytes_FromStringAndSize(frame.payload_ptr, frame.payload_size),
+                t == WSMsgType.BINARY,
+            )
+        else:
             binary = t == WSMsgType.BINARY
             recv_ns = _now_ns()
             try:
@@ -276,8 +294,6 @@ cdef class FrameSink(WSListener):
                     lsn, recv_ns,
                     PyBytes_FromStringAndSize(frame.payload_ptr, frame.payload_size), binary,
                 ))
-        else:
-            self._control.ws_other_frame(transport, frame)
         if frame.last_in_buffer:
             self.end_of_read()
 

@@ -10,7 +10,8 @@ Order of things, each for a reason:
 ``Recorder`` owns the process's lifecycle and signals and wires the rest: the journal-first
 frame path (recorder/feed.py and its Cython sink), the conversation with the venue
 (recorder/session.py), the applier that derives SQLite from the journal
-(recorder/snapshotter.py) and the connection (recorder/connection.py).
+(recorder/snapshotter.py) and the connection (recorder/connection.py), or for a venue that
+cannot replay (Binance) the sharded, rotated connections (recorder/shards.py).
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import signal
 import ssl
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import uvloop
 
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, prepare_data_dir
-from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
     ConfigError,
@@ -39,9 +40,10 @@ from fastfeed.errors import (
     JournalLocked,
     StoreError,
 )
-from fastfeed.journal import Journal
+from fastfeed.journal import Journal, RecordKind
 from fastfeed.logs import setup_logging
 from fastfeed.recorder import early_signals
+from fastfeed.recorder._sink import FrameSink
 from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.config import (
     RecorderConfig,
@@ -54,9 +56,11 @@ from fastfeed.recorder.config import (
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.feed import Feed
 from fastfeed.recorder.session import Session
+from fastfeed.recorder.shards import ShardedFeed
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
-from fastfeed.venues.tickdb import TickDBAdapter
+from fastfeed.venues import adapter_for
+from fastfeed.venues.base import SnapshotVenue
 
 if TYPE_CHECKING:
     from fastfeed.publish.child import PublisherProcess
@@ -99,11 +103,12 @@ class Recorder:
     def __init__(self, config: RecorderConfig, api_key: str | None) -> None:
         self.config = config
         self._api_key = api_key
-        self._adapter = TickDBAdapter()
+        self._adapter = adapter_for(config.venue)
         self._stop = asyncio.Event()
         self._signals = 0
         self._fatal: FastfeedError | None = None
-        self._connection: Connection | None = None
+        self._connection: Connection | None = None  # venues that replay: one connection
+        self._feed: ShardedFeed | None = None  # venues that do not: sharded, rotated
         self._channels = config.channels  # what the session starts with (SIGHUP may change it)
         self._has_session = False  # self.session exists: a reload goes to it
 
@@ -225,8 +230,15 @@ class Recorder:
             path,
             fsync=self.config.fsync,
             venue=self.config.venue,
-            on_actions=self.session.on_actions,
+            on_actions=self._on_actions,
         )
+
+    def _on_actions(self, actions: Actions) -> None:
+        """What the applier derived: the session reports it (and resyncs a venue that replays);
+        the sharded feed of a venue that cannot replay recovers its gaps and rotations."""
+        self.session.on_actions(actions)
+        if self._feed is not None:
+            self._feed.on_derived(actions.gapped, self.pipeline.derived_lsn)
 
     def _new_session(self) -> Session:
         return Session(self._adapter, self.feed, self.pipeline, self._channels, fail=self._fail)
@@ -250,24 +262,29 @@ class Recorder:
             sim = await serve(config, host="127.0.0.1", port=0)
             endpoint = f"ws://127.0.0.1:{sim.port}/v1/realtime"
             log.info("built-in simulator listening on %s", endpoint)
-        self._connection = Connection(
-            self._adapter.url(endpoint, self._api_key),
-            self._adapter.redacted_url(endpoint),
-            self.session,
-            ssl_context=self._ssl_context(endpoint),
-            ping_interval_s=self.config.ping_interval_s,
-            stall_timeout_s=self.config.stall_timeout_s,
-            backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
-            listener=self.feed.listener,
-        )
-        self.session.connection = self._connection
+        link: Connection | ShardedFeed
+        if self._adapter.replays:
+            link = self._connection = Connection(
+                self._adapter.url(endpoint, self._api_key),
+                self._adapter.redacted_url(endpoint),
+                self.session,
+                ssl_context=self._ssl_context(endpoint),
+                ping_interval_s=self.config.ping_interval_s,
+                stall_timeout_s=self.config.stall_timeout_s,
+                backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
+                listener=self.feed.listener,
+            )
+            self.session.connection = self._connection
+        else:
+            link = self._feed = self._sharded_feed(cast(SnapshotVenue, self._adapter), endpoint)
         reporter = StatusReporter(self._status)
         try:
             async with asyncio.TaskGroup() as tasks:
-                conn_task = tasks.create_task(self._connection.run(), name="connection")
+                conn_task = tasks.create_task(link.run(), name="connection")
                 tasks.create_task(self._snapshots(), name="snapshotter")
                 tasks.create_task(reporter.run(self._stop), name="status")
-                tasks.create_task(self.session.resync_loop(self._stop), name="resync")
+                if self._feed is None:
+                    tasks.create_task(self.session.resync_loop(self._stop), name="resync")
                 await self._stop.wait()
                 await self._shutdown(conn_task)
         finally:
@@ -277,14 +294,33 @@ class Recorder:
             raise self._fatal
         return 0
 
+    def _sharded_feed(self, adapter: SnapshotVenue, endpoint: str) -> ShardedFeed:
+        rest = self.config.rest_endpoint or adapter.default_rest_base()
+        return ShardedFeed(
+            adapter,
+            endpoint,
+            rest,
+            self.session.subscriptions,
+            self,
+            ssl_context=self._ssl_context(endpoint),
+            rest_ssl_context=self._ssl_context(rest.replace("https://", "wss://", 1)),
+            stall_timeout_s=self.config.stall_timeout_s,
+            # Our pings' pongs are all a quiet Binance connection delivers: a third of the
+            # stall timeout leaves room for a heartbeat tick that wakes a hair early and
+            # skips its ping (at half, one skip reads as a stall).
+            ping_interval_s=min(self.config.ping_interval_s, self.config.stall_timeout_s / 3),
+            rotate_after_s=self.config.rotate_after_s,
+        )
+
     async def _shutdown(self, conn_task: asyncio.Task[None]) -> None:
         """Graceful stop, bounded by SHUTDOWN_TIMEOUT_S; the journal is synced either way."""
-        assert self._connection is not None
+        link = self._connection or self._feed
+        assert link is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT_S
-        self._connection.stop_reading()
+        link.stop_reading()
         await asyncio.sleep(0)  # let callbacks already scheduled by picows deliver their frames
-        self._connection.stop()
+        link.stop()
         # A venue that never answers our close frame must not cost the final snapshot.
         done, _ = await asyncio.wait([conn_task], timeout=defaults.CLOSE_TIMEOUT_S)
         if not done:
@@ -292,7 +328,7 @@ class Recorder:
                 "the venue did not complete the close in %g s: aborting the connection",
                 defaults.CLOSE_TIMEOUT_S,
             )
-            self._connection.drop("shutdown: the venue did not answer the close")
+            link.drop("shutdown: the venue did not answer the close")
         try:
             async with asyncio.timeout_at(deadline):
                 await conn_task
@@ -327,8 +363,7 @@ class Recorder:
         except FastfeedError as exc:
             log.error("snapshot failed: %s", exc)
             self._fail(exc)
-            if self._connection is not None:
-                self._connection.stop_reading()
+            self._stop_reading()
 
     def on_stop_signal(self, sig: signal.Signals) -> None:
         """SIGTERM/SIGINT: the first stops gracefully, a second exits at once."""
@@ -356,9 +391,14 @@ class Recorder:
                 return
             if not specs:
                 raise ConfigError("channels = [] would record nothing")
-            new = parse_channel_specs(list(specs))
+            new = parse_channel_specs(list(specs), self.config.venue)
         except FastfeedError as exc:
             log.error("SIGHUP: keeping the current channels: %s", exc)
+            return
+        if self._has_session and self.session.started and not self._adapter.replays:
+            log.error(
+                "SIGHUP: %s records a fixed channel set; restart to change it", self.config.venue
+            )
             return
         if not self._has_session:  # still starting: the session will begin with these
             self._channels = new
@@ -392,14 +432,15 @@ class Recorder:
             durable_lsn=self.journal.durable_lsn,
             applied_lsn=self.snapshotter.applied_lsn,
             gaps_open=self.pipeline.gaps_open(),
-            reconnects=self._connection.reconnects if self._connection else 0,
+            reconnects=link.reconnects if (link := self._connection or self._feed) else 0,
             malformed=self.pipeline.malformed,
-            connected=bool(self._connection and self._connection.connected),
+            connected=bool(link and link.connected),
         )
 
     def _stop_reading(self) -> None:
-        if self._connection is not None:
-            self._connection.stop_reading()
+        link = self._connection or self._feed
+        if link is not None:
+            link.stop_reading()
 
     async def _start_metrics(self) -> MetricsServer | None:
         """Serve /metrics and /healthz if ``--metrics`` is set (only then load prometheus)."""
@@ -435,6 +476,39 @@ class Recorder:
         server = MetricsServer(host, port, registry, health)
         await server.start()
         return server
+
+    # -- FeedOwner (the sharded feed of venues that cannot replay) -----------------------------
+    def journal_record(self, kind: RecordKind, payload: bytes, flags: int, slot: int) -> int | None:
+        """Journal one record of the sharded feed (the applier derives it); its LSN, or None
+        once the journal has refused. REST snapshots and gap markers wake the applier."""
+        if kind == RecordKind.CONNECTION:
+            if self._feed is not None and self._feed.connected:
+                self.session.down_since = None
+            elif self.session.down_since is None:
+                self.session.down_since = time.monotonic()
+        lsn = self.feed.append(kind, payload, flags, slot)
+        if kind in (RecordKind.REST, RecordKind.GAP):
+            self.snapshotter.wake()
+        return lsn
+
+    def wake_applier(self) -> None:
+        """Derive now rather than at the next interval."""
+        self.snapshotter.wake()
+
+    def listener(self, connection: Connection, slot: int) -> FrameSink:
+        """The Cython sink for the sharded feed's connection ``slot``."""
+        return self.feed.link_listener(connection, slot)
+
+    def release(self, slot: int) -> None:
+        """Connection ``slot`` of the sharded feed is closed for good."""
+        self.feed.release(slot)
+
+    def gapped_streams(self) -> set[StreamKey]:
+        return self.pipeline.gapped_streams()
+
+    def last_seq(self, key: StreamKey) -> int | None:
+        stats = self.pipeline.stream_stats(key)
+        return None if stats is None else stats.last_seq
 
 
 def _move_store_aside(path: Path) -> Path:

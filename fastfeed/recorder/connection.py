@@ -139,6 +139,12 @@ class Connection:
         transport.send(picows.WSMsgType.TEXT, payload)
         return True
 
+    def send_ping(self) -> None:
+        """Send a WebSocket ping frame (RFC 6455 §5.5.2) for venues without an app-level ping;
+        its pong is a frame like any other to the stall watchdog."""
+        if self._transport is not None and self.connected:
+            self._transport.send_ping()
+
     def drop(self, reason: str) -> None:
         """Abort the current connection (a reconnect follows unless stopping)."""
         if self._transport is not None and self.connected:

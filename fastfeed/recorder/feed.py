@@ -59,6 +59,7 @@ class Feed:
         # One table for the recorder's life: a stream keeps its place across reconnects.
         self._table = StreamTable()
         self._sink: FrameSink | None = None  # the current connection's
+        self._link_sinks: dict[int, FrameSink] = {}  # slot -> sink: the sharded connections'
         self._earlier_frames = 0  # data frames of the connections before it
         self._refused = False
         self._python_frames = 0  # fragmented messages, reassembled in Python
@@ -72,6 +73,7 @@ class Feed:
     def frames(self) -> int:
         """Data frames received (every connection of this run)."""
         current = self._sink.frames if self._sink is not None else 0
+        current += sum(sink.frames for sink in self._link_sinks.values())
         return self._earlier_frames + current + self._python_frames
 
     def listener(self, connection: Connection) -> picows.WSListener:
@@ -90,13 +92,39 @@ class Feed:
         self._sink = sink
         return sink
 
-    def append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> int | None:
+    def link_listener(self, connection: Connection, slot: int) -> FrameSink:
+        """The sink for one of several connections at once (a venue's sharded, rotated ones):
+        journaled under ``slot``, with a stream table of its own (two connections of a
+        rotation deliver the same ids). Its unusual frames wait for the applier's next batch,
+        but for scanned ones (a stream's first push, or a break: gap recovery starts sooner)."""
+        sink = FrameSink(
+            self._journal.writer,
+            self._scanner,
+            StreamTable(),
+            _LinkFrames(self._scanner, self._wake_applier, self.on_journal_error),
+            connection,
+            slot,
+            self._journal.sync if self._fsync is FsyncMode.ALWAYS else None,
+        )
+        self.release(slot)
+        self._link_sinks[slot] = sink
+        return sink
+
+    def release(self, slot: int) -> None:
+        """Connection ``slot`` is gone for good: keep its count, drop its sink."""
+        sink = self._link_sinks.pop(slot, None)
+        if sink is not None:
+            self._earlier_frames += sink.frames
+
+    def append(
+        self, kind: RecordKind, payload: bytes, flags: int = 0, slot: int = CONNECTION_SLOT
+    ) -> int | None:
         """Journal one record from Python; its LSN, or None once the journal has refused."""
         if self._refused:
             return None  # nothing more is accepted (the venue replays what follows)
         recv_ns = time.time_ns()
         try:
-            return self._journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
+            return self._journal.append(kind, slot, recv_ns, payload, flags)
         except JournalError as exc:
             self.on_journal_error(exc)
             return None
@@ -125,3 +153,23 @@ class Feed:
         lsn = self.append(RecordKind.INBOUND, payload, FLAG_BINARY if binary else 0)
         if lsn is not None:
             self.on_unusual_frame(lsn, time.time_ns(), payload, binary)
+
+
+class _LinkFrames:
+    """The handler of a sharded connection's sink (``Feed.link_listener``)."""
+
+    def __init__(
+        self,
+        scanner: Scanner,
+        wake_applier: Callable[[], None],
+        on_journal_error: Callable[[JournalError], None],
+    ) -> None:
+        self._spans = scanner.spans
+        self._wake_applier = wake_applier
+        self.on_journal_error = on_journal_error
+
+    def on_unusual_frame(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
+        """A scanned frame the sink could not settle starts or breaks its stream: derive it
+        soon. Other frames (acks, pushes the scanner does not read) wait for the next batch."""
+        if not binary and self._spans(payload) is not None:
+            self._wake_applier()

@@ -144,7 +144,9 @@ class Session:
         self._feed.append(RecordKind.CONNECTION, orjson.dumps(doc))
 
     def on_heartbeat(self, connection: Connection) -> None:
-        self._send(connection, self._adapter.ping())
+        ping = self._adapter.ping()
+        if ping is not None:
+            self._send(connection, ping)
 
 
 def describe(subs: Subscriptions) -> str:

@@ -35,7 +35,7 @@ from fastfeed.journal import Damage, end_of_log, read_journal
 from fastfeed.logs import setup_logging
 from fastfeed.store import MessageRow, Store
 from fastfeed.tools.export import export_lines
-from fastfeed.venues.tickdb import TickDBAdapter
+from fastfeed.venues import adapter_for
 
 __all__ = ["main"]
 
@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    pipeline = Pipeline(_venue(args.data_dir), TickDBAdapter())
+    venue = _venue(args.data_dir)
+    pipeline = Pipeline(venue, adapter_for(venue))
     out = sys.stdout.buffer
     next_lsn = 1 if args.from_start else end_of_log(journal_dir).last_lsn + 1
     reported: Damage | None = None
@@ -112,7 +113,7 @@ def _print(out: IO[bytes], pipeline: Pipeline, args: argparse.Namespace) -> None
             args.symbol is None or row.symbol == args.symbol
         ):
             line = (
-                next(iter(export_lines([row], epoch=False)))
+                next(iter(export_lines([row], epoch=False, kind=False)))
                 if args.format == "json"
                 else _text(row)
             )

@@ -1,3 +1,33 @@
-"""Venue adapters: sans-I/O protocol code, bytes in and events out (no sockets, no clock)."""
+"""Venue adapters: sans-I/O protocol code, bytes in and events out (no sockets, no clock).
 
-__all__: list[str] = []
+This package's front door stays light (the command line imports ``VENUES`` before its signal
+handlers are up): ``adapter_for`` loads an adapter module when one is asked for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastfeed.venues.base import VenueAdapter
+
+__all__ = ["VENUES", "adapter_for"]
+
+VENUES = ("tickdb", "sim", "binance", "binance-futures")  # `--venue` choices
+
+
+def adapter_for(venue: str) -> VenueAdapter:
+    """A fresh adapter for a ``--venue`` name (the simulator speaks TickDB).
+
+    Raises:
+        ValueError: an unknown venue (the config validates names first).
+    """
+    if venue in ("tickdb", "sim"):
+        from fastfeed.venues.tickdb import TickDBAdapter
+
+        return TickDBAdapter()
+    if venue in ("binance", "binance-futures"):
+        from fastfeed.venues.binance import BinanceAdapter, Market
+
+        return BinanceAdapter(Market(venue))
+    raise ValueError(f"unknown venue {venue!r}")

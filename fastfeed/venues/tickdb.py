@@ -34,6 +34,7 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
+from fastfeed.venues.shapes import json_kind as _kind
 
 __all__ = [
     "CHANNELS",
@@ -82,6 +83,8 @@ class TickDBAdapter:
     """Parses TickDB frames into events and builds the commands to send; no I/O, no clock."""
 
     name = "tickdb"
+    replays = True  # the sequence extension's resume backfills gaps
+    book_channels = frozenset({"depth"})  # each depth push is a full top-N book
 
     def __init__(self) -> None:
         self._known_symbols: set[str] = set()
@@ -177,6 +180,10 @@ class TickDBAdapter:
         return Malformed(
             f"expected subscribe, unsubscribe or ping at $.cmd for code 0, got {cmd[:40]!r}"
         )
+
+    def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
+        """TickDB has no REST snapshots: a REST record in its journal is not its own."""
+        return Malformed("TickDB has no REST snapshots")
 
     # -- outbound ------------------------------------------------------------------------------
     def subscribe(
@@ -278,14 +285,3 @@ def _check_depth(data: dict[str, Any]) -> str | None:
                 side = "bids" if levels is bids else "asks"
                 return f"expected [price, size] strings at $.data.{side}[{levels.index(level)}]"
     return None
-
-
-def _kind(value: object) -> str:
-    """The JSON name of a value's type, for error text."""
-    if value is None:
-        return "null or missing"
-    if type(value) is bool:
-        return "bool"
-    if type(value) is int:
-        return f"int {value}"
-    return {dict: "object", list: "array", str: "str", float: "float"}.get(type(value), "other")
