@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import JournalLocked, StoreError
 from fastfeed.journal import Journal
-from fastfeed.venues.tickdb import TickDBAdapter
+from fastfeed.venues import adapter_for
 
 if TYPE_CHECKING:
     from fastfeed.recorder.snapshotter import Snapshotter
@@ -68,7 +68,7 @@ def catch_up(data_dir: Path) -> int:
         return 0
     with journal:
         venue = venue_of(data_dir)
-        pipeline = Pipeline(venue, TickDBAdapter())
+        pipeline = Pipeline(venue, adapter_for(venue))
         snapshotter = Snapshotter(
             journal, pipeline, data_dir / "fastfeed.db", fsync=FsyncMode.NONE, venue=venue
         )

@@ -14,7 +14,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,7 +24,15 @@ from fastfeed import defaults
 from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
 
-__all__ = ["FORMAT_VERSION", "Batch", "BookRow", "MessageRow", "Store", "StreamCheckpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Batch",
+    "BookRow",
+    "MessageRow",
+    "SnapshotRow",
+    "Store",
+    "StreamCheckpoint",
+]
 
 FORMAT_VERSION = 2  # 2: the epoch column (messages, books, streams, gaps)
 
@@ -58,6 +66,12 @@ CREATE TABLE IF NOT EXISTS gaps (
     PRIMARY KEY (venue, gap_id)
 );
 CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    seq INTEGER NOT NULL, recv_ns INTEGER NOT NULL, lsn INTEGER NOT NULL,
+    url TEXT NOT NULL, body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS snapshots_by_lsn ON snapshots (lsn);
 """
 
 
@@ -92,6 +106,23 @@ class BookRow(NamedTuple):
     epoch: int = 0
 
 
+class SnapshotRow(NamedTuple):
+    """A venue snapshot fetched over REST (HTTP 200): the exact body, ``seq`` its update id.
+
+    A table added in place (``CREATE TABLE IF NOT EXISTS``): a data dir of an older fastfeed
+    gets it empty, so the format version stays.
+    """
+
+    venue: str
+    channel: str
+    symbol: str
+    seq: int
+    recv_ns: int
+    lsn: int
+    url: str
+    body: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class StreamCheckpoint:
     """Per-stream totals and position as of a batch."""
@@ -119,6 +150,7 @@ class Batch:
     tracker_state: dict[str, Any] | None
     subscriptions: dict[str, list[str]] | None
     counters: dict[str, int] | None
+    snapshots: list[SnapshotRow] = field(default_factory=list)
 
 
 class Store:
@@ -231,6 +263,9 @@ class Store:
                     )
                     for b in batch.books
                 ],
+            )
+            c.executemany(
+                "INSERT OR IGNORE INTO snapshots VALUES (?,?,?,?,?,?,?,?)", batch.snapshots
             )
             venue = batch.messages[0].venue if batch.messages else (self._venue or "")
             c.executemany(
@@ -394,6 +429,22 @@ class Store:
         )
         for v, ch, sym, epoch, seq, recv_ns, lsn, frame, binary in cursor:
             yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
+
+    def iter_snapshots(
+        self, *, channel: str | None = None, symbol: str | None = None
+    ) -> Iterator[SnapshotRow]:
+        """REST snapshots by stream then seq (a data dir from before the table has none)."""
+        try:
+            cursor = self._conn.execute(
+                "SELECT venue, channel, symbol, seq, recv_ns, lsn, url, body FROM snapshots"
+                " WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR symbol = ?2)"
+                " ORDER BY venue, channel, symbol, seq, lsn",
+                (channel, symbol),
+            )
+        except sqlite3.OperationalError:
+            return  # opened read-only before any writer added the table
+        for v, ch, sym, seq, recv_ns, lsn, url, body in cursor:
+            yield SnapshotRow(v, ch, sym, seq, recv_ns, lsn, url, bytes(body))
 
     def latest_book(self, channel: str, symbol: str) -> BookRow | None:
         """The most recent book snapshot of one stream."""

@@ -47,6 +47,7 @@ def test_default_jsonl_is_the_documented_contract(data: Path, tmp_path: Path) ->
         "seq": 1,
         "recv_ns": recv_ns(1),
         "frame": frames(DEPTH, 1)[0].decode(),
+        "kind": "message",
         "epoch": 0,
     }
     # The documented fields first, in their order; epoch (venue restarts) is appended.

@@ -430,3 +430,75 @@ def test_checkpoint_restore_mid_way_behaves_as_uninterrupted(
     got += run(second, steps[cut:], cut)
     assert got == expected
     assert second.to_checkpoint() == whole.to_checkpoint()
+
+
+# -- ranges (venues numbering updates: Binance U..u) and snapshots ------------------------------
+BTC = StreamKey("depth", "BTCUSDT")
+
+
+def test_ranges_in_order_duplicate_and_overlap() -> None:
+    tracker = SequenceTracker()
+    assert tracker.observe_range(BTC, 100, 104, 1) == NEW  # baseline: settled up to 104
+    assert tracker.observe_range(BTC, 105, 105, 2) == NEW
+    assert tracker.observe_range(BTC, 106, 110, 3) == NEW
+    assert tracker.observe_range(BTC, 106, 110, 4) == DUP
+    assert tracker.observe_range(BTC, 90, 99, 5) == DUP  # before the baseline
+    assert tracker.observe_range(BTC, 108, 112, 6) == NEW  # overlaps: its new part counts
+    stats = tracker.stream_stats(BTC)
+    assert stats is not None
+    assert (stats.first_seq, stats.last_seq, stats.records, stats.duplicates) == (104, 112, 4, 2)
+    assert stats.state is SyncState.SYNCED and tracker.gaps() == []
+
+
+def test_range_jump_is_exactly_the_missing_ids_and_a_reorder_fills_it() -> None:
+    tracker = SequenceTracker()
+    tracker.observe_range(BTC, 100, 104, 1)
+    gap = Gap(1, BTC, 105, 111, 2, None, OPEN, "seq jump")
+    assert tracker.observe_range(BTC, 112, 115, 2) == Observation(
+        Outcome.NEW, opened=(gap,), resync_from=105
+    )
+    assert tracker.observe_range(BTC, 108, 111, 3) == NEW  # 105..107 still missing
+    filled = Gap(1, BTC, 105, 111, 2, 4, FILLED, "seq jump")
+    assert tracker.observe_range(BTC, 105, 107, 4) == Observation(Outcome.NEW, filled=(filled,))
+    assert tracker.stream_stats(BTC) == StreamStats(SyncState.SYNCED, 4, 0, 104, 115, 4, None, 0)
+
+
+def test_snapshot_declares_the_missing_ids_lost_up_to_its_id() -> None:
+    tracker = SequenceTracker()
+    tracker.observe_range(BTC, 100, 104, 1)
+    tracker.observe_range(BTC, 112, 115, 2)  # gap 105..111
+    tracker.observe_range(BTC, 116, 120, 3)
+    lost = Gap(1, BTC, 105, 111, 2, 5, LOST, "not replayable: replaced by a snapshot")
+    assert tracker.snapshot(BTC, 130, 5) == (lost,)  # ids above 120 are still on their way
+    stats = tracker.stream_stats(BTC)
+    assert stats is not None and stats.state is SyncState.SYNCED and stats.open_gaps == 0
+    assert tracker.observe_range(BTC, 121, 125, 6) == NEW
+    assert tracker.changed_gaps() == [lost]
+
+
+def test_an_older_snapshot_leaves_the_rest_of_the_gap_open() -> None:
+    tracker = SequenceTracker()
+    tracker.observe_range(BTC, 100, 104, 1)
+    tracker.observe_range(BTC, 112, 115, 2)  # gap 105..111
+    lost = Gap(1, BTC, 105, 108, 2, 5, LOST, "not replayable: replaced by a snapshot")
+    rest = Gap(2, BTC, 109, 111, 2, None, OPEN, "seq jump")
+    assert tracker.snapshot(BTC, 108, 5) == (lost,)
+    assert tracker.gaps() == [lost, rest]
+    stats = tracker.stream_stats(BTC)
+    assert stats is not None and stats.state is SyncState.GAPPED
+
+
+def test_snapshot_before_any_push_changes_nothing() -> None:
+    tracker = SequenceTracker()
+    assert tracker.snapshot(BTC, 500, 1) == ()
+    assert tracker.observe_range(BTC, 490, 510, 2) == NEW
+    assert tracker.gaps() == []
+
+
+def test_ranges_survive_a_checkpoint() -> None:
+    tracker = SequenceTracker()
+    tracker.observe_range(BTC, 100, 104, 1)
+    tracker.observe_range(BTC, 112, 115, 2)
+    again = SequenceTracker.from_checkpoint(json.loads(json.dumps(tracker.to_checkpoint())))
+    assert again.observe_range(BTC, 105, 111, 3) == tracker.observe_range(BTC, 105, 111, 3)
+    assert again.to_checkpoint() == tracker.to_checkpoint()

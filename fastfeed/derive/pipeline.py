@@ -16,19 +16,21 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.derive.gaptally import GapTally
+from fastfeed.derive.rest_record import decode_rest
 from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.journal import RecordKind
 from fastfeed.logs import RateLimiter
-from fastfeed.store import Batch, BookRow, MessageRow, StreamCheckpoint
+from fastfeed.store import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
+from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import (
     Malformed,
     Message,
     Pong,
+    Snapshot,
     Subscribed,
     VenueRejected,
 )
-from fastfeed.venues.tickdb import TickDBAdapter
 
 __all__ = ["Pipeline", "Rejection", "StreamCounts"]
 
@@ -65,9 +67,11 @@ class Rejection:
 class Pipeline:
     """Adapter + sequence tracker + the rows waiting for the next snapshot."""
 
-    def __init__(self, venue: str, adapter: TickDBAdapter) -> None:
+    def __init__(self, venue: str, adapter: VenueAdapter) -> None:
         self.venue = venue
         self._adapter = adapter
+        self._book_channels = adapter.book_channels
+        self._snapshots: list[SnapshotRow] = []
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
         self._books: dict[StreamKey, tuple[Message, int, int]] = {}
@@ -84,6 +88,7 @@ class Pipeline:
         self.rejected = 0
         self.reconnects = 0
         self.venue_resets = 0
+        self.snapshots = 0  # REST snapshots applied (this process)
         self._connected_since_start = False
 
     # -- state from a checkpoint ---------------------------------------------------------------
@@ -110,6 +115,10 @@ class Pipeline:
             self._outbound(payload)
         elif kind == RecordKind.CONNECTION:
             self._connection_event(recv_ns, payload)
+        elif kind == RecordKind.REST:
+            self._rest(lsn, recv_ns, payload)
+        elif kind == RecordKind.GAP:
+            self._gap_marker(recv_ns, payload)
         elif kind == RecordKind.CONTROL:
             doc = _loads(payload)
             if isinstance(doc, dict) and isinstance(doc.get("subscriptions"), dict):
@@ -129,7 +138,10 @@ class Pipeline:
             counts.bytes += len(payload)
             key = counts.key
             if event.seq is not None:
-                obs = self._tracker.observe(key, event.seq, recv_ns)
+                if event.first_seq is None:
+                    obs = self._tracker.observe(key, event.seq, recv_ns)
+                else:
+                    obs = self._tracker.observe_range(key, event.first_seq, event.seq, recv_ns)
                 if obs.duplicate:
                     return
                 if obs.reset is not None:
@@ -152,7 +164,7 @@ class Pipeline:
                     counts.epoch,
                 )
             )
-            if key.channel == "depth":
+            if key.channel in self._book_channels:
                 # Only the latest book per stream is snapshotted; build its row at cut time.
                 self._books[key] = (event, recv_ns, counts.epoch)
         elif type(event) is Pong:
@@ -173,6 +185,45 @@ class Pipeline:
             log.error("venue refused %s (code %d): %s", event.cmd, event.code, event.message)
             if event.fatal:
                 self.fatal = Rejection(event.code, event.message)
+
+    def _rest(self, lsn: int, recv_ns: int, payload: bytes) -> None:
+        """A REST response: a snapshot (HTTP 200) resyncs its stream; others are kept as is."""
+        decoded = decode_rest(payload)
+        if isinstance(decoded, str):
+            self._malformed(lsn, f"REST record: {decoded}")
+            return
+        head, body = decoded
+        if head.status != 200:
+            return  # a refusal (429, 418): journaled for the record, nothing to derive
+        event = self._adapter.parse_snapshot(head.channel, head.symbol, body)
+        if type(event) is not Snapshot:
+            reason = event.reason if type(event) is Malformed else "not a snapshot"
+            self._malformed(lsn, f"REST body of {head.url}: {reason}")
+            return
+        key = StreamKey(event.channel, event.symbol)
+        self._tracker.snapshot(key, event.seq, recv_ns)
+        self.snapshots += 1
+        self._snapshots.append(
+            SnapshotRow(
+                self.venue, key.channel, key.symbol, event.seq, recv_ns, lsn, head.url, body
+            )
+        )
+
+    def _gap_marker(self, recv_ns: int, payload: bytes) -> None:
+        """The recorder gave up on a gap nothing can fill: the ids up to ``upto`` are LOST."""
+        doc = _loads(payload)
+        if not isinstance(doc, dict) or doc.get("event") != "lost":
+            return
+        channel, symbol, upto = doc.get("channel"), doc.get("symbol"), doc.get("upto")
+        reason = doc.get("reason")
+        if isinstance(channel, str) and isinstance(symbol, str) and type(upto) is int:
+            why = reason if isinstance(reason, str) else "lost"
+            self._tracker.lose(StreamKey(channel, symbol), upto, recv_ns, why)
+
+    def _malformed(self, lsn: int, reason: str) -> None:
+        self.malformed += 1
+        if self._malformed_log.allow():
+            log.warning("malformed record at LSN %d kept in the journal: %s", lsn, reason)
 
     def _new_counts(self, key: StreamKey) -> StreamCounts:
         """The counts of a stream first seen by this process, at the tracker's epoch of it."""
@@ -286,6 +337,7 @@ class Pipeline:
             ],
             gaps=gaps,
             streams=streams,
+            snapshots=self._snapshots,
             tracker_state=self._tracker.to_checkpoint(),
             subscriptions=self._subscriptions,
             counters={
@@ -296,6 +348,7 @@ class Pipeline:
             },
         )
         self._messages = []
+        self._snapshots = []
         self._books = {}
         self._cut_lsn = self._last_lsn
         return batch

@@ -37,6 +37,13 @@ names a message only together with its epoch (the store keys messages by both), 
 carries the epoch its seqs belong to. The count is in the checkpoint, and replaying the journal
 takes the same resets in the same order, so live recording and recovery number epochs alike.
 
+Venues that number updates rather than pushes (Binance diff depth: a push covers update ids
+``U..u``; OKX and Bybit state the previous push's id) report each push as the range it covers,
+``observe_range(key, first, last)``: the same settled/open bookkeeping over ranges, a gap being
+the ids between the highest settled one and ``first``. Such venues cannot replay: they resync
+by recording a full snapshot of the stream at an id, ``snapshot(key, seq)``, which declares
+the still-missing ids at or below it LOST (the snapshot stands in for them).
+
 Without seqs (plain TickDB) a disconnect or stall opens a LOST gap bounded in time: from the
 stream's last message to its first message after the connection is back.
 """
@@ -68,6 +75,7 @@ REASON_HISTORY_GONE = "venue history gone"
 REASON_VENUE_RESET = "venue reset"
 REASON_DISCONNECTED = "disconnected (no sequence numbers)"
 REASON_STALLED = "stalled (no sequence numbers)"
+REASON_SNAPSHOT = "not replayable: replaced by a snapshot"
 
 
 class SyncState(enum.StrEnum):
@@ -225,7 +233,26 @@ class SequenceTracker:
             return replace(obs, reset=marker)
         st.last_push = seq
         st.last_recv_ns = recv_ns
-        return self._observe_slow(st, seq, recv_ns)
+        return self._observe_slow(st, seq, seq, recv_ns)
+
+    def observe_range(self, key: StreamKey, first: int, last: int, recv_ns: int) -> Observation:
+        """Account for one push covering update ids ``first..last`` (``first <= last``).
+
+        No venue-reset detection here: such ids are shared by many streams (Binance futures'
+        ``u`` grows by thousands between two pushes of one symbol), so a reorder can step
+        back further than any fixed bound.
+        """
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        if first == st.base + 1 and not st.above and st.first_seq is not None:
+            st.base = st.last_seq = st.last_push = last
+            st.last_recv_ns = recv_ns
+            st.records += 1
+            return _IN_ORDER
+        st.last_push = last
+        st.last_recv_ns = recv_ns
+        return self._observe_slow(st, first, last, recv_ns)
 
     def _reset(self, st: _Stream, what: str, recv_ns: int) -> Gap:
         """The venue restarted the stream: close out the old epoch, start over at base 0."""
@@ -246,39 +273,41 @@ class SequenceTracker:
         _advance(st, _T.RESET)
         return marker
 
-    def _observe_slow(self, st: _Stream, seq: int, recv_ns: int) -> Observation:
+    def _observe_slow(self, st: _Stream, first: int, last: int, recv_ns: int) -> Observation:
         if st.base < 0:
-            st.base = st.first_seq = st.last_seq = seq
+            # The baseline: everything up to the first push's last id counts as settled.
+            st.base = st.first_seq = st.last_seq = last
             st.records += 1
             _advance(st, _T.FIRST)
             return _IN_ORDER
-        if seq <= st.base or _find(st.above, seq) is not None:
+        if _covered(st, max(first, st.base + 1), last):
             st.duplicates += 1
             return _DUPLICATE
         st.records += 1
         if st.first_seq is None:
-            st.first_seq = seq
-        if st.last_seq is None or seq > st.last_seq:
-            st.last_seq = seq
+            st.first_seq = last
+        if st.last_seq is None or last > st.last_seq:
+            st.last_seq = last
         top = st.above[-1][1] if st.above else st.base
-        _add_range(st, seq, seq)
-        if seq > top + 1:
-            gap = self._new_gap(st, top + 1, seq - 1, recv_ns, None, GapState.OPEN, REASON_JUMP)
+        _add_range(st, first, last)
+        if first > top + 1:
+            gap = self._new_gap(st, top + 1, first - 1, recv_ns, None, GapState.OPEN, REASON_JUMP)
             st.open.append(gap)  # above every other gap: the list stays sorted
             _advance(st, _T.GAP_OPENED)
             return Observation(Outcome.NEW, opened=(gap,), resync_from=st.base + 1)
-        if seq <= top:
-            for i, gap in enumerate(st.open):
+        if first <= top:
+            filled: list[Gap] = []
+            for gap in list(st.open):
                 g_lo, g_hi = _bounds(gap)
-                if g_lo <= seq <= g_hi:
-                    if _covered(st, g_lo, g_hi):
-                        done = replace(gap, to_ns=recv_ns, state=GapState.FILLED)
-                        self._put(done)
-                        del st.open[i]
-                        if not st.open:
-                            _advance(st, _T.GAPS_CLOSED)
-                        return Observation(Outcome.NEW, filled=(done,))
-                    break
+                if g_lo <= last and first <= g_hi and _covered(st, g_lo, g_hi):
+                    done = replace(gap, to_ns=recv_ns, state=GapState.FILLED)
+                    self._put(done)
+                    st.open.remove(gap)
+                    filled.append(done)
+            if filled:
+                if not st.open:
+                    _advance(st, _T.GAPS_CLOSED)
+                return Observation(Outcome.NEW, filled=tuple(filled))
         return _IN_ORDER
 
     def resume_requested(self, key: StreamKey, seq: int) -> None:
@@ -324,7 +353,29 @@ class SequenceTracker:
         _advance(st, _T.ACK_GAPPED if st.open else _T.ACK_WHOLE)
         return lost
 
-    def _mark_lost(self, st: _Stream, lo: int, hi: int, recv_ns: int) -> tuple[Gap, ...]:
+    def snapshot(self, key: StreamKey, seq: int, recv_ns: int) -> tuple[Gap, ...]:
+        """A full state of the stream as of ``seq`` was recorded; returns the gaps made LOST.
+
+        Missing ids at or below ``seq`` can no longer come (the venue does not replay) and no
+        longer matter for the book: they become LOST. Ids above the highest received are
+        left alone: those pushes are still on their way.
+        """
+        return self.lose(key, seq, recv_ns, REASON_SNAPSHOT)
+
+    def lose(self, key: StreamKey, upto: int, recv_ns: int, reason: str) -> tuple[Gap, ...]:
+        """Declare every missing id at or below ``upto`` (and the highest received) LOST."""
+        st = self._streams.get(key)
+        if st is None or st.base < 0:
+            return ()  # nothing received yet: the first push will be the baseline
+        top = st.above[-1][1] if st.above else st.base
+        lost = self._mark_lost(st, st.base + 1, min(upto, top), recv_ns, reason)
+        if not st.open:
+            _advance(st, _T.GAPS_CLOSED)
+        return lost
+
+    def _mark_lost(
+        self, st: _Stream, lo: int, hi: int, recv_ns: int, reason: str = REASON_HISTORY_GONE
+    ) -> tuple[Gap, ...]:
         lo = max(lo, st.base + 1)
         if lo > hi:
             return ()
@@ -349,9 +400,9 @@ class SequenceTracker:
                 if state is GapState.OPEN and _covered(st, a, b):
                     state = GapState.FILLED
                 gap_id = gap.gap_id if n == 0 else self._take_id()
-                reason = REASON_HISTORY_GONE if state is GapState.LOST else gap.reason
+                why = reason if state is GapState.LOST else gap.reason
                 to_ns = None if state is GapState.OPEN else recv_ns
-                piece = Gap(gap_id, st.key, a, b, gap.from_ns, to_ns, state, reason, st.epoch)
+                piece = Gap(gap_id, st.key, a, b, gap.from_ns, to_ns, state, why, st.epoch)
                 self._put(piece)
                 if state is GapState.OPEN:
                     still_open.append(piece)
@@ -360,9 +411,7 @@ class SequenceTracker:
         if hi > top:
             # Seqs past anything we saw: never in a gap yet, lost outright.
             start = max(lo, top + 1)
-            lost.append(
-                self._new_gap(st, start, hi, recv_ns, recv_ns, GapState.LOST, REASON_HISTORY_GONE)
-            )
+            lost.append(self._new_gap(st, start, hi, recv_ns, recv_ns, GapState.LOST, reason))
         _add_range(st, lo, hi)
         st.open = sorted(still_open, key=_from_seq)
         return tuple(lost)

@@ -72,6 +72,7 @@ class RecordKind(enum.IntEnum):
     GAP = 4  # gap marker written by the recorder (JSON payload)
     SNAPSHOT = 5  # reserved: marks a snapshot reaching an LSN
     CONTROL = 6  # recorder control info (subscription set changes, stream registry)
+    REST = 7  # a REST response (venue snapshot): fastfeed/derive/rest_record.py
 
 
 class FsyncMode(enum.StrEnum):

@@ -6,7 +6,9 @@ number of venue restarts of its stream before it: a seq is unique within an epoc
 shapes:
 
 * frames (default): one row per message, the exact frame (``frame`` text, or ``frame_b64`` for
-  binary frames; Parquet keeps the bytes in ``frame`` with a ``binary`` flag);
+  binary frames; Parquet keeps the bytes in ``frame`` with a ``binary`` flag); JSON lines also
+  carry ``kind`` (``message``) and hold the venue's REST snapshots (``kind`` ``snapshot``, the
+  exact body as ``frame``, ``seq`` its update id) where that id falls in their stream;
 * depth levels (``--depth-levels``): one row per book level of every depth message, with
   ``side`` (bid/ask), ``level`` (1 = best), ``price`` and ``size`` as exact decimals.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import heapq
 import io
 import sys
 from collections.abc import Iterable, Iterator
@@ -31,7 +34,7 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError, FastfeedError
-from fastfeed.store import MessageRow, Store
+from fastfeed.store import MessageRow, SnapshotRow, Store
 from fastfeed.tools.progress import Progress
 from fastfeed.venues.events import Message
 from fastfeed.venues.tickdb import TickDBAdapter
@@ -79,7 +82,7 @@ class ExportFilter:
     from_ns: int | None = None
     to_ns: int | None = None
 
-    def keep(self, row: MessageRow) -> bool:
+    def keep(self, row: MessageRow | SnapshotRow) -> bool:
         """Whether ``row`` falls in the time window (stream filters are applied in SQL)."""
         return (self.from_ns is None or row.recv_ns >= self.from_ns) and (
             self.to_ns is None or row.recv_ns < self.to_ns
@@ -132,7 +135,13 @@ def export(args: argparse.Namespace, store: Store) -> None:
         and (flt.symbol is None or s["symbol"] == flt.symbol)
     )
     progress = Progress("exporting messages", total)
-    rows = _rows(store.iter_messages(channel=channel, symbol=flt.symbol), flt, progress)
+    source: Iterable[MessageRow | SnapshotRow] = store.iter_messages(
+        channel=channel, symbol=flt.symbol
+    )
+    if args.format == "jsonl" and not args.depth_levels:
+        snapshots = store.iter_snapshots(channel=channel, symbol=flt.symbol)
+        source = heapq.merge(source, snapshots, key=_stream_order)
+    rows = _rows(source, flt, progress)
     try:
         if args.format == "parquet":
             _write_parquet(args.output, rows, levels=args.depth_levels)
@@ -146,15 +155,38 @@ def export(args: argparse.Namespace, store: Store) -> None:
 
 
 def _rows(
-    rows: Iterable[MessageRow], flt: ExportFilter, progress: Progress
-) -> Iterator[MessageRow]:
+    rows: Iterable[MessageRow | SnapshotRow], flt: ExportFilter, progress: Progress
+) -> Iterator[Any]:
     for n, row in enumerate(rows, start=1):
         progress.update(n)
         if flt.keep(row):
             yield row
 
 
+def _stream_order(row: MessageRow | SnapshotRow) -> tuple[Any, ...]:
+    """The store's message order (stream, epoch, seq, LSN), with snapshots placed at their
+    update id among their stream's messages (venues with snapshots have one epoch)."""
+    if type(row) is SnapshotRow:
+        return (row.venue, row.channel, row.symbol, 0, False, row.seq, row.lsn)
+    assert type(row) is MessageRow
+    seq = row.seq
+    return (row.venue, row.channel, row.symbol, row.epoch, seq is None, seq or 0, row.lsn)
+
+
 # -- row shapes ------------------------------------------------------------------------------------
+def _snapshot_doc(row: SnapshotRow) -> dict[str, Any]:
+    return {
+        "venue": row.venue,
+        "channel": row.channel,
+        "symbol": row.symbol,
+        "seq": row.seq,
+        "recv_ns": row.recv_ns,
+        "frame": row.body.decode(errors="replace"),
+        "kind": "snapshot",
+        "url": row.url,
+    }
+
+
 def _frame_doc(row: MessageRow, *, epoch: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "venue": row.venue,
@@ -173,13 +205,24 @@ def _frame_doc(row: MessageRow, *, epoch: bool) -> dict[str, Any]:
     return doc
 
 
-def export_lines(rows: Iterable[MessageRow], *, epoch: bool = True) -> Iterable[bytes]:
+def export_lines(
+    rows: Iterable[MessageRow | SnapshotRow], *, epoch: bool = True
+) -> Iterable[bytes]:
     """One JSON line per message: the exact frame as text, or base64 for binary frames.
 
+    ``kind`` says ``message``, or ``snapshot`` for a REST snapshot row (its exact body).
     ``epoch=False`` leaves the epoch out, for a reader that does not know it (``tail``).
     """
     for row in rows:
-        yield orjson.dumps(_frame_doc(row, epoch=epoch), option=orjson.OPT_APPEND_NEWLINE)
+        if type(row) is SnapshotRow:
+            doc = _snapshot_doc(row)
+        else:
+            assert type(row) is MessageRow
+            doc = _frame_doc(row, epoch=False)
+            doc["kind"] = "message"
+            if epoch:
+                doc["epoch"] = row.epoch
+        yield orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _levels(rows: Iterable[MessageRow]) -> Iterator[tuple[Any, ...]]:

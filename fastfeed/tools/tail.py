@@ -37,7 +37,7 @@ from fastfeed.journal.segments import list_segments
 from fastfeed.logs import setup_logging
 from fastfeed.store import MessageRow
 from fastfeed.tools.export import export_lines
-from fastfeed.venues.tickdb import TickDBAdapter
+from fastfeed.venues import adapter_for
 
 __all__ = ["main"]
 
@@ -57,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    pipeline = Pipeline(venue_of(args.data_dir), TickDBAdapter())
+    venue = venue_of(args.data_dir)
+    pipeline = Pipeline(venue, adapter_for(venue))
     out = sys.stdout.buffer
     next_lsn = 1 if args.from_start else _end_lsn(journal_dir) + 1
     try:

@@ -12,13 +12,20 @@ from typing import Protocol
 
 from fastfeed.venues.events import Event
 
-__all__ = ["VenueAdapter"]
+__all__ = ["SnapshotVenue", "VenueAdapter"]
 
 
 class VenueAdapter(Protocol):
-    """A venue's protocol: parse frames into events and build the commands to send."""
+    """A venue's protocol: parse frames into events and build the commands to send.
+
+    ``replays``: a gap is backfilled by re-subscribing with ``resume`` (TickDB's sequence
+    extension); otherwise the venue cannot replay and the adapter is a ``SnapshotVenue``.
+    ``book_channels``: channels whose messages each hold a full book (kept as book rows).
+    """
 
     name: str
+    replays: bool
+    book_channels: frozenset[str]
 
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""
@@ -34,8 +41,12 @@ class VenueAdapter(Protocol):
         """The unsubscribe command."""
         ...
 
-    def ping(self) -> bytes:
-        """The application-level heartbeat."""
+    def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
+        """Turn a REST snapshot body into a ``Snapshot``; never raises."""
+        ...
+
+    def ping(self) -> bytes | None:
+        """The application-level heartbeat (None: the venue has none, WebSocket pings only)."""
         ...
 
     def url(self, endpoint: str, api_key: str | None) -> str:
@@ -44,4 +55,54 @@ class VenueAdapter(Protocol):
 
     def redacted_url(self, endpoint: str) -> str:
         """The URL as ``url`` builds it, safe to log."""
+        ...
+
+
+class SnapshotVenue(VenueAdapter, Protocol):
+    """A venue that cannot replay: gaps are resynced with REST snapshots, streams are split
+    across connections and connections are rotated before the venue closes them."""
+
+    weight_header: str  # response header with the request weight used (lower case)
+
+    def channel(self, name: str) -> str | None:
+        """The canonical channel for a command-line name, None if unknown."""
+        ...
+
+    def sequenced(self, channel: str) -> bool:
+        """Whether the channel's pushes carry ids checked for continuity."""
+        ...
+
+    def has_snapshots(self, channel: str) -> bool:
+        """Whether a REST snapshot resyncs the channel (else a gap is lost outright)."""
+        ...
+
+    def snapshot_target(self, symbol: str, limit: int) -> str:
+        """Path and query of a snapshot request."""
+        ...
+
+    def snapshot_weight(self, limit: int) -> int:
+        """The request weight of one snapshot."""
+        ...
+
+    def default_rest_base(self) -> str:
+        """The venue's REST base URL."""
+        ...
+
+    def default_ws_base(self) -> str:
+        """The venue's WebSocket base URL."""
+        ...
+
+    @property
+    def weight_per_minute(self) -> int:
+        """REST request weight allowed per minute."""
+        ...
+
+    @property
+    def max_streams(self) -> int:
+        """Streams one connection may carry."""
+        ...
+
+    @property
+    def commands_per_s(self) -> int:
+        """Commands the venue accepts per second per connection."""
         ...

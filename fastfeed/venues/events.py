@@ -10,6 +10,7 @@ __all__ = [
     "Malformed",
     "Message",
     "Pong",
+    "Snapshot",
     "StreamRange",
     "Subscribed",
     "Unsubscribed",
@@ -24,7 +25,9 @@ class Message:
 
     ``seq`` is the per-stream sequence number (None on venues without the sequence extension),
     ``ts_ms`` the venue's timestamp in milliseconds, ``sent_ns`` an optional send-time stamp
-    some senders (the benchmark simulator) add.
+    some senders (the benchmark simulator) add. ``first_seq`` is set by venues numbering
+    updates rather than pushes: the push covers ``first_seq..seq`` (Binance spot ``U..u``,
+    futures ``pu + 1..u``), and None means it covers ``seq`` alone.
     """
 
     channel: str
@@ -33,6 +36,20 @@ class Message:
     ts_ms: int | None
     data: dict[str, Any]
     sent_ns: int | None = None
+    first_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A full state of one stream as of update ``seq``, fetched apart from the feed (REST).
+
+    Binance: the ``/api/v3/depth`` or ``/fapi/v1/depth`` body, ``seq`` its ``lastUpdateId``.
+    """
+
+    channel: str
+    symbol: str
+    seq: int
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +112,7 @@ _set_seq = _slots["seq"].__set__
 _set_ts_ms = _slots["ts_ms"].__set__
 _set_data = _slots["data"].__set__
 _set_sent_ns = _slots["sent_ns"].__set__
+_set_first_seq = _slots["first_seq"].__set__
 
 
 def new_message(
@@ -104,6 +122,7 @@ def new_message(
     ts_ms: int | None,
     data: dict[str, Any],
     sent_ns: int | None,
+    first_seq: int | None = None,
 ) -> Message:
     """Build a Message equal to ``Message(...)`` at about half the cost (the hot path)."""
     msg: Message = _new_object(Message)
@@ -113,7 +132,8 @@ def new_message(
     _set_ts_ms(msg, ts_ms)
     _set_data(msg, data)
     _set_sent_ns(msg, sent_ns)
+    _set_first_seq(msg, first_seq)
     return msg
 
 
-Event = Message | Subscribed | Unsubscribed | Pong | VenueRejected | Malformed
+Event = Message | Snapshot | Subscribed | Unsubscribed | Pong | VenueRejected | Malformed

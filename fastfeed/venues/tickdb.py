@@ -65,6 +65,8 @@ class TickDBAdapter:
     """Parses TickDB frames into events and builds the commands to send; no I/O, no clock."""
 
     name = "tickdb"
+    replays = True  # the sequence extension's resume backfills gaps
+    book_channels = frozenset({"depth"})  # each depth push is a full top-N book
 
     def __init__(self) -> None:
         self._known_symbols: set[str] = set()
@@ -160,6 +162,10 @@ class TickDBAdapter:
         return Malformed(
             f"expected subscribe, unsubscribe or ping at $.cmd for code 0, got {cmd[:40]!r}"
         )
+
+    def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
+        """TickDB has no REST snapshots: a REST record in its journal is not its own."""
+        return Malformed("TickDB has no REST snapshots")
 
     # -- outbound ------------------------------------------------------------------------------
     def subscribe(

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastfeed.derive.pipeline import FLAG_BINARY, Pipeline
+from fastfeed.derive.rest_record import decode_rest
 from fastfeed.journal import RecordKind
 from fastfeed.store import Store
 from fastfeed.venues.events import (
@@ -72,6 +73,10 @@ def check_records(records: Sequence[Record], store_dir: Path) -> None:
             check_event(event)
             malformed += type(event) is Malformed
             messages += type(event) is Message
+        elif kind == RecordKind.REST:
+            # A damaged REST record, or a snapshot body the venue cannot read, is counted.
+            decoded = decode_rest(payload)
+            malformed += isinstance(decoded, str) or decoded[0].status == 200
         pipeline.feed(lsn, kind, lsn, payload, FLAG_BINARY if binary else 0)
     assert pipeline.malformed == malformed  # every unreadable frame counted, none twice
     batch = pipeline.cut()

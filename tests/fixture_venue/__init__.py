@@ -1,0 +1,1 @@
+"""Fixture venues for tests: real venue protocols on loopback, serving recorded frames."""
