@@ -9,7 +9,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "fastfeed"
 FORBIDDEN = {"asyncio", "picows", "socket", "time", "uvloop", "threading", "selectors"}
-SANS_IO = [*sorted((ROOT / "venues").glob("*.py")), ROOT / "derive" / "sequence.py"]
+SANS_IO = [
+    *sorted((ROOT / "venues").glob("*.py")),
+    ROOT / "derive" / "sequence.py",
+    ROOT / "derive" / "continuity.py",
+    ROOT / "derive" / "kraken_book.py",
+]
 
 
 def imported_roots(path: Path) -> set[str]:
