@@ -1,0 +1,55 @@
+"""Small readers shared by the JSON venue adapters: type checks and error text for ``Malformed``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["INT64_MAX", "base_url", "is_int", "is_uint", "kind", "rfc3339_ms"]
+
+INT64_MAX = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def is_uint(value: object) -> TypeGuard[int]:
+    """A non-negative int that fits SQLite's signed 64-bit INTEGER."""
+    return type(value) is int and 0 <= value <= INT64_MAX
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """An int that fits a signed 64-bit INTEGER."""
+    return type(value) is int and -INT64_MAX - 1 <= value <= INT64_MAX
+
+
+def kind(value: object) -> str:
+    """The JSON name of a value's type, for error text."""
+    if value is None:
+        return "null or missing"
+    if type(value) is bool:
+        return "bool"
+    if type(value) is int:
+        return f"int {value}"
+    if type(value) is str:
+        return f"str {value[:40]!r}"
+    return {dict: "object", list: "array", float: "float"}.get(type(value), "other")
+
+
+def rfc3339_ms(text: object) -> int | None:
+    """Milliseconds since the epoch of an RFC 3339 UTC time (``2024-10-03T02:46:57.05Z``)."""
+    if type(text) is not str or not text.endswith("Z"):
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return (when - _EPOCH) // _MS  # exact: no float rounding
+
+
+def base_url(endpoint: str, default: str, path: str) -> str:
+    """``path`` under the scheme and host of ``endpoint`` (or ``default``), user info dropped."""
+    parts = urlsplit(endpoint or default)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], path, "", ""))
