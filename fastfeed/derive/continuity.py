@@ -18,6 +18,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from fastfeed.venues.events import Message
+
 __all__ = [
     "MAX_HOLES",
     "BybitBooks",
@@ -92,6 +94,14 @@ class Chain:
         self._keys[key] = _Key(last)
         return Verdicts(verdict, lost)
 
+    def settle(self, key: str) -> tuple[tuple[int, int], ...]:
+        """Give up the open holes of ``key`` (the recovery replaced them); returns them."""
+        st = self._keys.get(key)
+        if st is None:
+            return ()
+        lost, st.holes = tuple(st.holes), []
+        return lost
+
     def step(self, key: str, prev: int, last: int) -> Verdicts:
         """A message covering ``prev + 1 .. last`` of ``key`` (``prev < last``)."""
         st = self._keys.get(key)
@@ -150,6 +160,14 @@ class OkxBooks:
     def __init__(self) -> None:
         self.chain = Chain()
 
+    def observe(self, msg: Message) -> Verdicts | None:
+        """The verdict on a parsed OKX message (None: not a ``books`` message)."""
+        if msg.channel != "books":
+            return None
+        data = msg.data["data"][0]
+        empty = not data["asks"] and not data["bids"]
+        return self.check(msg.symbol, data["prevSeqId"], data["seqId"], empty)
+
     def check(self, inst_id: str, prev_seq: int, seq: int, empty: bool) -> Verdicts:
         """The verdict on one ``books`` message."""
         if prev_seq == -1:
@@ -165,7 +183,7 @@ class OkxBooks:
 
 
 class BybitBooks:
-    """Bybit v5 ``orderbook.{depth}.{symbol}`` per symbol (Bybit API v5, "Orderbook").
+    """Bybit v5 ``orderbook.{depth}.{symbol}`` per topic (Bybit API v5, "Orderbook").
 
     ``type: snapshot`` replaces the book (after subscribing, or re-sent by Bybit at any time);
     ``u == 1`` is a snapshot sent because the service restarted (a reset, not a loss); a
@@ -177,13 +195,20 @@ class BybitBooks:
     def __init__(self) -> None:
         self.chain = Chain()
 
-    def check(self, symbol: str, u: int, snapshot: bool) -> Verdicts:
-        """The verdict on one orderbook message."""
+    def observe(self, msg: Message) -> Verdicts | None:
+        """The verdict on a parsed Bybit message (None: not an order book)."""
+        if msg.seq is None or not msg.channel.startswith("orderbook."):
+            return None
+        topic = f"{msg.channel}.{msg.symbol}"  # each depth of a symbol numbers its own u
+        return self.check(topic, msg.seq, msg.data["type"] == "snapshot")
+
+    def check(self, topic: str, u: int, snapshot: bool) -> Verdicts:
+        """The verdict on one orderbook message of ``topic``."""
         if u == 1:
-            return self.chain.restart(symbol, u, Verdict.RESET)
+            return self.chain.restart(topic, u, Verdict.RESET)
         if snapshot:
-            return self.chain.restart(symbol, u, Verdict.SNAPSHOT)
-        return self.chain.step(symbol, u - 1, u)
+            return self.chain.restart(topic, u, Verdict.SNAPSHOT)
+        return self.chain.step(topic, u - 1, u)
 
 
 class CoinbaseSequence:
@@ -197,6 +222,10 @@ class CoinbaseSequence:
 
     def __init__(self) -> None:
         self.chain = Chain()
+
+    def settle(self) -> tuple[tuple[int, int], ...]:
+        """The recovery (resubscribing level2: fresh snapshots) is in: the holes are lost."""
+        return self.chain.settle(self.KEY)
 
     def check(self, sequence_num: int) -> Verdicts:
         """The verdict on one message of this connection."""

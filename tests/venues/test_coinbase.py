@@ -74,3 +74,11 @@ def test_sequence_rules() -> None:
     assert seq.check(2).verdict is Verdict.LATE
     assert seq.check(2).verdict is Verdict.DUPLICATE
     assert seq.chain.holes(seq.KEY) == ()
+
+
+def test_settle_gives_up_the_holes() -> None:
+    seq = CoinbaseSequence()
+    seq.check(7)
+    seq.check(10)
+    assert seq.settle() == ((8, 9),)
+    assert seq.check(9).verdict is Verdict.DUPLICATE  # too late now: the resync replaced it
