@@ -1,5 +1,8 @@
 """`python -m fastfeed` runs the command line."""
 
-from fastfeed.cli import main
+try:
+    from fastfeed.cli import main
+except KeyboardInterrupt:  # Ctrl-C while still importing: exit as main() would, no traceback
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

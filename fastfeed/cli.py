@@ -8,7 +8,10 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ COMMANDS = ("run", "sim", "status", "gaps", "export", "verify", "replay", "tail"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,44 +190,73 @@ def _with_default_command(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fastfeed`` and ``python -m fastfeed``; returns the exit code."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    early_signals.install()  # until the command's modules are imported: see early_signals
+    try:
+        code = _dispatch(raw)
+        sys.stdout.flush()  # here, not at exit: a full disk or closed pipe is reported below
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        # The output could not be written (`> /dev/full`, a full disk, `| head`). Point stdout
+        # at /dev/null so the interpreter's own flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.errno != errno.EPIPE:  # a reader that went away is not an error worth a line
+            print(f"fastfeed: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+def _dispatch(raw: list[str]) -> int:
     try:
         args = _build_parser().parse_args(_with_default_command(raw))
     except ConfigError as exc:
         print(f"fastfeed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        if args.command == "run":
-            early_signals.install()
-            from fastfeed.recorder.app import run_from_args
-
-            return run_from_args(args)
-        if args.command == "sim":
-            from fastfeed.sim import main_sim
-
-            return main_sim(args)
-        if args.command in ("status", "gaps", "export"):
-            from fastfeed.tools import reports
-
-            return reports.main(args)
-        if args.command == "verify":
-            from fastfeed.tools import verify
-
-            return verify.main(args)
-        if args.command == "tail":
-            from fastfeed.tools import tail
-
-            return tail.main(args)
-        if args.command == "replay":
-            from fastfeed.tools.replay import main_replay
-
-            return main_replay(args)
-        _build_parser().print_help()
-        return EXIT_USAGE
+        command = _load(args.command)
+        if args.command != "run" and early_signals.release():
+            return EXIT_INTERRUPTED  # a stop signal came while the command was loading
+        return command(args)
     except ConfigError as exc:
         print(f"fastfeed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FastfeedError as exc:
         print(f"fastfeed: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
+
+
+def _load(command: str | None) -> Callable[[argparse.Namespace], int]:
+    """Import the module of ``command`` (only then: each loads different dependencies)."""
+    if command == "run":
+        # `run` keeps the early handlers: the recorder hands their signals to its event loop.
+        from fastfeed.recorder.app import run_from_args
+
+        return run_from_args
+    if command == "sim":
+        from fastfeed.sim import main_sim
+
+        return main_sim
+    if command in ("status", "gaps", "export"):
+        from fastfeed.tools import reports
+
+        return reports.main
+    if command == "verify":
+        from fastfeed.tools import verify
+
+        return verify.main
+    if command == "tail":
+        from fastfeed.tools import tail
+
+        return tail.main
+    if command == "replay":
+        from fastfeed.tools.replay import main_replay
+
+        return main_replay
+
+    def usage(_: argparse.Namespace) -> int:
+        _build_parser().print_help()
+        return EXIT_USAGE
+
+    return usage

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from fastfeed import __version__
+from tests.recording import build
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -107,3 +110,46 @@ def test_help_names_the_key_variable_and_defaults() -> None:
     assert "TICKDB_API_KEY" in text
     assert "default group" in text and "default info" in text
     assert "default ./fastfeed-data" in run_cli("status", "--help").stdout
+
+
+@pytest.mark.parametrize("command", ["status", "gaps", "verify"])
+def test_output_to_a_full_device_is_one_line(command: str, tmp_path: Path) -> None:
+    data = build(tmp_path / "data", {("depth", "AAPL.US"): 50})
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastfeed", command, "--data-dir", str(data)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr == "fastfeed: cannot write the output: No space left on device\n"
+
+
+def test_ctrl_c_while_starting_never_prints_a_traceback(tmp_path: Path) -> None:
+    data = build(tmp_path / "data", {("depth", "AAPL.US"): 50})
+    # The child says "go" once the interpreter is up and fastfeed/__main__.py is compiled (a
+    # Ctrl-C during CPython's own start-up is CPython's to report), then runs it.
+    child = (
+        "import pathlib, sys, fastfeed;"
+        " path = pathlib.Path(fastfeed.__file__).with_name('__main__.py');"
+        " code = compile(path.read_text(), str(path), 'exec');"
+        f" sys.argv = ['fastfeed', 'status', '--data-dir', {str(data)!r}];"
+        " print('go', flush=True); exec(code, {'__name__': '__main__'})"
+    )
+    # The delays place SIGINT during imports, argument parsing and the command itself;
+    # whatever it interrupts, the answer is an exit code, not a traceback.
+    for delay in (0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", child],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline() == "go\n"
+        time.sleep(delay)  # the moment of the signal, not a wait for an outcome
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert "Traceback" not in err, (delay, err)
+        assert proc.returncode in (0, 130), (delay, proc.returncode, err)

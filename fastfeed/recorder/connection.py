@@ -185,10 +185,14 @@ class Connection:
                     logger_name="fastfeed.picows",
                 )
             except (TimeoutError, OSError, picows.WSError) as exc:
-                self._handler.on_disconnected(f"connect failed: {_describe(exc)}")
-                log.warning("cannot connect to %s: %s", self._log_url, _describe(exc))
+                self._connect_failed(_describe(exc))
             else:
-                await self._serve(transport)
+                if transport.response is None:
+                    # picows returns a transport when the peer closes before answering the
+                    # upgrade (seen with picows 2.3): no handshake, so never "connected".
+                    self._connect_failed("closed before the WebSocket handshake")
+                else:
+                    await self._serve(transport)
             if self._stopping.is_set():
                 return
             delay = self._backoff.after_data() if self._productive else self._backoff.next_delay()
@@ -196,6 +200,10 @@ class Connection:
             log.info("reconnecting to %s in %.2f s", self._log_url, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _connect_failed(self, why: str) -> None:
+        self._handler.on_disconnected(f"connect failed: {why}")
+        log.warning("cannot connect to %s: %s", self._log_url, why)
 
     async def _serve(self, transport: picows.WSTransport) -> None:
         self._transport = transport
@@ -228,8 +236,11 @@ class Connection:
             await asyncio.sleep(tick)
             now = time.monotonic()
             if now - self._last_frame > self._stall_timeout:
-                log.warning("no frame for %.1f s: dropping the connection", now - self._last_frame)
-                self.drop(f"stalled: no frame for {self._stall_timeout:g} s")
+                # One text for the log and the journaled reason, in the words /healthz uses.
+                silent, limit = now - self._last_frame, self._stall_timeout
+                why = f"no frame for {silent:.1f} s (watchdog {limit:g} s)"
+                log.warning("%s: dropping the connection", why)
+                self.drop(f"stalled: {why}")
                 return
             if now >= next_ping:
                 self._handler.on_heartbeat(self)

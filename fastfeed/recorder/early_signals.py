@@ -1,8 +1,11 @@
-"""Catch SIGTERM/SIGINT/SIGHUP from the first line of `fastfeed run` until the loop takes over.
+"""Catch SIGTERM/SIGINT/SIGHUP from the first line of any command until it is ready for them.
 
-Importing uvloop, picows and the rest takes a few hundred milliseconds; a SIGTERM in that window
-would otherwise kill the process with the default action instead of stopping it cleanly, and a
-SIGHUP (whose default action also terminates) would kill it outright.
+Importing uvloop, picows, orjson and the rest takes a few hundred milliseconds. A SIGTERM in
+that window would kill `run` with the default action instead of stopping it cleanly, a SIGHUP
+would kill it outright, and a Ctrl-C raises KeyboardInterrupt inside whatever module is being
+imported: orjson 3.x's module init then crashes the interpreter (SIGSEGV, seen here). So the
+signals are only remembered until the command's modules are loaded: `run` then hands them to
+the event loop (``take``), every other command restores the defaults (``release``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-__all__ = ["install", "take"]
+__all__ = ["install", "release", "take"]
+
+_CAUGHT = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 _pending: list[signal.Signals] = []
 
@@ -21,7 +26,7 @@ def _remember(signum: int, frame: FrameType | None) -> None:
 
 def install() -> None:
     """Remember stop and reload signals until ``take`` (by then the loop's handlers are set)."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in _CAUGHT:
         signal.signal(sig, _remember)
 
 
@@ -30,3 +35,11 @@ def take() -> list[signal.Signals]:
     taken = list(_pending)
     _pending.clear()
     return taken
+
+
+def release() -> list[signal.Signals]:
+    """Restore the default handlers (Ctrl-C raises KeyboardInterrupt again); returns ``take()``."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    return take()

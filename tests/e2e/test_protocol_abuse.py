@@ -346,6 +346,38 @@ def test_unanswered_handshake_times_out_and_reconnects_with_backoff(
     assert all("sk-e2e" not in m for m in messages)
 
 
+def test_a_peer_closing_before_the_handshake_is_a_failed_connect(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """TCP accepted, then closed without a word: not "connected", and it backs off."""
+    closing = 2
+
+    def script(peer: Peer) -> None:
+        if peer.index < closing:
+            peer.read_request()
+            peer.sock.close()  # accept, read the upgrade, close: no handshake answer
+            return
+        peer.handshake()
+        peer.subscribe()
+        peer.send(ack(1, 0), *(push(s) for s in range(1, 51)))
+        peer.serve_commands(lambda _: None)
+
+    watch = JournalWatch(data_dir / "journal")
+    with (
+        ScriptedVenue(script) as venue,
+        Recorder(tmp_path, data_dir, venue.url, CHANNELS) as rec,
+    ):
+        rec.start()
+        rec.until(lambda: watch.poll().max_seq.get(STREAM, 0) >= 50, "recording at last")
+        assert rec.stop(signal.SIGTERM) == 0
+    reasons = disconnect_reasons(data_dir)
+    want = "connect failed: closed before the WebSocket handshake"
+    assert reasons[:closing] == [want] * closing, reasons
+    assert connection_events(watch) == ["disconnected"] * closing + ["connected", "disconnected"]
+    messages = rec.log_messages()
+    assert sum(m.startswith("connected to") for m in messages) == 1
+
+
 # -- (d) data before the subscription ack --------------------------------------------------------
 def test_pushes_before_the_ack_are_recorded_in_order(tmp_path: Path, data_dir: Path) -> None:
     """Seqs 1..50 arrive before the ack (first_seq 51), 51..100 after: all 100, exactly once."""
