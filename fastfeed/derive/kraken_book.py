@@ -159,7 +159,7 @@ def _levels(raw: object) -> list[tuple[Decimal, str, str]]:
     out = []
     for level in raw:
         price, qty = level["price"], level["qty"]
-        if type(price) is not str or type(qty) is not str:
+        if type(price) is not str or type(qty) is not str or not (price + qty).isascii():
             raise TypeError("expected numbers for price and qty")
         key = Decimal(price)
         if not key.is_finite() or not Decimal(qty).is_finite():

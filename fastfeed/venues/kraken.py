@@ -43,6 +43,7 @@ DEFAULT_ENDPOINT = "wss://ws.kraken.com"
 WS_PATH = "/v2"
 DEPTHS = (10, 25, 100, 500, 1000)
 DEFAULT_DEPTH = 10
+_DEPTH_NAMES = frozenset(str(d) for d in DEPTHS)
 # Refusals that retrying cannot fix (Kraken "Errors": unknown pair or channel, bad params).
 _FATAL_PREFIXES = ("Currency pair not supported", "Channel not supported", "Invalid param")
 _PONG = Pong()
@@ -67,7 +68,7 @@ class KrakenAdapter:
         if name in ("book", "depth", "trade"):
             return "book" if name == "depth" else name
         head, _, depth = name.partition("-")
-        return name if head == "book" and depth.isdigit() and int(depth) in DEPTHS else None
+        return name if head == "book" and depth in _DEPTH_NAMES else None
 
     def sequenced(self, channel: str) -> bool:
         """No Kraken channel carries sequence numbers."""

@@ -145,7 +145,7 @@ def _reply(doc: dict[str, Any], arg: object) -> Event:
         return Unsubscribed(chan, symbols)
     if event in ("error", "notice"):
         raw, msg = doc.get("code"), doc.get("msg")
-        code = int(raw) if type(raw) is str and raw.isdigit() else -1
+        code = int(raw) if type(raw) is str and raw.isascii() and raw.isdigit() else -1
         text = msg if type(msg) is str else ""
         return VenueRejected(str(event), code, text, chan, symbols, code in _FATAL_CODES)
     return Malformed(f"unknown event {kind(event)} at $.event")
@@ -193,7 +193,7 @@ def _trades(inst: str, doc: dict[str, Any], data: list[Any]) -> Event:
 
 def _ms(value: object) -> int | None:
     """OKX times are decimal strings of milliseconds."""
-    if type(value) is str and value.isdigit() and len(value) <= 18:
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
     return None
 
