@@ -37,7 +37,7 @@ class Verdict(enum.StrEnum):
     """What one message means for its key's chain."""
 
     IN_ORDER = "in order"  # continues the chain
-    GAP = "gap"  # ids were skipped: ``lost`` holds the hole (recovery: resubscribe)
+    GAP = "gap"  # ids were skipped: ``opened`` holds the hole (recovery: resubscribe)
     LATE = "late"  # a reorder: it fills (part of) an open hole
     DUPLICATE = "duplicate"  # every id it covers was seen already
     SNAPSHOT = "snapshot"  # a full state: the chain restarts at its id
@@ -48,10 +48,16 @@ class Verdict(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Verdicts:
-    """The verdict on one message and the id ranges it declares lost (inclusive)."""
+    """The verdict on one message: the hole it opened and the id ranges it declares lost.
+
+    Ranges are inclusive. An opened hole is missing, not yet lost: a late message may fill it;
+    it is lost when the recovery's snapshot (or a reset) closes it, or when more than
+    ``MAX_HOLES`` are open and it is the oldest.
+    """
 
     verdict: Verdict
     lost: tuple[tuple[int, int], ...] = ()
+    opened: tuple[tuple[int, int], ...] = ()
 
 
 _IN_ORDER = Verdicts(Verdict.IN_ORDER)
@@ -113,9 +119,10 @@ class Chain:
         if prev > st.last:
             hole = (st.last + 1, prev)
             st.holes.append(hole)
+            given_up = tuple(st.holes[:-MAX_HOLES])
             del st.holes[:-MAX_HOLES]
             st.last = last
-            return Verdicts(Verdict.GAP, (hole,))
+            return Verdicts(Verdict.GAP, given_up, (hole,))
         if _fill(st.holes, prev + 1, min(last, st.last)):
             if last > st.last:
                 st.last = last

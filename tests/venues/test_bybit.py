@@ -86,7 +86,7 @@ def test_chain_rules() -> None:
     assert books.check("BTCUSDT", 100, True).verdict is Verdict.SNAPSHOT
     assert books.check("BTCUSDT", 101, False).verdict is Verdict.IN_ORDER
     assert books.check("BTCUSDT", 101, True).verdict is Verdict.SNAPSHOT  # level 1's 3 s re-send
-    assert books.check("BTCUSDT", 104, False) == Verdicts(Verdict.GAP, ((102, 103),))
+    assert books.check("BTCUSDT", 104, False) == Verdicts(Verdict.GAP, opened=((102, 103),))
     assert books.check("BTCUSDT", 1, True) == Verdicts(Verdict.RESET, ((102, 103),))
     assert books.check("BTCUSDT", 2, False).verdict is Verdict.IN_ORDER
     assert books.check("BTCUSDT", 2, False).verdict is Verdict.DUPLICATE

@@ -50,7 +50,7 @@ def exchange(venue: ChainVenue, ws: ClientConnection, commands: list[bytes]) -> 
 
 def opened(verdicts: list[Verdicts]) -> list[tuple[int, int]]:
     """The holes the gaps opened, in order (a reorder opens one that a late message fills)."""
-    return [r for v in verdicts if v.verdict is Verdict.GAP for r in v.lost]
+    return [r for v in verdicts if v.verdict is Verdict.GAP for r in v.opened]
 
 
 FAULTS = Plan(updates=12, drop={3, 7, 8}, duplicate={5}, reorder={10})

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastfeed.derive.continuity import CoinbaseSequence, Verdict, Verdicts
+from fastfeed.derive.continuity import MAX_HOLES, CoinbaseSequence, Verdict, Verdicts
 from fastfeed.venues.coinbase import CoinbaseAdapter
 from fastfeed.venues.events import Malformed, Message, Pong, Subscribed, VenueRejected
 
@@ -69,7 +69,7 @@ def test_sequence_rules() -> None:
     seq = CoinbaseSequence()
     assert seq.check(0).verdict is Verdict.SNAPSHOT  # the connection's first message
     assert seq.check(1).verdict is Verdict.IN_ORDER
-    assert seq.check(4) == Verdicts(Verdict.GAP, ((2, 3),))
+    assert seq.check(4) == Verdicts(Verdict.GAP, opened=((2, 3),))
     assert seq.check(3).verdict is Verdict.LATE
     assert seq.check(2).verdict is Verdict.LATE
     assert seq.check(2).verdict is Verdict.DUPLICATE
@@ -82,3 +82,14 @@ def test_settle_gives_up_the_holes() -> None:
     seq.check(10)
     assert seq.settle() == ((8, 9),)
     assert seq.check(9).verdict is Verdict.DUPLICATE  # too late now: the resync replaced it
+
+
+def test_past_max_holes_the_oldest_is_lost() -> None:
+    seq = CoinbaseSequence()
+    seq.check(0)
+    for n in range(MAX_HOLES):
+        seq.check(2 * n + 2)  # each skips one number
+    assert len(seq.chain.holes(seq.KEY)) == MAX_HOLES
+    assert seq.check(2 * MAX_HOLES + 2) == Verdicts(
+        Verdict.GAP, lost=((1, 1),), opened=((2 * MAX_HOLES + 1, 2 * MAX_HOLES + 1),)
+    )

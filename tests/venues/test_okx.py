@@ -94,11 +94,11 @@ def test_chain_rules() -> None:
     assert books.check("BTC-USDT", 15, 15, True).verdict is Verdict.KEEPALIVE
     assert books.check("BTC-USDT", 15, 3, False).verdict is Verdict.RESET  # seqId < prevSeqId
     assert books.check("BTC-USDT", 3, 8, False).verdict is Verdict.IN_ORDER
-    assert books.check("BTC-USDT", 20, 25, False) == Verdicts(Verdict.GAP, ((9, 20),))
+    assert books.check("BTC-USDT", 20, 25, False) == Verdicts(Verdict.GAP, opened=((9, 20),))
     assert books.check("BTC-USDT", 8, 20, False).verdict is Verdict.LATE  # the reordered one
     assert books.chain.holes("BTC-USDT") == ()
     assert books.check("BTC-USDT", 8, 20, False).verdict is Verdict.DUPLICATE
-    assert books.check("BTC-USDT", 30, 31, False) == Verdicts(Verdict.GAP, ((26, 30),))
+    assert books.check("BTC-USDT", 30, 31, False) == Verdicts(Verdict.GAP, opened=((26, 30),))
     # The resubscribe's snapshot: lost from the hole to the snapshot.
     assert books.check("BTC-USDT", -1, 40, False) == Verdicts(Verdict.SNAPSHOT, ((26, 40),))
     # A snapshot with no hole (a planned reconnect) loses nothing.
@@ -108,4 +108,4 @@ def test_chain_rules() -> None:
 def test_keepalive_after_a_lost_message_is_a_gap() -> None:
     books = OkxBooks()
     books.check("X", -1, 10, False)
-    assert books.check("X", 12, 12, True) == Verdicts(Verdict.GAP, ((11, 12),))
+    assert books.check("X", 12, 12, True) == Verdicts(Verdict.GAP, opened=((11, 12),))
