@@ -36,11 +36,11 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
-from fastfeed.venues.jsonfields import base_url, is_uint, kind
+from fastfeed.venues.instream import InStreamVenue
+from fastfeed.venues.jsonfields import is_uint, kind, load_object
 
 __all__ = ["BybitAdapter", "Category"]
 
-DEFAULT_ENDPOINT = "wss://stream.bybit.com"
 _DEPTHS = {"spot": ("1", "50", "200", "1000"), "linear": ("1", "50", "200", "1000")}
 _ALIASES = {"depth": "orderbook.50", "trade": "publicTrade"}
 _PONG = Pong()
@@ -56,16 +56,17 @@ class Category(enum.StrEnum):
 _PATH = {Category.SPOT: "/v5/public/spot", Category.LINEAR: "/v5/public/linear"}
 
 
-class BybitAdapter:
+class BybitAdapter(InStreamVenue):
     """Parses Bybit v5 public frames into events and builds its commands; no I/O."""
 
-    replays = False  # no replay: a broken chain is resynced by resubscribing (a new snapshot)
+    default_endpoint = "wss://stream.bybit.com"
     book_channels: frozenset[str] = frozenset()  # snapshots and deltas share a topic
     max_args_per_command = 10  # spot's limit, kept on linear too
 
     def __init__(self, category: Category = Category.SPOT) -> None:
         self.category = category
         self.name = category.value
+        self.ws_path = _PATH[category]
         self._next_id = 1
         # Commands sent and not yet answered, by req_id: what an ack refers to.
         self._pending: dict[str, tuple[str, str, tuple[str, ...]]] = {}
@@ -86,14 +87,9 @@ class BybitAdapter:
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""
-        if binary:
-            return Malformed("expected a text frame, got a binary frame")
-        try:
-            doc = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return Malformed(f"expected JSON at $: {exc}")
-        if type(doc) is not dict:
-            return Malformed(f"expected object at $, got {kind(doc)}")
+        doc = load_object(frame, binary)
+        if isinstance(doc, Malformed):
+            return doc
         topic = doc.get("topic")
         if topic is None and "op" in doc:
             return self._reply(doc)
@@ -148,18 +144,6 @@ class BybitAdapter:
     def ping(self) -> bytes:
         """Bybit's application ping."""
         return b'{"op":"ping"}'
-
-    def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
-        """Bybit resyncs in-stream (a resubscribe sends a snapshot): no REST body."""
-        return Malformed("bybit takes no REST snapshots: a resubscribe re-sends the book")
-
-    def url(self, endpoint: str, api_key: str | None) -> str:
-        """The public stream under a base ``ws[s]://host[:port]`` (no key: public data)."""
-        return base_url(endpoint, DEFAULT_ENDPOINT, _PATH[self.category])
-
-    def redacted_url(self, endpoint: str) -> str:
-        """The URL as ``url`` builds it: it never holds a secret."""
-        return self.url(endpoint, None)
 
 
 def _book(channel: str, symbol: str, doc: dict[str, Any], ts: int) -> Event:

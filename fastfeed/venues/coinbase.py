@@ -36,11 +36,11 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
-from fastfeed.venues.jsonfields import base_url, is_uint, kind, rfc3339_ms
+from fastfeed.venues.instream import InStreamVenue
+from fastfeed.venues.jsonfields import is_uint, kind, load_object, rfc3339_ms
 
 __all__ = ["CoinbaseAdapter"]
 
-DEFAULT_ENDPOINT = "wss://advanced-trade-ws.coinbase.com"
 HEARTBEATS = "heartbeats"
 _SUBSCRIBE_AS = {"level2": "level2", "depth": "level2", "market_trades": "market_trades"}
 _SUBSCRIBE_AS["trade"] = "market_trades"
@@ -48,11 +48,12 @@ _PUSHED_AS = {"l2_data": "level2", "market_trades": "market_trades"}
 _PONG = Pong()
 
 
-class CoinbaseAdapter:
+class CoinbaseAdapter(InStreamVenue):
     """Parses Coinbase Advanced Trade frames into events and builds its commands; no I/O."""
 
     name = "coinbase"
-    replays = False  # no replay: a sequence jump is resynced by resubscribing level2
+    default_endpoint = "wss://advanced-trade-ws.coinbase.com"
+    ws_path = ""
     book_channels: frozenset[str] = frozenset()
     commands_per_s = 8
 
@@ -72,14 +73,9 @@ class CoinbaseAdapter:
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""
         self.sequence_num = None
-        if binary:
-            return Malformed("expected a text frame, got a binary frame")
-        try:
-            doc = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return Malformed(f"expected JSON at $: {exc}")
-        if type(doc) is not dict:
-            return Malformed(f"expected object at $, got {kind(doc)}")
+        doc = load_object(frame, binary)
+        if isinstance(doc, Malformed):
+            return doc
         if doc.get("type") == "error":
             msg = doc.get("message")
             cmd, asked, symbols = self._pending.pop(0) if self._pending else ("unknown", "", ())
@@ -145,18 +141,6 @@ class CoinbaseAdapter:
     def ping(self) -> None:
         """None: the heartbeats channel is Coinbase's keepalive."""
         return None
-
-    def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
-        """Coinbase resyncs in-stream (a level2 subscribe starts with a snapshot): no REST body."""
-        return Malformed("coinbase takes no REST snapshots: a resubscribe re-sends the book")
-
-    def url(self, endpoint: str, api_key: str | None) -> str:
-        """The market data endpoint under a base ``ws[s]://host[:port]``."""
-        return base_url(endpoint, DEFAULT_ENDPOINT, "")
-
-    def redacted_url(self, endpoint: str) -> str:
-        """The URL as ``url`` builds it: it never holds a secret."""
-        return self.url(endpoint, None)
 
 
 def _product(channel: str, events: list[dict[str, Any]]) -> tuple[str | None, str | None]:

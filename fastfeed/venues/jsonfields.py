@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TypeGuard
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["INT64_MAX", "base_url", "is_int", "is_uint", "kind", "rfc3339_ms"]
+import orjson
+
+from fastfeed.venues.events import Malformed
+
+__all__ = ["INT64_MAX", "base_url", "is_int", "is_uint", "kind", "load_object", "rfc3339_ms"]
 
 INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+
+
+def load_object(frame: bytes | memoryview, binary: bool) -> dict[str, Any] | Malformed:
+    """The JSON object a text frame holds, or ``Malformed`` saying what it was instead."""
+    if binary:
+        return Malformed("expected a text frame, got a binary frame")
+    try:
+        doc = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        return Malformed(f"expected JSON at $: {exc}")
+    if type(doc) is not dict:
+        return Malformed(f"expected object at $, got {kind(doc)}")
+    return doc
 
 
 def is_uint(value: object) -> TypeGuard[int]:

@@ -35,12 +35,11 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
-from fastfeed.venues.jsonfields import base_url, is_uint, kind, rfc3339_ms
+from fastfeed.venues.instream import InStreamVenue
+from fastfeed.venues.jsonfields import is_uint, kind, load_object, rfc3339_ms
 
 __all__ = ["DEPTHS", "KrakenAdapter"]
 
-DEFAULT_ENDPOINT = "wss://ws.kraken.com"
-WS_PATH = "/v2"
 DEPTHS = (10, 25, 100, 500, 1000)
 DEFAULT_DEPTH = 10
 _DEPTH_NAMES = frozenset(str(d) for d in DEPTHS)
@@ -49,11 +48,12 @@ _FATAL_PREFIXES = ("Currency pair not supported", "Channel not supported", "Inva
 _PONG = Pong()
 
 
-class KrakenAdapter:
+class KrakenAdapter(InStreamVenue):
     """Parses Kraken v2 frames into events and builds its commands; no I/O."""
 
     name = "kraken"
-    replays = False  # no replay: a checksum mismatch is resynced by resubscribing the book
+    default_endpoint = "wss://ws.kraken.com"
+    ws_path = "/v2"
     book_channels: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
@@ -81,14 +81,9 @@ class KrakenAdapter:
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""
-        if binary:
-            return Malformed("expected a text frame, got a binary frame")
-        try:
-            doc = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return Malformed(f"expected JSON at $: {exc}")
-        if type(doc) is not dict:
-            return Malformed(f"expected object at $, got {kind(doc)}")
+        doc = load_object(frame, binary)
+        if isinstance(doc, Malformed):
+            return doc
         if "method" in doc:
             return self._reply(doc)
         channel = doc.get("channel")
@@ -166,18 +161,6 @@ class KrakenAdapter:
     def ping(self) -> bytes:
         """Kraken's application ping."""
         return b'{"method":"ping"}'
-
-    def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
-        """Kraken resyncs in-stream (a resubscribe re-sends the book): no REST body."""
-        return Malformed("kraken takes no REST snapshots: a resubscribe re-sends the book")
-
-    def url(self, endpoint: str, api_key: str | None) -> str:
-        """The v2 endpoint under a base ``ws[s]://host[:port]`` (no key: public data)."""
-        return base_url(endpoint, DEFAULT_ENDPOINT, WS_PATH)
-
-    def redacted_url(self, endpoint: str) -> str:
-        """The URL as ``url`` builds it: it never holds a secret."""
-        return self.url(endpoint, None)
 
 
 def _status(doc: dict[str, Any]) -> Event:

@@ -37,12 +37,11 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
-from fastfeed.venues.jsonfields import base_url, is_int, kind
+from fastfeed.venues.instream import InStreamVenue
+from fastfeed.venues.jsonfields import is_int, kind, load_object
 
 __all__ = ["OkxAdapter"]
 
-DEFAULT_ENDPOINT = "wss://ws.okx.com:8443"
-WS_PATH = "/ws/v5/public"
 _CHANNELS = ("books", "books5", "bbo-tbt", "trades")
 _ALIASES = {"depth": "books", "trade": "trades"}
 # Error codes (OKX "Error Code", WebSocket public): a refusal that no retry can fix stops the
@@ -52,11 +51,12 @@ _FATAL_CODES = frozenset({60012, 60013, 60018})  # invalid request, invalid args
 _PONG = Pong()
 
 
-class OkxAdapter:
+class OkxAdapter(InStreamVenue):
     """Parses OKX v5 public frames into events and builds its commands; no I/O."""
 
     name = "okx"
-    replays = False  # no replay: a broken books chain is resynced by resubscribing
+    default_endpoint = "wss://ws.okx.com:8443"
+    ws_path = "/ws/v5/public"
     book_channels = frozenset({"books5", "bbo-tbt"})  # each push is a whole top of book
     max_args_per_command = 64  # keeps an op's args far below OKX's 64 KiB limit
     commands_per_hour = 480
@@ -73,16 +73,11 @@ class OkxAdapter:
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""
-        if binary:
-            return Malformed("expected a text frame, got a binary frame")
-        if bytes(frame[:4]) == b"pong" and len(frame) == 4:
+        if not binary and len(frame) == 4 and bytes(frame) == b"pong":
             return _PONG
-        try:
-            doc = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return Malformed(f"expected JSON or 'pong' at $: {exc}")
-        if type(doc) is not dict:
-            return Malformed(f"expected object at $, got {kind(doc)}")
+        doc = load_object(frame, binary)
+        if isinstance(doc, Malformed):
+            return doc
         arg = doc.get("arg")
         if "event" in doc:
             return _reply(doc, arg)
@@ -114,18 +109,6 @@ class OkxAdapter:
     def ping(self) -> bytes:
         """OKX's keepalive is the bare text ``ping``."""
         return b"ping"
-
-    def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
-        """OKX books resync in-stream (a resubscribe re-sends the snapshot): no REST body."""
-        return Malformed("okx takes no REST snapshots: a resubscribe re-sends the book")
-
-    def url(self, endpoint: str, api_key: str | None) -> str:
-        """The public endpoint under a base ``ws[s]://host[:port]`` (no key: public data)."""
-        return base_url(endpoint, DEFAULT_ENDPOINT, WS_PATH)
-
-    def redacted_url(self, endpoint: str) -> str:
-        """The URL as ``url`` builds it: it never holds a secret."""
-        return self.url(endpoint, None)
 
 
 def _op(op: str, channel: str, symbols: Sequence[str]) -> bytes:

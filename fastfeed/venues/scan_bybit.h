@@ -46,15 +46,11 @@ static const char *ff_bb_data(const char *p, const char *end, const char **sym, 
         } else {
             p = ff_vj_skip_scalar(p, end); /* seq: a cross sequence, not read */
         }
-        if (p == NULL || (*seen & bit))
+        int more = ff_vj_member_end(&p, end, seen, bit);
+        if (more < 0)
             return NULL;
-        *seen |= bit;
-        if (p >= end)
-            return NULL;
-        if (*p == '}')
-            return p + 1;
-        if (*p++ != ',')
-            return NULL;
+        if (more)
+            return p;
     }
 }
 
@@ -92,17 +88,13 @@ static int ff_scan_bybit(const char *buf, size_t n, ff_scan_t *out)
         } else {
             p = ff_vj_skip_scalar(p, end); /* cts, and fields nobody reads */
         }
-        if (p == NULL || (seen & bit))
+        int more = ff_vj_member_end(&p, end, &seen, bit);
+        if (more < 0)
             return FF_SCAN_DECLINE;
-        seen |= bit;
-        if (p >= end)
-            return FF_SCAN_DECLINE;
-        if (*p == '}')
+        if (more)
             break;
-        if (*p++ != ',')
-            return FF_SCAN_DECLINE;
     }
-    if (end - p != 1)
+    if (p != end)
         return FF_SCAN_DECLINE; /* the frame ends with the object */
     unsigned need = FF_BB_TOPIC | FF_BB_TYPE | FF_BB_TS | FF_BB_DATA | FF_BB_S | FF_BB_B | FF_BB_A
                     | FF_BB_U;

@@ -63,12 +63,12 @@ static const char *ff_cb_flat_object(const char *p, const char *end)
     for (;;) {
         if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
             return NULL;
-        if ((p = ff_vj_skip_scalar(p, end)) == NULL || p >= end)
+        p = ff_vj_skip_scalar(p, end);
+        int more = ff_vj_next_member(&p, end);
+        if (more < 0)
             return NULL;
-        if (*p == '}')
-            return p + 1;
-        if (*p++ != ',')
-            return NULL;
+        if (more)
+            return p;
     }
 }
 
@@ -124,17 +124,14 @@ static const char *ff_cb_events(const char *p, const char *end)
             } else {
                 p = ff_vj_skip_scalar(p, end);
             }
-            if (p == NULL || (seen & bit) || p >= end)
+            int more = ff_vj_member_end(&p, end, &seen, bit);
+            if (more < 0)
                 return NULL;
-            seen |= bit;
-            if (*p == '}')
+            if (more)
                 break;
-            if (*p++ != ',')
-                return NULL;
         }
         if (seen != (FF_CB_E_TYPE | FF_CB_E_PRODUCT | FF_CB_E_UPDATES))
             return NULL;
-        p++;
         if (p >= end)
             return NULL;
         if (*p == ']')
@@ -181,17 +178,13 @@ static int ff_scan_coinbase(const char *buf, size_t n, ff_scan_t *out)
         } else {
             p = ff_vj_skip_scalar(p, end); /* client_id, and fields nobody reads */
         }
-        if (p == NULL || (seen & bit))
+        int more = ff_vj_member_end(&p, end, &seen, bit);
+        if (more < 0)
             return FF_SCAN_DECLINE;
-        seen |= bit;
-        if (p >= end)
-            return FF_SCAN_DECLINE;
-        if (*p == '}')
+        if (more)
             break;
-        if (*p++ != ',')
-            return FF_SCAN_DECLINE;
     }
-    if (end - p != 1 || seen != (FF_CB_CHANNEL | FF_CB_TIME | FF_CB_SEQ | FF_CB_EVENTS))
+    if (p != end || seen != (FF_CB_CHANNEL | FF_CB_TIME | FF_CB_SEQ | FF_CB_EVENTS))
         return FF_SCAN_DECLINE;
     out->key2 = NULL;
     out->key2_len = 0;

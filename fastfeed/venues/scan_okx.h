@@ -54,19 +54,15 @@ static const char *ff_okx_data(const char *p, const char *end, ff_scan_t *out)
         } else {
             p = ff_vj_skip_scalar(p, end); /* checksum (deprecated) and fields nobody reads */
         }
-        if (p == NULL || (seen & bit))
+        int more = ff_vj_member_end(&p, end, &seen, bit);
+        if (more < 0)
             return NULL;
-        seen |= bit;
-        if (p >= end)
-            return NULL;
-        if (*p == '}')
+        if (more)
             break;
-        if (*p++ != ',')
-            return NULL;
     }
     if (seen != (FF_OKX_ASKS | FF_OKX_BIDS | FF_OKX_TS | FF_OKX_PREV | FF_OKX_SEQ))
         return NULL;
-    return p + 1;
+    return p;
 }
 
 static int ff_scan_okx(const char *buf, size_t n, ff_scan_t *out)

@@ -50,6 +50,27 @@ static const char *ff_vj_skip_scalar(const char *p, const char *end)
     return ff_bn_uint(p, end, &v);
 }
 
+/* After an object member's value at *pp: a comma (0: another member follows, *pp past it), the
+ * closing brace (1: *pp past it), anything else or a NULL *pp (-1). */
+static int ff_vj_next_member(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    if (p == NULL || p >= end || (*p != ',' && *p != '}'))
+        return -1;
+    *pp = p + 1;
+    return *p == '}';
+}
+
+/* ff_vj_next_member, after noting a known field in *seen: a repeated one (-1) is declined, as
+ * the parser would keep its last value. `bit` 0 is a field nobody reads. */
+static int ff_vj_member_end(const char **pp, const char *end, unsigned *seen, unsigned bit)
+{
+    if (*seen & bit)
+        return -1;
+    *seen |= bit;
+    return ff_vj_next_member(pp, end);
+}
+
 #define FF_VJ_IS(name, len, lit) FF_BN_IS(name, len, lit)
 
 #endif

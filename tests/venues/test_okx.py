@@ -54,7 +54,7 @@ def test_replies_and_pong() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (b"pon", "expected JSON or 'pong' at $"),
+        (b"pon", "expected JSON at $"),
         (b"[]", "expected object at $, got array"),
         (b'{"arg":{"channel":"tickers","instId":"X"},"data":[{}]}', "unknown channel str"),
         (b'{"arg":{"channel":"books","instId":"X"},"data":[]}', "expected a non-empty array"),
