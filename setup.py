@@ -1,13 +1,27 @@
-"""Build the Cython journal extension; everything else is in pyproject.toml.
+"""Build the compiled parts of fastfeed; everything else is in pyproject.toml.
+
+Each extension is one entry of EXTENSIONS. With Cython installed the .pyx is compiled; without it
+(an sdist on a machine with only a C compiler) the C file Cython generated, which the sdist
+ships beside the .pyx, is compiled instead.
 
 Set FASTFEED_DEBUG=1 for an annotated, line-traced build with assertions kept
-(benchmarks refuse to run on it).
+(benchmarks refuse to run on it; needs Cython).
 """
 
 import os
+from pathlib import Path
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+try:
+    from Cython.Build import cythonize
+except ImportError:  # building an sdist's shipped C
+    cythonize = None
+
+# module name -> Cython source
+EXTENSIONS = {
+    "fastfeed.journal._wal": "fastfeed/journal/_wal.pyx",
+}
 
 DEBUG = os.environ.get("FASTFEED_DEBUG") == "1"
 
@@ -28,13 +42,21 @@ if DEBUG:
 else:
     macros.append(("NDEBUG", "1"))
 
-extensions = [
-    Extension(
-        "fastfeed.journal._wal",
-        ["fastfeed/journal/_wal.pyx"],
-        extra_compile_args=compile_args,
-        define_macros=macros,
-    )
-]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives, annotate=DEBUG))
+def extension(name: str, pyx: str) -> Extension:
+    """The extension ``name`` from its .pyx, or from the generated C when Cython is absent.
+
+    (Without either, setuptools stops at build time naming the missing .c; setup.py itself must
+    still load, since the build backend runs it to ask what to install before Cython is there.)
+    """
+    source = pyx if cythonize is not None else str(Path(pyx).with_suffix(".c"))
+    return Extension(name, [source], extra_compile_args=compile_args, define_macros=macros)
+
+
+extensions = [extension(name, pyx) for name, pyx in EXTENSIONS.items()]
+if cythonize is not None:
+    extensions = cythonize(extensions, compiler_directives=directives, annotate=DEBUG)
+elif DEBUG:
+    raise SystemExit("setup.py: FASTFEED_DEBUG=1 needs Cython (pip install 'cython>=3.0')")
+
+setup(ext_modules=extensions)

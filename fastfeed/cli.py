@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastfeed import __version__
 from fastfeed.defaults import API_KEY_ENV, DATA_DIR, SIM_HOST, SIM_PORT
 from fastfeed.errors import ConfigError, FastfeedError
 from fastfeed.recorder import early_signals
+from fastfeed.venues import VENUES
 
 __all__ = ["main"]
 
@@ -37,6 +37,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Version(argparse.Action):
+    """--version, printed as is: argparse's own version action rewraps it to the terminal."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from fastfeed.buildinfo import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastfeed",
@@ -44,7 +54,9 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="With no command, `run` is assumed: fastfeed --venue sim --channels depth:AAPL.US"
         f" (TickDB needs its key in ${API_KEY_ENV} or --api-key-file)",
     )
-    parser.add_argument("--version", action="version", version=f"fastfeed {__version__}")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="version, commit, Python tag, build date"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser(
@@ -53,8 +65,22 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=f"The TickDB API key comes from ${API_KEY_ENV} or --api-key-file, never a flag"
         " (flags show in ps); --venue sim needs none.",
     )
-    run.add_argument("--venue", choices=("tickdb", "sim"), help="venue (default tickdb)")
-    run.add_argument("--endpoint", help="WebSocket URL (default TickDB's wss endpoint)")
+    run.add_argument("--venue", choices=VENUES, help="venue (default tickdb)")
+    run.add_argument(
+        "--endpoint",
+        help="WebSocket URL (default the venue's; Binance: the base, /stream is appended)",
+    )
+    run.add_argument(
+        "--rest-endpoint",
+        metavar="URL",
+        help="REST base URL for snapshots (Binance; default the venue's)",
+    )
+    run.add_argument(
+        "--rotate-after",
+        type=float,
+        metavar="SECONDS",
+        help="replace each connection after this long, make-before-break (Binance; default 23 h)",
+    )
     run.add_argument(
         "--channels",
         action="append",

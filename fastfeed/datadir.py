@@ -1,4 +1,8 @@
-"""The data directory: created private (0700, files 0600) and stamped with a format version."""
+"""The data directory: created private (0700, files 0600) and stamped with a format version.
+
+The one place that names what a data dir holds: ``FORMAT`` (the stamp), ``journal/`` and
+``fastfeed.db``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,17 @@ from pathlib import Path
 
 from fastfeed.errors import ConfigError, JournalFormatError
 
-__all__ = ["FORMAT_VERSION", "open_data_dir", "prepare_data_dir"]
+__all__ = [
+    "DATA_DIR_FORMAT_VERSION",
+    "JOURNAL_DIR",
+    "STORE_FILE",
+    "open_data_dir",
+    "prepare_data_dir",
+]
 
-FORMAT_VERSION = 1  # bump when the journal or SQLite layout changes incompatibly
+DATA_DIR_FORMAT_VERSION = 1  # the data dir's layout; bump when it changes incompatibly
+JOURNAL_DIR = "journal"  # the journal's directory inside the data dir
+STORE_FILE = "fastfeed.db"  # the SQLite file inside the data dir
 _STAMP = "FORMAT"
 
 
@@ -25,7 +37,7 @@ def prepare_data_dir(path: Path) -> Path:
     stamp = path / _STAMP
     if not stamp.exists():
         tmp = path / f".{_STAMP}.tmp"
-        tmp.write_text(f"{FORMAT_VERSION}\n")
+        tmp.write_text(f"{DATA_DIR_FORMAT_VERSION}\n")
         os.replace(tmp, stamp)
     _check_version(path)
     return path
@@ -36,7 +48,7 @@ def open_data_dir(path: Path) -> Path:
     if not path.is_dir():
         raise ConfigError(f"no data dir at {path} (give --data-dir DIR)")
     _check_version(path)
-    _private_files()  # a catch-up may create a journal segment or SQLite's -wal/-shm files
+    _private_files()  # an export's output file holds the recording: private like the data dir
     return path
 
 
@@ -54,8 +66,9 @@ def _check_version(path: Path) -> None:
             f"{path} has no {_STAMP} file: not a fastfeed data dir",
             hint="point --data-dir at a directory fastfeed created",
         ) from None
-    if text != str(FORMAT_VERSION):
+    if text != str(DATA_DIR_FORMAT_VERSION):
         raise JournalFormatError(
-            f"data dir {path} has format version {text!r}; this fastfeed reads {FORMAT_VERSION}",
+            f"data dir {path} has format version {text!r}; this fastfeed reads"
+            f" {DATA_DIR_FORMAT_VERSION}",
             hint="use the fastfeed version that wrote it to export the data",
         )

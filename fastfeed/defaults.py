@@ -28,7 +28,7 @@ RESYNC_MIN_INTERVAL_S = 0.1  # at most 10 resync commands/s: venues rate-limit (
 CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
 SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence
 SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
-LOCK_WAIT_S = 5.0  # how long start-up waits for a status/export catch-up to release the journal
+LOCK_WAIT_S = 5.0  # how long start-up waits for the journal lock (a recorder still stopping)
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock
 SHUTDOWN_TIMEOUT_S = 10.0  # graceful shutdown bound after SIGTERM/SIGINT
 CLOSE_TIMEOUT_S = 2.0  # at shutdown, a venue silent on our close frame this long is aborted
@@ -38,6 +38,17 @@ MALFORMED_LOG_PER_MIN = 10  # rate limit for malformed-frame log lines
 # A push this many seqs below its stream's previous push is a venue restart (seqs from 1
 # again), not a duplicate or a reorder: those step back by a few frames at most.
 SEQ_RESET_BACKWARDS = 1000  # seqs
+
+# --- venues without replay (Binance): snapshots, rotation, limits -------------------------
+SNAPSHOT_LEVELS = 1000  # depth snapshot size: Binance's local-book guide asks for 1000
+SNAPSHOT_CONCURRENCY = 4  # REST snapshot requests in flight at once
+REST_WEIGHT_BUDGET = 0.5  # share of the venue's per-minute request weight snapshots may use
+REST_TIMEOUT_S = 10.0  # one snapshot request, connect to last byte (1000 levels: ~40 KB)
+SNAPSHOT_RETRY_S = 2.0  # ask again after a failed snapshot (network, 5xx)
+REORDER_GRACE_S = 0.5  # a gap waits this long for a late (reordered) push before recovery
+ROTATE_AFTER_S = 23 * 3600.0  # replace a connection before the venue's 24 h close
+ROTATION_TIMEOUT_S = 30.0  # the old connection closes by then even if the new one is not proven
+SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE command (1024 streams: 6 commands)
 
 # --- operations: metrics, health, tail ------------------------------------------------------
 METRICS_HOST = "127.0.0.1"  # `--metrics PORT` binds loopback: the endpoint has no authentication
@@ -55,6 +66,8 @@ EXPORT_ROW_GROUP_ROWS = 65_536  # rows per Parquet row group: the unit of memory
 PROGRESS_INTERVAL_S = 0.2  # progress bar redraw period: smooth enough to read, cheap to ignore
 TAIL_CUT_EVERY_RECORDS = 1024  # `tail` prints in chunks this size while catching up (bounds memory)
 REPLAY_AHEAD_ROWS = 4096  # (seq, recv_ns) pairs replay reads ahead per stream to decide what is due
+REPLAY_BATCH_RECORDS = 50_000  # start-up catch-up: one SQLite transaction per this many records
+VIEW_PENDING_BYTES = 256 * MiB  # export derives at most this much un-snapshotted journal in memory
 
 # --- simulator -------------------------------------------------------------------------------
 SIM_RATE_PER_STREAM = 200.0  # msgs/s per stream: "a few hundred" like a busy equity

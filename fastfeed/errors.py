@@ -7,6 +7,7 @@ FastfeedError                 base; ``hint`` says what the operator can do about
 │   ├── JournalCorrupt        damage followed by valid records (segment, offset)
 │   ├── JournalFormatError    a data dir written by another format version
 │   ├── JournalSyncError      msync/fdatasync failed: fatal, nothing acknowledged after it
+│   ├── RecordTooLarge        a record larger than a segment holds (size, limit)
 │   └── DiskFull              not enough free space to continue safely
 ├── StoreError                the SQLite side (snapshots, checkpoints, gap ledger)
 └── VenueError                the venue refused us (bad key, rejected subscription)
@@ -23,6 +24,7 @@ __all__ = [
     "JournalFormatError",
     "JournalLocked",
     "JournalSyncError",
+    "RecordTooLarge",
     "StoreError",
     "VenueError",
 ]
@@ -71,6 +73,19 @@ class JournalSyncError(JournalError):
     def __init__(self, message: str, *, errno: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.errno = errno
+
+
+class RecordTooLarge(JournalError, ValueError):
+    """A record larger than one segment can hold (a ValueError too: a bad argument to append).
+
+    The recorder refuses at start-up a segment size that cannot hold the largest frame it
+    accepts, so this means a caller bypassed that check.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.size = size
+        self.limit = limit
 
 
 class DiskFull(JournalError):

@@ -86,13 +86,12 @@ def setup_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
 
 
 class RateLimiter:
-    """Allows at most ``per_minute`` events per rolling minute; counts the ones it suppressed."""
+    """Allows at most ``per_minute`` events per rolling minute."""
 
     def __init__(self, per_minute: int) -> None:
         self._per_minute = per_minute
         self._window_start = 0.0
         self._in_window = 0
-        self.suppressed = 0
 
     def allow(self) -> bool:
         now = time.monotonic()
@@ -101,5 +100,4 @@ class RateLimiter:
         if self._in_window < self._per_minute:
             self._in_window += 1
             return True
-        self.suppressed += 1
         return False

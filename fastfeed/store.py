@@ -11,12 +11,14 @@ again: fastfeed/derive/sequence.py), so messages are unique by (venue, channel, 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import orjson
 
@@ -25,7 +27,7 @@ from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
 
 __all__ = [
-    "FORMAT_VERSION",
+    "STORE_FORMAT_VERSION",
     "Batch",
     "BookRow",
     "MessageRow",
@@ -34,7 +36,8 @@ __all__ = [
     "StreamCheckpoint",
 ]
 
-FORMAT_VERSION = 2  # 2: the epoch column (messages, books, streams, gaps)
+# The SQLite schema's version; 2: the epoch column (messages, books, streams, gaps).
+STORE_FORMAT_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -156,10 +159,17 @@ class Batch:
 class Store:
     """One connection to ``fastfeed.db``: the snapshotter's writer or a read-only viewer."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, venue: str | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        venue: str | None,
+        immutable: os.stat_result | None = None,
+    ) -> None:
         self._conn = conn
         self._path = path
         self._venue = venue
+        self._immutable = immutable  # opened immutable=1: the file as it was then
         self._aborted = False
         # sqlite3's interrupt() misses executemany (no statement runs between its rows), so
         # aborting goes through the progress handler, which SQLite calls inside each step.
@@ -169,13 +179,17 @@ class Store:
     def open(cls, path: Path, *, readonly: bool = False, venue: str | None = None) -> Store:
         """Open (creating the schema unless ``readonly``) and check the format version.
 
+        ``readonly`` writes nothing, not even SQLite's side files (see ``_readonly_uri``), and
+        takes no lock a writer waits for.
+
         Raises:
             StoreError: unreadable file, or a format version other than ours.
         """
+        immutable = None
         try:
             if readonly:
-                # mode=ro never takes a write lock; WAL readers never block the writer.
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                uri, immutable = _readonly_uri(path)
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             else:
                 fresh = not path.exists()
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -187,7 +201,7 @@ class Store:
                 conn.executescript(_SCHEMA)
                 conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)",
-                    (str(FORMAT_VERSION),),
+                    (str(STORE_FORMAT_VERSION),),
                 )
                 if venue is not None:
                     conn.execute("INSERT OR IGNORE INTO meta VALUES ('venue', ?)", (venue,))
@@ -201,15 +215,45 @@ class Store:
             raise StoreError(f"cannot open {path}: {exc}", hint=hint) from None
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from None
-        if row is None or row[0] != str(FORMAT_VERSION):
+        if row is None or row[0] != str(STORE_FORMAT_VERSION):
             conn.close()
             raise StoreError(
                 f"{path} has format version {row[0] if row else 'none'}; this fastfeed reads"
-                f" {FORMAT_VERSION}",
+                f" {STORE_FORMAT_VERSION}",
                 hint="use the fastfeed version that wrote it, or move it aside to rebuild it"
                 " from the journal",
             )
-        return cls(conn, path, venue)
+        return cls(conn, path, venue, immutable)
+
+    def changed(self) -> bool:
+        """Whether a file opened ``immutable`` was written since (a recorder checkpointed into
+        it): what was read from it may then be inconsistent."""
+        if self._immutable is None:
+            return False
+        try:
+            now = os.stat(self._path)
+        except FileNotFoundError:
+            return True
+        then = self._immutable
+        return (now.st_ino, now.st_size, now.st_mtime_ns) != (
+            then.st_ino,
+            then.st_size,
+            then.st_mtime_ns,
+        )
+
+    @classmethod
+    def empty(cls) -> Store:
+        """An empty store in memory: what a data dir without a SQLite file yet holds."""
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(STORE_FORMAT_VERSION),))
+        return cls(conn, Path(":memory:"), None)
+
+    def begin_read(self) -> None:
+        """Start one read transaction: every later query sees the same committed state, even
+        while a recorder commits, until ``close``."""
+        self._conn.execute("BEGIN")
+        self._conn.execute("SELECT count(*) FROM meta").fetchone()  # BEGIN alone reads nothing
 
     # -- the writer ----------------------------------------------------------------------------
     def applied_lsn(self) -> int:
@@ -361,14 +405,34 @@ class Store:
         return str(row[0]) if row else None
 
     # -- readers -------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    # ``pending``: a batch derived from the journal past ``applied_lsn`` but not committed (the
+    # read-only commands derive it in memory); each reader answers as if it were applied.
+    def status(self, pending: Batch | None = None) -> dict[str, Any]:
         """Per-stream totals, sequence range and open gaps, JSON-ready."""
+        gaps = self.gaps(pending)
         open_by_stream: dict[tuple[str, str, str], int] = {}
-        for venue, channel, symbol, n in self._conn.execute(
-            "SELECT venue, channel, symbol, count(*) FROM gaps WHERE state='open'"
-            " GROUP BY venue, channel, symbol"
-        ):
-            open_by_stream[(venue, channel, symbol)] = n
+        states: dict[str, int] = {}
+        for g in gaps:
+            states[g["state"]] = states.get(g["state"], 0) + 1
+            if g["state"] == "open":
+                key = (g["venue"], g["channel"], g["symbol"])
+                open_by_stream[key] = open_by_stream.get(key, 0) + 1
+        rows = {
+            (v, ch, sym): (rec, dup, epoch, first, last, last_ns)
+            for v, ch, sym, rec, dup, epoch, first, last, last_ns in self._conn.execute(
+                "SELECT venue, channel, symbol, records, duplicates, epoch, first_seq, last_seq,"
+                " last_recv_ns FROM streams"
+            )
+        }
+        for s in pending.streams if pending is not None else ():
+            rows[(s.venue, s.channel, s.symbol)] = (
+                s.records,
+                s.duplicates,
+                s.epoch,
+                s.first_seq,
+                s.last_seq,
+                s.last_recv_ns,
+            )
         streams = [
             {
                 "venue": v,
@@ -382,43 +446,76 @@ class Store:
                 "duplicates": dup,
                 "gaps_open": open_by_stream.get((v, ch, sym), 0),
             }
-            for v, ch, sym, rec, dup, epoch, first, last, last_ns in self._conn.execute(
-                "SELECT venue, channel, symbol, records, duplicates, epoch, first_seq, last_seq,"
-                " last_recv_ns FROM streams ORDER BY venue, channel, symbol"
-            )
+            for (v, ch, sym), (rec, dup, epoch, first, last, last_ns) in sorted(rows.items())
         ]
-        states = dict(self._conn.execute("SELECT state, count(*) FROM gaps GROUP BY state"))
+        counters = self.counters()
+        if pending is not None and pending.counters is not None:
+            counters = pending.counters
         return {
             "streams": streams,
             "gaps_open": states.get("open", 0),
             "gaps_filled": states.get("filled", 0),
             "gaps_lost": states.get("lost", 0),
-            "applied_lsn": self.applied_lsn(),
-            "counters": self.counters(),
+            # What the answer covers: SQLite's applied LSN, or past it what ``pending`` reaches.
+            "applied_lsn": pending.applied_lsn if pending is not None else self.applied_lsn(),
+            "counters": counters,
         }
 
-    def gaps(self) -> list[dict[str, Any]]:
+    _GAP_COLUMNS = (
+        "venue",
+        "channel",
+        "symbol",
+        "epoch",
+        "from_seq",
+        "to_seq",
+        "from_ns",
+        "to_ns",
+        "state",
+        "reason",
+    )
+
+    def gaps(self, pending: Batch | None = None) -> list[dict[str, Any]]:
         """The gap ledger, by stream then position."""
-        cols = (
-            "venue",
-            "channel",
-            "symbol",
-            "epoch",
-            "from_seq",
-            "to_seq",
-            "from_ns",
-            "to_ns",
-            "state",
-            "reason",
+        cols = self._GAP_COLUMNS
+        ledger = {
+            (row[0], row[1]): dict(zip(cols, row[2:], strict=True))
+            for row in self._conn.execute(f"SELECT venue, gap_id, {', '.join(cols)} FROM gaps")
+        }
+        gaps = pending.gaps if pending is not None else []
+        venue = self._venue_of(pending) if pending is not None else ""
+        for g in gaps:
+            ledger[(venue, g.gap_id)] = dict(
+                zip(
+                    cols,
+                    (
+                        venue,
+                        g.key.channel,
+                        g.key.symbol,
+                        g.epoch,
+                        g.from_seq,
+                        g.to_seq,
+                        g.from_ns,
+                        g.to_ns,
+                        g.state.value,
+                        g.reason,
+                    ),
+                    strict=True,
+                )
+            )
+        return sorted(ledger.values(), key=_gap_order)
+
+    def _venue_of(self, pending: Batch) -> str:
+        """The venue ``apply`` would label ``pending``'s gaps with."""
+        return (
+            self._venue or self.venue() or (pending.messages[0].venue if pending.messages else "")
         )
-        rows = self._conn.execute(
-            f"SELECT {', '.join(cols)} FROM gaps"
-            " ORDER BY venue, channel, symbol, epoch, from_seq, from_ns"
-        )
-        return [dict(zip(cols, row, strict=True)) for row in rows]
 
     def iter_messages(
-        self, *, channel: str | None = None, symbol: str | None = None
+        self,
+        *,
+        channel: str | None = None,
+        symbol: str | None = None,
+        pending: Batch | None = None,
     ) -> Iterator[MessageRow]:
         """Messages by stream, epoch, then seq (LSN when there is no seq), from a cursor."""
         cursor = self._conn.execute(
@@ -427,24 +524,56 @@ class Store:
             " ORDER BY venue, channel, symbol, epoch, seq IS NULL, seq, lsn",
             (channel, symbol),
         )
-        for v, ch, sym, epoch, seq, recv_ns, lsn, frame, binary in cursor:
-            yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
+        stored = (
+            MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
+            for v, ch, sym, epoch, seq, recv_ns, lsn, frame, binary in cursor
+        )
+        if pending is None or not pending.messages:
+            yield from stored
+            return
+        extra = sorted(
+            (
+                m
+                for m in pending.messages
+                if (channel is None or m.channel == channel)
+                and (symbol is None or m.symbol == symbol)
+            ),
+            key=_message_order,
+        )
+        yield from heapq.merge(stored, extra, key=_message_order)
 
     def iter_snapshots(
-        self, *, channel: str | None = None, symbol: str | None = None
+        self,
+        *,
+        channel: str | None = None,
+        symbol: str | None = None,
+        pending: Batch | None = None,
     ) -> Iterator[SnapshotRow]:
-        """REST snapshots by stream then seq (a data dir from before the table has none)."""
+        """REST snapshots by stream then seq (a data dir from before the table has none),
+        with ``pending``'s (derived from the journal past SQLite) merged in."""
         try:
-            cursor = self._conn.execute(
+            cursor: Iterator[Any] = self._conn.execute(
                 "SELECT venue, channel, symbol, seq, recv_ns, lsn, url, body FROM snapshots"
                 " WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR symbol = ?2)"
                 " ORDER BY venue, channel, symbol, seq, lsn",
                 (channel, symbol),
             )
         except sqlite3.OperationalError:
-            return  # opened read-only before any writer added the table
-        for v, ch, sym, seq, recv_ns, lsn, url, body in cursor:
-            yield SnapshotRow(v, ch, sym, seq, recv_ns, lsn, url, bytes(body))
+            cursor = iter(())  # opened read-only before any writer added the table
+        stored = (
+            SnapshotRow(v, ch, sym, seq, recv_ns, lsn, url, bytes(body))
+            for v, ch, sym, seq, recv_ns, lsn, url, body in cursor
+        )
+        extra = sorted(
+            (
+                r
+                for r in (pending.snapshots if pending is not None else ())
+                if (channel is None or r.channel == channel)
+                and (symbol is None or r.symbol == symbol)
+            ),
+            key=_snapshot_order,
+        )
+        yield from heapq.merge(stored, extra, key=_snapshot_order)
 
     def latest_book(self, channel: str, symbol: str) -> BookRow | None:
         """The most recent book snapshot of one stream."""
@@ -459,6 +588,150 @@ class Store:
         bids, asks = orjson.loads(bids), orjson.loads(asks)
         return BookRow(v, ch, sym, seq, recv_ns, ts_ms, bids, asks, epoch)
 
+    # -- what verify and replay ask ------------------------------------------------------------
+    def messages_by_lsn(self, from_lsn: int) -> Iterator[MessageRow]:
+        """Every stored message from ``from_lsn`` on, in LSN order."""
+        for v, ch, sym, epoch, seq, recv_ns, lsn, frame, binary in self._conn.execute(
+            "SELECT venue, channel, symbol, epoch, seq, recv_ns, lsn, frame, binary FROM messages"
+            " WHERE lsn >= ? ORDER BY lsn",
+            (from_lsn,),
+        ):
+            yield MessageRow(v, ch, sym, seq, recv_ns, lsn, bytes(frame), bool(binary), epoch)
+
+    def messages_before(self, lsn: int) -> int:
+        """How many stored messages have an LSN below ``lsn``."""
+        (n,) = self._conn.execute("SELECT count(*) FROM messages WHERE lsn < ?", (lsn,)).fetchone()
+        return int(n)
+
+    def stored_earlier(self, channel: str, symbol: str, seq: int, lsn: int) -> bool:
+        """Whether this stream's seq is stored from an earlier LSN (so a copy at ``lsn`` was a
+        duplicate).
+
+        The copy belongs to the epoch of the stream's last row stored before it: an epoch begins
+        with a stored message, and a duplicate repeats a seq of the epoch it arrives in.
+        """
+        found = self._conn.execute(
+            "SELECT 1 FROM messages WHERE channel=?1 AND symbol=?2 AND seq=?3 AND lsn<?4"
+            " AND epoch=(SELECT epoch FROM messages WHERE channel=?1 AND symbol=?2 AND lsn<?4"
+            " ORDER BY lsn DESC LIMIT 1)",
+            (channel, symbol, seq, lsn),
+        ).fetchone()
+        return found is not None
+
+    def epoch_counts(self) -> dict[tuple[str, str, int], tuple[int, int | None]]:
+        """(channel, symbol, epoch) -> (stored messages, highest seq)."""
+        return {
+            (ch, sym, epoch): (n, top)
+            for ch, sym, epoch, n, top in self._conn.execute(
+                "SELECT channel, symbol, epoch, count(*), max(seq) FROM messages"
+                " GROUP BY channel, symbol, epoch"
+            )
+        }
+
+    def seqs(self, channel: str, symbol: str, epoch: int) -> Iterator[int]:
+        """The stored seqs of one epoch of a stream, ascending, from a cursor."""
+        for (seq,) in self._conn.execute(
+            "SELECT seq FROM messages WHERE channel=? AND symbol=? AND epoch=? AND seq IS NOT NULL"
+            " ORDER BY seq",
+            (channel, symbol, epoch),
+        ):
+            yield seq
+
+    def first_recv_ns(self) -> int:
+        """The receive time of the first sequenced message (0: none)."""
+        (first,) = self._conn.execute(
+            "SELECT min(recv_ns) FROM messages WHERE seq IS NOT NULL"
+        ).fetchone()
+        return int(first or 0)
+
+    def latest_epoch(self, channel: str, symbol: str) -> tuple[int, int, int, float]:
+        """The stream's latest epoch with its first and last seq and mean frame size (zeros:
+        no sequenced message)."""
+        (epoch,) = self._conn.execute(
+            "SELECT max(epoch) FROM messages WHERE channel=? AND symbol=? AND seq IS NOT NULL",
+            (channel, symbol),
+        ).fetchone()
+        first, last, mean = self._conn.execute(
+            "SELECT min(seq), max(seq), avg(length(frame)) FROM messages"
+            " WHERE channel=? AND symbol=? AND epoch=? AND seq IS NOT NULL",
+            (channel, symbol, epoch or 0),
+        ).fetchone()
+        return epoch or 0, first or 0, last or 0, float(mean or 0.0)
+
+    def frames(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> list[bytes]:
+        """The stored frames of seqs ``lo..hi`` of one epoch of a stream, in seq order."""
+        rows = self._conn.execute(
+            "SELECT frame FROM messages WHERE channel=? AND symbol=? AND epoch=?"
+            " AND seq BETWEEN ? AND ? ORDER BY seq",
+            (channel, symbol, epoch, lo, hi),
+        )
+        return [bytes(frame) for (frame,) in rows]
+
+    def seq_times(
+        self, channel: str, symbol: str, epoch: int, after: int, limit: int
+    ) -> list[tuple[int, int]]:
+        """Up to ``limit`` (seq, recv_ns) of one epoch of a stream after seq ``after``."""
+        return self._conn.execute(
+            "SELECT seq, recv_ns FROM messages WHERE channel=? AND symbol=? AND epoch=?"
+            " AND seq > ? ORDER BY seq LIMIT ?",
+            (channel, symbol, epoch, after, limit),
+        ).fetchall()
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+
+def _message_order(m: MessageRow) -> tuple[Any, ...]:
+    """``iter_messages``' SQL order: stream, epoch, sequenced first by seq, then LSN."""
+    return (m.venue, m.channel, m.symbol, m.epoch, m.seq is None, m.seq or 0, m.lsn)
+
+
+def _gap_order(g: dict[str, Any]) -> tuple[Any, ...]:
+    """``gaps``' order: stream, epoch, position (SQLite sorts NULL first)."""
+    return (
+        g["venue"],
+        g["channel"],
+        g["symbol"],
+        g["epoch"],
+        g["from_seq"] is not None,
+        g["from_seq"] or 0,
+        g["from_ns"],
+    )
+
+
+def _readonly_uri(path: Path) -> tuple[str, os.stat_result | None]:
+    """The URI that reads ``path`` without writing a byte in the data dir, and for an
+    ``immutable`` open the file's stat then (``Store.changed`` compares it).
+
+    SQLite's plain ``mode=ro`` still creates the -wal and -shm files of a WAL database and
+    writes its read marks into -shm. So: beside a -wal holding transactions (a recorder running,
+    or killed), ``readonly_shm=1`` maps -shm read-only (SQLite falls back to reading the WAL into
+    heap memory when it cannot use -shm as it is); without one the database file is complete
+    and ``immutable=1`` reads it with no lock and no side file. A writer that starts meanwhile
+    writes its -wal, and the file itself only at a checkpoint, which ``changed`` reports.
+
+    Raises:
+        StoreError: a -wal holding transactions without its -shm (a partial copy).
+    """
+    uri = f"file:{quote(str(path))}"
+    wal = path.with_name(path.name + "-wal")
+    try:
+        wal_bytes = wal.stat().st_size
+    except FileNotFoundError:
+        wal_bytes = 0
+    if wal_bytes:
+        if not path.with_name(path.name + "-shm").exists():
+            raise StoreError(
+                f"{wal} holds SQLite transactions but {path.name}-shm is missing",
+                hint="copy the data dir again with every file, or start a recorder on it once",
+            )
+        return f"{uri}?mode=ro&readonly_shm=1", None
+    try:
+        return f"{uri}?immutable=1", os.stat(path)
+    except FileNotFoundError:
+        raise StoreError(f"no SQLite file at {path}") from None
+
+
+def _snapshot_order(row: SnapshotRow) -> tuple[str, str, str, int, int]:
+    return (row.venue, row.channel, row.symbol, row.seq, row.lsn)

@@ -1,19 +1,22 @@
 """A small real data dir built in-process: simulator frames journaled, then SQLite caught up.
 
-The same path a recorder takes after a crash (journal first, SQLite derived by ``catch_up``), so
-verify and export tests run against exactly what the recorder writes.
+The same path a recorder takes after a crash (journal first, SQLite derived by its start-up
+``replay_into``), so verify and export tests run against exactly what the recorder writes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastfeed.catchup import catch_up
-from fastfeed.datadir import prepare_data_dir
+from fastfeed.catchup import replay_into
+from fastfeed.datadir import STORE_FILE, prepare_data_dir
+from fastfeed.derive.pipeline import Pipeline
 from fastfeed.journal import FsyncMode, Journal, RecordKind
+from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.sim.content import StreamGenerator
+from fastfeed.venues.tickdb import TickDBAdapter
 
-__all__ = ["T0_NS", "build", "recv_ns"]
+__all__ = ["T0_NS", "build", "catch_up", "recv_ns"]
 
 T0_NS = 1_732_406_400_000_000_000  # 2024-11-24T00:00:00Z
 SEGMENT_BYTES = 64 * 1024  # small, so a few hundred frames span several segments
@@ -45,5 +48,17 @@ def build(
                 if skip and skip.get(key) == seq:
                     continue
                 j.append(RecordKind.INBOUND, 1, recv_ns(j.accepted_lsn + 1), frame)
-    catch_up(data)
+        catch_up(data, j)
     return data
+
+
+def catch_up(data: Path, journal: Journal) -> int:
+    """Apply the journal's records past SQLite's applied LSN, as a recorder's start does."""
+    pipeline = Pipeline(TickDBAdapter.name, TickDBAdapter())
+    snapshotter = Snapshotter(
+        journal, pipeline, data / STORE_FILE, fsync=FsyncMode.NONE, venue=TickDBAdapter.name
+    )
+    try:
+        return replay_into(journal, pipeline, snapshotter)
+    finally:
+        snapshotter.close()

@@ -40,7 +40,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
 def test_version() -> None:
     proc = run_cli("--version")
     assert proc.returncode == 0
-    assert proc.stdout.strip() == f"fastfeed {__version__}"
+    assert proc.stdout.strip() == f"fastfeed {__version__} (from source: no build info)"
 
 
 def test_missing_api_key_says_what_to_set(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ def test_repeated_symbols_count_once() -> None:
         ({"segment_mib": 4096}, "segment size 4096 MiB"),
         ({"segment_mib": "64"}, "segment size '64' MiB"),  # a TOML string, not a number
         ({"min_free_mib": -1}, "minimum free space -1 MiB"),
+        ({"segment_mib": 16}, "16 MiB cannot hold the largest frame accepted .*: give"),
     ],
 )
 def test_storage_knobs_are_validated(changes: dict[str, object], needle: str) -> None:
@@ -91,6 +92,27 @@ def test_too_many_streams_on_the_command_line_is_one_line(tmp_path: Path) -> Non
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "streams requested" in proc.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_segment_too_small_for_the_largest_frame_is_refused_in_one_line(tmp_path: Path) -> None:
+    # Before: --segment-mib 1 recorded until a frame over 1 MiB arrived, then the append
+    # failed inside the frame callback and the run ended in an ExceptionGroup traceback.
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "fastfeed", "--venue", "sim", "--segment-mib", "1"),
+            *("--channels", "depth:AAPL.US", "--data-dir", str(tmp_path / "d")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "fastfeed: segment size 1 MiB cannot hold the largest frame accepted"
+        f" ({defaults.MAX_FRAME_BYTES} bytes): give --segment-mib 17 or more\n"
+    )
     assert not (tmp_path / "d").exists()
 
 

@@ -25,8 +25,17 @@ from fastfeed.errors import (
     JournalFormatError,
     JournalLocked,
     JournalSyncError,
+    RecordTooLarge,
 )
-from fastfeed.journal import FsyncMode, Journal, JournalRecord, RecordKind, read_journal
+from fastfeed.journal import (
+    FsyncMode,
+    Journal,
+    JournalRecord,
+    RecordKind,
+    max_payload,
+    read_journal,
+    segment_bytes_for,
+)
 
 SEG = 4096  # small segments: rollover every few records
 HDR = 64
@@ -154,6 +163,17 @@ def test_payload_is_copied_and_any_buffer_is_accepted(tmp_path: Path) -> None:
         j.append(1, 0, 0, memoryview(b"__frame-two__")[2:-2])
         j.append(1, 0, 0, b"")
         assert [r.payload for r in j.read()] == [b"frame-one", b"frame-two", b""]
+
+
+def test_an_oversized_record_is_a_journal_error_with_a_hint(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        with pytest.raises(RecordTooLarge) as caught:
+            j.append(1, 0, 0, bytes(max_payload(SEG) + 1))
+        assert isinstance(caught.value, JournalError)
+        assert (caught.value.size, caught.value.limit) == (max_payload(SEG) + 1, max_payload(SEG))
+        assert str(caught.value).endswith("(use a larger segment size (--segment-mib))")
+        assert j.append(1, 0, 0, b"still fine") == 1  # refused, not fatal
+    assert segment_bytes_for(max_payload(SEG)) == SEG
 
 
 def test_oversized_record_and_bad_fields_are_refused(tmp_path: Path) -> None:

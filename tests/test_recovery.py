@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from fastfeed.catchup import catch_up, replay_into
+from fastfeed.catchup import open_view, replay_into
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.journal import FsyncMode, Journal, RecordKind
@@ -120,7 +120,7 @@ def test_malformed_frames_are_kept_counted_and_skipped(tmp_path: Path) -> None:
     assert b"\xff\xfe not json" in kept
 
 
-def test_catch_up_applies_a_crashed_recorders_tail(tmp_path: Path) -> None:
+def test_a_read_only_view_derives_a_crashed_recorders_tail(tmp_path: Path) -> None:
     (tmp_path / "FORMAT").write_text("1\n")
     journal, pipeline, snap = open_all(tmp_path)
     replay_into(journal, pipeline, snap)
@@ -130,9 +130,17 @@ def test_catch_up_applies_a_crashed_recorders_tail(tmp_path: Path) -> None:
     snap.close()
     journal.close()
     assert exported(tmp_path) == []
-    assert catch_up(tmp_path) == 6
-    assert [r[1] for r in exported(tmp_path)] == [1, 2, 3, 4, 5]
-    assert catch_up(tmp_path) == 0
+    view = open_view(tmp_path, messages=True)
+    try:
+        rows = [(m.symbol, m.seq) for m in view.store.iter_messages(pending=view.pending)]
+        status = view.store.status(view.pending)
+        assert view.store.applied_lsn() == 0
+    finally:
+        view.close()
+    assert rows == [("AAPL.US", n) for n in range(1, 6)]
+    assert status["applied_lsn"] == 6
+    assert [s["records"] for s in status["streams"]] == [5]
+    assert exported(tmp_path) == []  # derived in memory: SQLite itself is untouched
 
 
 def test_a_venue_restarts_epoch_carries_across_a_recorder_restart(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
-from fastfeed.store import FORMAT_VERSION, Batch, BookRow, MessageRow, Store, StreamCheckpoint
+from fastfeed.store import STORE_FORMAT_VERSION, Batch, BookRow, MessageRow, Store, StreamCheckpoint
 from fastfeed.tools.export import export_lines
 
 AAPL = StreamKey("depth", "AAPL.US")
@@ -159,7 +159,7 @@ def test_other_format_version_is_refused(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(
-        StoreError, match=f"format version 99; this fastfeed reads {FORMAT_VERSION}"
+        StoreError, match=f"format version 99; this fastfeed reads {STORE_FORMAT_VERSION}"
     ):
         Store.open(tmp_path / "fastfeed.db")
 

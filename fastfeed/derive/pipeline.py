@@ -19,7 +19,7 @@ from fastfeed.derive.gaptally import GapTally
 from fastfeed.derive.rest_record import decode_rest
 from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
 from fastfeed.derive.streams import Gap, GapState, StreamKey
-from fastfeed.journal import RecordKind
+from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.logs import RateLimiter
 from fastfeed.store import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.venues.base import VenueAdapter
@@ -32,11 +32,9 @@ from fastfeed.venues.events import (
     VenueRejected,
 )
 
-__all__ = ["Pipeline", "Rejection", "StreamCounts"]
+__all__ = ["FLAG_BINARY", "FLAG_SHADOW", "Pipeline", "Rejection", "StreamCounts"]
 
 log = logging.getLogger("fastfeed.derive.pipeline")
-
-FLAG_BINARY = 1  # journal record flag: the frame was a binary WebSocket frame
 
 
 class StreamCounts:
@@ -110,7 +108,8 @@ class Pipeline:
         """Derive whatever one journal record means. Never raises on bad input."""
         self._last_lsn = lsn
         if kind == RecordKind.INBOUND:
-            self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY))
+            if not flags & FLAG_SHADOW:
+                self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY))
         elif kind == RecordKind.OUTBOUND:
             self._outbound(payload)
         elif kind == RecordKind.CONNECTION:

@@ -7,11 +7,11 @@ from typing_extensions import Buffer
 
 __all__ = [
     "DEBUG_BUILD",
-    "FORMAT_VERSION",
     "HAVE_HW_CRC32C",
     "HEADER_BYTES",
     "MAGIC",
     "RECORD_HEADER_BYTES",
+    "SEGMENT_FORMAT_VERSION",
     "Segment",
     "WalWriter",
     "crc32c",
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 MAGIC: bytes
-FORMAT_VERSION: int
+SEGMENT_FORMAT_VERSION: int
 HEADER_BYTES: int
 RECORD_HEADER_BYTES: int
 HAVE_HW_CRC32C: bool

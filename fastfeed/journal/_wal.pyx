@@ -22,7 +22,7 @@ from fastfeed.errors import JournalCorrupt, JournalFormatError
 
 __all__ = [
     "DEBUG_BUILD",
-    "FORMAT_VERSION",
+    "SEGMENT_FORMAT_VERSION",
     "HAVE_HW_CRC32C",
     "HEADER_BYTES",
     "MAGIC",
@@ -36,7 +36,7 @@ __all__ = [
 ff_crc32c_init()
 
 MAGIC = b"FFWALSEG"
-FORMAT_VERSION = 1
+SEGMENT_FORMAT_VERSION = 1  # the segment file format: its header and record framing
 HEADER_BYTES = 64
 RECORD_HEADER_BYTES = 32
 HAVE_HW_CRC32C = bool(ff_crc32c_have_hw)
@@ -127,10 +127,10 @@ cdef class Segment:
             raise JournalCorrupt(
                 f"segment {path} does not start with {MAGIC!r}", segment=path, offset=0
             )
-        if h.version != FORMAT_VERSION or h.header_size != _HEADER:
+        if h.version != SEGMENT_FORMAT_VERSION or h.header_size != _HEADER:
             raise JournalFormatError(
                 f"segment {path} has format version {h.version} (header {h.header_size} bytes);"
-                f" this fastfeed reads version {FORMAT_VERSION}",
+                f" this fastfeed reads version {SEGMENT_FORMAT_VERSION}",
                 hint="use the fastfeed version that wrote this data dir",
             )
         if h.size != self.size:

@@ -1,8 +1,6 @@
-"""Journal directory layout: segment names, creation, the writer lock, and the record reader.
+"""Journal directory layout: segment names, creation and syncing, and the writer lock.
 
-The reader here serves both ``Journal.read`` (same process) and ``read_journal`` (any other
-process): it maps segments read-only and needs no lock, because a record's ``length`` is stored
-last and its CRC covers everything else, so a half-written record never validates.
+Reading records back is fastfeed/journal/reader.py.
 """
 
 from __future__ import annotations
@@ -12,22 +10,27 @@ import fcntl
 import os
 import re
 import struct
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from fastfeed.defaults import MiB
 from fastfeed.errors import DiskFull, JournalLocked
-from fastfeed.journal._wal import FORMAT_VERSION, HEADER_BYTES, MAGIC, Segment
+from fastfeed.journal._wal import (
+    HEADER_BYTES,
+    MAGIC,
+    RECORD_HEADER_BYTES,
+    SEGMENT_FORMAT_VERSION,
+    Segment,
+)
 
 __all__ = [
-    "JournalRecord",
     "create_segment",
     "fsync_dir",
-    "iter_records",
     "list_segments",
     "lock_directory",
+    "max_payload",
     "remove_stale_temps",
+    "segment_bytes_for",
     "segment_path",
     "sync_segment",
 ]
@@ -38,16 +41,14 @@ _ZERO_CHUNK = bytes(1 * MiB)
 _HEADER = struct.Struct("<8sIIQQ32x")
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRecord:
-    """One record as read back: its LSN, header fields and a copy of the payload."""
+def max_payload(segment_bytes: int) -> int:
+    """The largest record payload a segment of ``segment_bytes`` holds (one record, alone)."""
+    return segment_bytes - HEADER_BYTES - RECORD_HEADER_BYTES
 
-    lsn: int
-    kind: int
-    stream: int
-    flags: int
-    recv_ns: int
-    payload: bytes
+
+def segment_bytes_for(payload_bytes: int) -> int:
+    """The smallest segment size (8-byte aligned) that holds a ``payload_bytes`` record."""
+    return (HEADER_BYTES + RECORD_HEADER_BYTES + payload_bytes + 7) & ~7
 
 
 def segment_path(directory: Path, index: int) -> Path:
@@ -135,7 +136,7 @@ def create_segment(directory: Path, index: int, size: int, min_free_bytes: int) 
         while left:
             left -= os.write(fd, _ZERO_CHUNK[: min(left, len(_ZERO_CHUNK))])
         # 2. The header, so the file identifies itself (index, size, format version).
-        os.pwrite(fd, _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_BYTES, index, size), 0)
+        os.pwrite(fd, _HEADER.pack(MAGIC, SEGMENT_FORMAT_VERSION, HEADER_BYTES, index, size), 0)
         # 3. fsync before the rename: the name must never point at unwritten blocks.
         os.fsync(fd)
     except OSError as exc:
@@ -184,68 +185,3 @@ def sync_segment(
         return 0
     except OSError as exc:
         return exc.errno or errno.EIO
-
-
-def _open_segment(directory: Path, index: int) -> Segment | None:
-    try:
-        return Segment(str(segment_path(directory, index)))
-    except FileNotFoundError:
-        return None
-
-
-def iter_records(directory: Path, from_lsn: int, upto_lsn: int | None) -> Iterator[JournalRecord]:
-    """Records with ``from_lsn <= lsn <= upto_lsn`` (no upper bound if None), in LSN order.
-
-    Stops at the first record that is missing, invalid or out of sequence: for a live journal
-    that is the end of what has been written so far.
-    """
-    segments = list_segments(directory)
-    if not segments or (upto_lsn is not None and upto_lsn < from_lsn):
-        return
-    # Skip whole segments: start at the last one whose first record is <= from_lsn.
-    start = segments[0][0]
-    for index, path in segments[1:]:
-        try:
-            probe = Segment(str(path))
-        except FileNotFoundError:
-            continue
-        first = probe.first_lsn()
-        probe.close()
-        if first == 0 or first > from_lsn:
-            break
-        start = index
-    index = start
-    prev = 0
-    first_seg = _open_segment(directory, index)
-    if first_seg is None:
-        return
-    seg = first_seg
-    offset, prev = seg.seek(from_lsn)
-    try:
-        while True:
-            rec = seg.record(offset, prev)
-            if rec is None:
-                if prev == 0:
-                    # Not even a first valid record: the log is empty (or damaged at its
-                    # start). A later segment must not be read as if it continued it.
-                    return
-                # End of this segment's records: the log continues only in the next segment,
-                # at prev + 1 (checked by seg.record with prev).
-                seg.close()
-                index += 1
-                next_seg = _open_segment(directory, index)
-                if next_seg is None:
-                    return
-                seg = next_seg
-                offset = HEADER_BYTES
-                if seg.record(offset, prev) is None:
-                    return
-                continue
-            lsn, kind, stream, flags, recv_ns, payload, offset = rec
-            if upto_lsn is not None and lsn > upto_lsn:
-                return
-            prev = lsn
-            if lsn >= from_lsn:
-                yield JournalRecord(lsn, kind, stream, flags, recv_ns, payload)
-    finally:
-        seg.close()

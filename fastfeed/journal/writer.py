@@ -32,47 +32,27 @@ from fastfeed.defaults import (
     MIN_FREE_BYTES,
     SEGMENT_BYTES,
 )
-from fastfeed.errors import DiskFull, JournalError, JournalSyncError
+from fastfeed.errors import DiskFull, JournalError, JournalSyncError, RecordTooLarge
 from fastfeed.histogram import Histogram
 from fastfeed.journal._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
+from fastfeed.journal.reader import JournalRecord, read_journal
 from fastfeed.journal.recovery import RecoveryReport, recover
 from fastfeed.journal.segments import (
-    JournalRecord,
     create_segment,
     fsync_dir,
-    iter_records,
     list_segments,
     lock_directory,
+    max_payload,
     remove_stale_temps,
     segment_path,
     sync_segment,
 )
 from fastfeed.journal.waiters import DurableWaiters
 
-__all__ = [
-    "FsyncMode",
-    "Journal",
-    "JournalRecord",
-    "RecordKind",
-    "RecoveryReport",
-    "SyncHook",
-    "read_journal",
-]
+__all__ = ["FsyncMode", "Journal", "SyncHook"]
 
 SyncHook = Callable[[str, int, int], int]
 _NEVER = 2**64 - 1  # wake threshold meaning "do not wake the commit thread"
-
-
-class RecordKind(enum.IntEnum):
-    """What a journal record holds."""
-
-    INBOUND = 1  # a WebSocket frame received (text or binary: see flags)
-    OUTBOUND = 2  # a command we sent
-    CONNECTION = 3  # connection event (JSON payload)
-    GAP = 4  # gap marker written by the recorder (JSON payload)
-    SNAPSHOT = 5  # reserved: marks a snapshot reaching an LSN
-    CONTROL = 6  # recorder control info (subscription set changes, stream registry)
-    REST = 7  # a REST response (venue snapshot): fastfeed/derive/rest_record.py
 
 
 class FsyncMode(enum.StrEnum):
@@ -348,11 +328,14 @@ class Journal(WalWriter):
         """Called by append when a ``total``-byte record does not fit: move to a new segment."""
         if self._closed:
             raise JournalError(f"journal {self._dir} is closed")
-        limit = self._segment_bytes - HEADER_BYTES
-        if total > limit:
-            raise ValueError(
-                f"record of {total - RECORD_HEADER_BYTES} payload bytes exceeds the maximum"
-                f" {limit - RECORD_HEADER_BYTES} for {self._segment_bytes}-byte segments"
+        size, limit = total - RECORD_HEADER_BYTES, max_payload(self._segment_bytes)
+        if size > limit:
+            raise RecordTooLarge(
+                f"record of {size} payload bytes exceeds the maximum {limit} for"
+                f" {self._segment_bytes}-byte segments",
+                size=size,
+                limit=limit,
+                hint="use a larger segment size (--segment-mib)",
             )
         index = self.write_offset[0] + 1
         with self._prep_lock:
@@ -416,7 +399,7 @@ class Journal(WalWriter):
         """Records from ``from_lsn`` up to ``upto_lsn`` (default and cap: accepted_lsn)."""
         accepted = self.accepted_lsn
         upto = accepted if upto_lsn is None else min(upto_lsn, accepted)
-        return iter_records(self._dir, from_lsn, upto)
+        return read_journal(self._dir, from_lsn, upto)
 
     def release_before(self, lsn: int, *, keep_bytes: int = 0) -> int:
         """Delete segments whose every record has LSN < ``lsn`` (never the current one).
@@ -477,13 +460,3 @@ class Journal(WalWriter):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def read_journal(
-    directory: Path, from_lsn: int = 1, upto_lsn: int | None = None
-) -> Iterator[JournalRecord]:
-    """Read a journal from any process without its lock (status, export, verify, tail).
-
-    Stops at the first invalid or missing record: for a live journal, the end written so far.
-    """
-    return iter_records(Path(directory), from_lsn, upto_lsn)

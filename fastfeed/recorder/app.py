@@ -20,14 +20,14 @@ import signal
 import ssl
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import orjson
 import uvloop
 
 from fastfeed import defaults
 from fastfeed.catchup import replay_into
-from fastfeed.datadir import prepare_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, prepare_data_dir
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import (
@@ -51,9 +51,11 @@ from fastfeed.recorder.config import (
 )
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.resync import ResyncScheduler
+from fastfeed.recorder.shards import ShardedFeed
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
-from fastfeed.venues.tickdb import TickDBAdapter
+from fastfeed.venues import VENUES, adapter_for
+from fastfeed.venues.base import SnapshotVenue
 
 if TYPE_CHECKING:
     from fastfeed.recorder.metrics import MetricsServer
@@ -73,6 +75,8 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         values.update(load_toml(args.config))
     if args.stall_timeout is not None:
         values["stall_timeout_s"] = args.stall_timeout
+    if getattr(args, "rotate_after", None) is not None:
+        values["rotate_after_s"] = args.rotate_after
     for name in (
         "venue",
         "endpoint",
@@ -86,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
         "repair_journal",
         "segment_mib",
         "min_free_mib",
+        "rest_endpoint",
         "jitter_seed",
     ):
         flag = getattr(args, name, None)
@@ -95,7 +100,11 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
     values.pop("channels", None)
     if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
         raise ConfigError('config: "channels" must be a list of "CHANNEL:SYM[,SYM...]" strings')
-    config = RecorderConfig(channels=parse_channel_specs(specs), config_file=args.config)
+    venue = str(values.get("venue", "tickdb"))
+    config = RecorderConfig(channels=parse_channel_specs(specs, venue), config_file=args.config)
+    adapter = adapter_for(venue) if venue in VENUES else None
+    if adapter is not None and not adapter.replays and "endpoint" not in values:
+        config.endpoint = cast(SnapshotVenue, adapter).default_ws_base()
     for name, value in values.items():
         if name in ("data_dir", "api_key_file", "ca_file"):
             value = Path(str(value))
@@ -138,11 +147,12 @@ class Recorder:
     def __init__(self, config: RecorderConfig, api_key: str | None) -> None:
         self.config = config
         self._api_key = api_key
-        self._adapter = TickDBAdapter()
+        self._adapter = adapter_for(config.venue)
         self._stop = asyncio.Event()
         self._signals = 0
         self._fatal: FastfeedError | None = None
-        self._connection: Connection | None = None
+        self._connection: Connection | None = None  # venues that replay: one connection
+        self._feed: ShardedFeed | None = None  # venues that do not: sharded, rotated
         self._frames = 0
         self._resyncs = ResyncScheduler()
         self._subscriptions = {ch: list(syms) for ch, syms in config.channels.items()}
@@ -163,17 +173,17 @@ class Recorder:
             else:
                 self.on_stop_signal(sig)
         data_dir = prepare_data_dir(self.config.data_dir)
-        self.journal = await self._open_journal(data_dir / "journal")
+        self.journal = await self._open_journal(data_dir / JOURNAL_DIR)
         try:
             return await self._run_with_journal(data_dir)
         finally:
             self.journal.close()
 
     async def _open_journal(self, directory: Path) -> Journal:
-        """Open the journal, waiting a little for a read-only command's catch-up to finish.
+        """Open the journal, waiting a little for a recorder that is still exiting to let go.
 
-        `status`, `gaps` and `export` briefly take the writer lock to apply a stopped
-        recorder's tail; another recorder holds it for good and is refused after the wait.
+        Read-only commands never take the lock; another recorder holds it for good and is
+        refused after the wait.
         """
         deadline = time.monotonic() + defaults.LOCK_WAIT_S
         while True:
@@ -193,7 +203,7 @@ class Recorder:
     async def _run_with_journal(self, data_dir: Path) -> int:
         log.info("%s", self.journal.recovery)
         self.pipeline = Pipeline(self.config.venue, self._adapter)
-        self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+        self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         if (
             self.config.repair_journal
             and self.journal.recovery.repaired
@@ -203,14 +213,14 @@ class Recorder:
             # ones appended next. Keep the file aside and rebuild SQLite from the journal;
             # the venue's replay then fills what the repair dropped.
             self.snapshotter.close()
-            aside = _move_store_aside(data_dir / "fastfeed.db")
+            aside = _move_store_aside(data_dir / STORE_FILE)
             log.warning(
                 "journal repaired below SQLite's applied LSN %d: %s moved to %s, rebuilding",
                 self.snapshotter.applied_lsn,
-                data_dir / "fastfeed.db",
+                data_dir / STORE_FILE,
                 aside,
             )
-            self.snapshotter = self._open_snapshotter(data_dir / "fastfeed.db")
+            self.snapshotter = self._open_snapshotter(data_dir / STORE_FILE)
         try:
             replayed = replay_into(self.journal, self.pipeline, self.snapshotter)
             log.info(
@@ -219,7 +229,13 @@ class Recorder:
                 len(self.pipeline.tracker_streams()),
                 self.pipeline.gaps_open(),
             )
-            self._journal_control({"event": "started", "subscriptions": self._subscriptions})
+            self._journal_control(
+                {
+                    "event": "started",
+                    "venue": self.config.venue,  # readers label streams from the journal alone
+                    "subscriptions": self._subscriptions,
+                }
+            )
             self._started = True
             if self._stop.is_set():
                 return 0
@@ -247,22 +263,27 @@ class Recorder:
             sim = await serve(SimConfig(streams=streams), host="127.0.0.1", port=0)
             endpoint = f"ws://127.0.0.1:{sim.port}/v1/realtime"
             log.info("built-in simulator listening on %s", endpoint)
-        self._connection = Connection(
-            self._adapter.url(endpoint, self._api_key),
-            self._adapter.redacted_url(endpoint),
-            self,
-            ssl_context=self._ssl_context(endpoint),
-            ping_interval_s=self.config.ping_interval_s,
-            stall_timeout_s=self.config.stall_timeout_s,
-            backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
-        )
+        link: Connection | ShardedFeed
+        if self._adapter.replays:
+            link = self._connection = Connection(
+                self._adapter.url(endpoint, self._api_key),
+                self._adapter.redacted_url(endpoint),
+                self,
+                ssl_context=self._ssl_context(endpoint),
+                ping_interval_s=self.config.ping_interval_s,
+                stall_timeout_s=self.config.stall_timeout_s,
+                backoff=Backoff(rng=random.Random(self.config.jitter_seed)),
+            )
+        else:
+            link = self._feed = self._sharded_feed(cast(SnapshotVenue, self._adapter), endpoint)
         reporter = StatusReporter(self._status)
         try:
             async with asyncio.TaskGroup() as tasks:
-                conn_task = tasks.create_task(self._connection.run(), name="connection")
+                conn_task = tasks.create_task(link.run(), name="connection")
                 tasks.create_task(self._snapshots(), name="snapshotter")
                 tasks.create_task(reporter.run(self._stop), name="status")
-                tasks.create_task(self._resync_loop(), name="resync")
+                if self._feed is None:
+                    tasks.create_task(self._resync_loop(), name="resync")
                 await self._stop.wait()
                 await self._shutdown(conn_task)
         finally:
@@ -272,14 +293,30 @@ class Recorder:
             raise self._fatal
         return 0
 
+    def _sharded_feed(self, adapter: SnapshotVenue, endpoint: str) -> ShardedFeed:
+        rest = self.config.rest_endpoint or adapter.default_rest_base()
+        return ShardedFeed(
+            adapter,
+            endpoint,
+            rest,
+            self._subscriptions,
+            self,
+            ssl_context=self._ssl_context(endpoint),
+            rest_ssl_context=self._ssl_context(rest.replace("https://", "wss://", 1)),
+            stall_timeout_s=self.config.stall_timeout_s,
+            ping_interval_s=self.config.ping_interval_s,
+            rotate_after_s=self.config.rotate_after_s,
+        )
+
     async def _shutdown(self, conn_task: asyncio.Task[None]) -> None:
         """Graceful stop, bounded by SHUTDOWN_TIMEOUT_S; the journal is synced either way."""
-        assert self._connection is not None
+        link = self._connection or self._feed
+        assert link is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT_S
-        self._connection.stop_reading()
+        link.stop_reading()
         await asyncio.sleep(0)  # let callbacks already scheduled by picows deliver their frames
-        self._connection.stop()
+        link.stop()
         # A venue that never answers our close frame must not cost the final snapshot.
         done, _ = await asyncio.wait([conn_task], timeout=defaults.CLOSE_TIMEOUT_S)
         if not done:
@@ -287,7 +324,7 @@ class Recorder:
                 "the venue did not complete the close in %g s: aborting the connection",
                 defaults.CLOSE_TIMEOUT_S,
             )
-            self._connection.drop("shutdown: the venue did not answer the close")
+            link.drop("shutdown: the venue did not answer the close")
         try:
             async with asyncio.timeout_at(deadline):
                 await conn_task
@@ -322,8 +359,7 @@ class Recorder:
         except FastfeedError as exc:
             log.error("snapshot failed: %s", exc)
             self._fail(exc)
-            if self._connection is not None:
-                self._connection.stop_reading()
+            self._stop_reading()
 
     def on_stop_signal(self, sig: signal.Signals) -> None:
         """SIGTERM/SIGINT: the first stops gracefully, a second exits at once."""
@@ -351,9 +387,14 @@ class Recorder:
                 return
             if not specs:
                 raise ConfigError("channels = [] would record nothing")
-            new = parse_channel_specs(list(specs))
+            new = parse_channel_specs(list(specs), self.config.venue)
         except FastfeedError as exc:
             log.error("SIGHUP: keeping the current channels: %s", exc)
+            return
+        if not self._adapter.replays and self._started:
+            log.error(
+                "SIGHUP: %s records a fixed channel set; restart to change it", self.config.venue
+            )
             return
         if not self._started:
             self._subscriptions = new  # journaled with the "started" record, sent at connect
@@ -385,24 +426,30 @@ class Recorder:
             durable_lsn=self.journal.durable_lsn,
             applied_lsn=self.snapshotter.applied_lsn,
             gaps_open=self.pipeline.gaps_open(),
-            reconnects=self._connection.reconnects if self._connection else 0,
+            reconnects=link.reconnects if (link := self._connection or self._feed) else 0,
             malformed=self.pipeline.malformed,
-            connected=bool(self._connection and self._connection.connected),
+            connected=bool(link and link.connected),
         )
 
     # -- the journal-first data path -----------------------------------------------------------
-    def _append(self, kind: RecordKind, payload: bytes, flags: int = 0) -> None:
+    def _stop_reading(self) -> None:
+        link = self._connection or self._feed
+        if link is not None:
+            link.stop_reading()
+
+    def _append(
+        self, kind: RecordKind, payload: bytes, flags: int = 0, slot: int = CONNECTION_SLOT
+    ) -> None:
         """Journal one record, then derive from it: the only way anything enters the pipeline."""
         if isinstance(self._fatal, JournalError):
             return  # the journal already refused: nothing more is accepted (the venue replays)
         recv_ns = time.time_ns()
         try:
-            lsn = self.journal.append(kind, CONNECTION_SLOT, recv_ns, payload, flags)
+            lsn = self.journal.append(kind, slot, recv_ns, payload, flags)
         except JournalError as exc:
             log.error("journal refused a record: %s", exc)
             self._fail(exc)
-            if self._connection is not None:
-                self._connection.stop_reading()
+            self._stop_reading()
             return
         self.pipeline.feed(lsn, kind, recv_ns, payload, flags)
 
@@ -525,7 +572,30 @@ class Recorder:
         )
 
     def on_heartbeat(self, connection: Connection) -> None:
-        self._send(connection, self._adapter.ping())
+        ping = self._adapter.ping()
+        if ping is not None:
+            self._send(connection, ping)
+
+    # -- FeedOwner (the sharded feed of venues that cannot replay) -----------------------------
+    def journal_record(self, kind: RecordKind, payload: bytes, flags: int, slot: int) -> None:
+        """Journal one record of the sharded feed, then derive from it."""
+        if kind == RecordKind.INBOUND:
+            self._frames += 1
+        elif kind == RecordKind.CONNECTION:
+            self._down_since = None if self._feed and self._feed.connected else time.monotonic()
+        self._append(kind, payload, flags, slot)
+
+    def take_resync(self) -> set[StreamKey]:
+        """Streams whose gap opened since the last call."""
+        opened, self.pipeline.resync = self.pipeline.resync, set()
+        return opened
+
+    def gapped_streams(self) -> set[StreamKey]:
+        return self.pipeline.gapped_streams()
+
+    def last_seq(self, key: StreamKey) -> int | None:
+        stats = self.pipeline.stream_stats(key)
+        return None if stats is None else stats.last_seq
 
 
 def _move_store_aside(path: Path) -> Path:

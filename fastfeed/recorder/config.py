@@ -7,12 +7,14 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError
-from fastfeed.journal import FsyncMode
+from fastfeed.journal import FsyncMode, segment_bytes_for
+from fastfeed.venues import VENUES, adapter_for
+from fastfeed.venues.base import SnapshotVenue
 from fastfeed.venues.tickdb import CHANNELS, validate_symbol
 
 __all__ = [
@@ -27,7 +29,6 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT = "wss://api.tickdb.ai/v1/realtime"
-VENUES = ("tickdb", "sim")
 MAX_SEGMENT_MIB = 4095  # the journal's segment offsets are 32-bit
 MAX_API_KEY_BYTES = 4096  # a key file larger than this is not a key (or is /dev/zero)
 
@@ -53,6 +54,8 @@ class RecorderConfig:
     metrics: str | None = None  # "PORT" or "ADDR:PORT" for /metrics and /healthz
     segment_mib: int = defaults.SEGMENT_BYTES // defaults.MiB
     min_free_mib: int = defaults.MIN_FREE_BYTES // defaults.MiB
+    rest_endpoint: str | None = None  # venues with REST snapshots: base URL (None: the venue's)
+    rotate_after_s: float = defaults.ROTATE_AFTER_S  # venues that close connections (Binance)
     jitter_seed: int | None = None  # seeds the reconnect jitter: a run reproduces exactly
 
     @property
@@ -62,13 +65,19 @@ class RecorderConfig:
         return min(defaults.PING_INTERVAL_S, self.stall_timeout_s / 2)
 
 
-def parse_channel_specs(specs: list[str]) -> Subscriptions:
+def parse_channel_specs(specs: list[str], venue: str = "tickdb") -> Subscriptions:
     """Turn ``["depth:AAPL.US,TSLA.US", "trade:BTC.CC"]`` into ``{"depth": [...], ...}``.
+
+    Binance venues take their own channel names (``depth@100ms`` is recorded as ``depth``)
+    and symbols in any case (recorded upper case), and split streams across connections.
 
     Raises:
         ConfigError: a spec without ``:``, an unknown channel, an invalid symbol, or more
-            than MAX_STREAMS_PER_CONNECTION streams in all.
+            than MAX_STREAMS_PER_CONNECTION streams in all (TickDB: one connection).
     """
+    adapter = adapter_for(venue) if venue in VENUES else None
+    if adapter is not None and not adapter.replays:
+        return _venue_specs(specs, cast(SnapshotVenue, adapter))
     subs: Subscriptions = {}
     for spec in specs:
         channel, sep, rest = spec.partition(":")
@@ -93,6 +102,29 @@ def parse_channel_specs(specs: list[str]) -> Subscriptions:
             f"{streams} streams requested; one connection carries at most"
             f" {defaults.MAX_STREAMS_PER_CONNECTION}"
         )
+    return subs
+
+
+def _venue_specs(specs: list[str], adapter: SnapshotVenue) -> Subscriptions:
+    subs: Subscriptions = {}
+    for spec in specs:
+        name, sep, rest = spec.partition(":")
+        if not sep or not rest.strip():
+            raise ConfigError(f"bad channel spec {spec!r}: expected CHANNEL:SYM[,SYM...]")
+        channel = adapter.channel(name.strip())
+        if channel is None:
+            raise ConfigError(
+                f"unknown channel {name.strip()!r} in {spec!r} for {adapter.name}: expected"
+                f" one of {adapter.channels_help()}"
+            )
+        symbols = subs.setdefault(channel, [])
+        for raw in rest.split(","):
+            problem = adapter.symbol_problem(raw.strip())
+            if problem:
+                raise ConfigError(f"bad symbol {raw.strip()!r} in {spec!r}: {problem}")
+            symbol = raw.strip().upper()
+            if symbol not in symbols:
+                symbols.append(symbol)
     return subs
 
 
@@ -136,6 +168,8 @@ _TOML_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "metrics": (lambda v: _is_str(v) or _is_int(v), 'a port number or "ADDR:PORT"'),
     "segment_mib": (_is_int, "a whole number of MiB"),
     "min_free_mib": (_is_int, "a whole number of MiB"),
+    "rest_endpoint": (_is_str, "an http:// or https:// URL string"),
+    "rotate_after_s": (_is_number, "a number of seconds"),
     "jitter_seed": (_is_int, "a whole number"),
 }
 
@@ -215,6 +249,12 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
         raise ConfigError(f"unknown venue {config.venue!r}: expected one of {', '.join(VENUES)}")
     if not config.channels:
         raise ConfigError("nothing to record: give at least one --channels CHANNEL:SYM[,SYM...]")
+    if not 1 <= config.rotate_after_s <= 86_400:
+        raise ConfigError(f"rotation period {config.rotate_after_s} s is outside 1..86400")
+    if config.rest_endpoint is not None:
+        parts = urlsplit(config.rest_endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("bad REST endpoint: expected an http:// or https:// base URL")
     if config.venue == "tickdb" and api_key is None:
         raise ConfigError(
             f"no API key: set {defaults.API_KEY_ENV} or pass --api-key-file FILE "
@@ -226,6 +266,12 @@ def validate(config: RecorderConfig, api_key: str | None) -> None:
     if not (isinstance(config.segment_mib, int) and 1 <= config.segment_mib <= MAX_SEGMENT_MIB):
         raise ConfigError(
             f"segment size {config.segment_mib!r} MiB is outside 1..{MAX_SEGMENT_MIB}"
+        )
+    least = -(-segment_bytes_for(defaults.MAX_FRAME_BYTES) // defaults.MiB)  # rounded up
+    if config.segment_mib < least:
+        raise ConfigError(
+            f"segment size {config.segment_mib} MiB cannot hold the largest frame accepted"
+            f" ({defaults.MAX_FRAME_BYTES} bytes): give --segment-mib {least} or more"
         )
     if not (isinstance(config.min_free_mib, int) and config.min_free_mib >= 0):
         raise ConfigError(f"minimum free space {config.min_free_mib!r} MiB must be 0 or more")

@@ -18,8 +18,8 @@ from fastfeed.defaults import (
     SIM_SEED,
 )
 from fastfeed.errors import ConfigError
-from fastfeed.sim.content import CHANNELS
 from fastfeed.sim.faults import GARBAGE_KINDS, FaultPlan
+from fastfeed.venues.tickdb import CHANNELS, CODE_RATE_LIMITED, CODE_UNKNOWN_NAME
 
 __all__ = ["SimConfig", "add_sim_arguments", "sim_config_from_args"]
 
@@ -40,7 +40,9 @@ class SimConfig:
     stamp_send_time: bool = False  # add "sent_ns" (monotonic ns) to pushes: not replay-exact
     max_client_buffer: int = SIM_MAX_CLIENT_BUFFER  # bytes a client may lag before it is dropped
     max_frame_bytes: int = MAX_FRAME_BYTES  # largest client frame accepted
-    commands_per_s: float = SIM_COMMANDS_PER_S  # client commands per second before error 3001
+    commands_per_s: float = (
+        SIM_COMMANDS_PER_S  # client commands per second before the rate-limit error
+    )
     streams: tuple[tuple[str, str], ...] = ()  # (channel, symbol) published from server start
     start_seq: int = 1  # first seq of every stream: > 1 is a restarted venue, history lost
     faults: FaultPlan = field(default_factory=FaultPlan)
@@ -83,7 +85,12 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     add("--deflate", action="store_true", help="accept permessage-deflate")
     add("--stamp-send-time", action="store_true", help='add "sent_ns" to every push')
     add("--max-client-buffer", type=int, default=SIM_MAX_CLIENT_BUFFER, help="bytes")
-    add("--commands-per-s", type=float, default=SIM_COMMANDS_PER_S, help="before error 3001")
+    add(
+        "--commands-per-s",
+        type=float,
+        default=SIM_COMMANDS_PER_S,
+        help=f"before error {CODE_RATE_LIMITED}",
+    )
     add(
         "--stream",
         type=_streams,
@@ -114,7 +121,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     fadd("--fault-stall-after", type=int, metavar="N", help="stall after N push frames ...")
     fadd("--fault-stall-seconds", type=float, default=0.0, help="... for S seconds")
     fadd("--fault-reject-symbols", default="", help="comma separated symbols to refuse")
-    fadd("--fault-reject-code", type=int, default=2002)
+    fadd("--fault-reject-code", type=int, default=CODE_UNKNOWN_NAME)
     fadd("--fault-refuse-connections", type=int, default=0, help="first N attempts get 503")
     fadd("--fault-refuse-seconds", type=float, default=0.0, help="attempts in first S s get 503")
 

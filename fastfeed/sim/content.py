@@ -16,10 +16,9 @@ import hashlib
 import orjson
 
 from fastfeed.defaults import SIM_DEPTH_LEVELS, SIM_EPOCH_MS, SIM_TIMESTAMP_STEP_MS
+from fastfeed.venues.tickdb import CHANNELS
 
-__all__ = ["CHANNELS", "StreamGenerator", "message", "splitmix64", "stamp"]
-
-CHANNELS = ("depth", "trade", "ticker")
+__all__ = ["StreamGenerator", "message", "splitmix64", "stamp"]
 _M64 = (1 << 64) - 1
 _MIN_TICKS = 100  # the walk reflects at $1.00 so books never reach zero
 _DATA = b',"data":'

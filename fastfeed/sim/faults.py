@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from fastfeed.defaults import MAX_FRAME_BYTES, SIM_SEED
 from fastfeed.sim.wire import OP_BINARY, OP_TEXT
+from fastfeed.venues.tickdb import CODE_UNKNOWN_NAME
 
 __all__ = ["GARBAGE_KINDS", "Action", "ConnectionFaults", "FaultPlan"]
 
@@ -40,7 +41,7 @@ class FaultPlan:
     stall_after: int | None = None  # after N push frames send nothing, not even pongs ...
     stall_s: float = 0.0  # ... for this many seconds, then carry on where it stopped
     reject_symbols: frozenset[str] = frozenset()  # subscribing any of these is refused ...
-    reject_code: int = 2002  # ... with this code
+    reject_code: int = CODE_UNKNOWN_NAME  # ... with this code
     refuse_connections: int = 0  # the first N connection attempts get HTTP 503
     refuse_s: float = 0.0  # connection attempts in the first S seconds get HTTP 503
 

@@ -5,13 +5,66 @@ construction. Each stream keeps at most ``max_messages``; all streams together k
 ``max_bytes``: an append over the cap evicts the appending stream's oldest messages first (in
 steady state every stream appends at the same rate, so this spreads the cap evenly), then the
 largest stream's. What was evicted is reported to resuming clients through ``first_seq``.
+
+Sessions see streams only through two small interfaces, so another content source (``replay``:
+a recording) plugs in by composition: ``StreamSource`` (find, create, advance a stream) and
+``History`` (what a stream holds for a cursor).
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from fastfeed.sim.content import StreamGenerator
 
-__all__ = ["Stream", "StreamHistory", "StreamTable"]
+__all__ = ["GeneratedStream", "History", "Stream", "StreamHistory", "StreamSource", "StreamTable"]
+
+
+class History(Protocol):
+    """The seqs ``first_seq``..``head_seq`` of one stream, as a session reads them."""
+
+    first_seq: int
+
+    @property
+    def head_seq(self) -> int:
+        """The last seq published (``first_seq - 1``: none yet)."""
+        ...
+
+    def slice(self, from_seq: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` frames from ``from_seq`` (which must be >= ``first_seq``)."""
+        ...
+
+    def mean_size(self) -> float:
+        """Average frame size in bytes (sessions size their write chunks with it)."""
+        ...
+
+
+class Stream:
+    """One channel + symbol and its history: what a session's cursor points into."""
+
+    __slots__ = ("channel", "history", "symbol")
+
+    def __init__(self, channel: str, symbol: str, history: History) -> None:
+        self.channel = channel
+        self.symbol = symbol
+        self.history = history
+
+
+class StreamSource(Protocol):
+    """Where a server's streams come from: generated (``StreamTable``) or recorded (replay)."""
+
+    def get(self, channel: str, symbol: str) -> Stream | None:
+        """The stream if it exists."""
+        ...
+
+    def get_or_create(self, channel: str, symbol: str, now: float) -> Stream:
+        """The stream, created (empty) on first use at loop time ``now``."""
+        ...
+
+    def advance(self, stream: Stream, count: int) -> None:
+        """Burst mode: a subscriber caught up with ``stream``; publish up to ``count`` more."""
+        ...
+
 
 _COMPACT_MIN = 4096  # evicted slots tolerated at the front of the list before compacting it
 
@@ -70,23 +123,22 @@ class StreamHistory:
         return self.published_bytes / head if head else 0.0
 
 
-class Stream:
-    """One channel + symbol: its generator, its history, the time its clock started."""
+class GeneratedStream(Stream):
+    """A simulated stream: its generator, its history, the time its clock started."""
 
-    __slots__ = ("channel", "generator", "history", "start_seq", "started_at", "symbol")
+    __slots__ = ("generated", "generator", "start_seq", "started_at")
 
     def __init__(self, generator: StreamGenerator, history: StreamHistory, started_at: float):
-        self.channel = generator.channel
-        self.symbol = generator.symbol
+        super().__init__(generator.channel, generator.symbol, history)
         self.generator = generator
-        self.history = history
+        self.generated = history  # the history typed as what it is (``history`` is a History)
         self.start_seq = history.first_seq  # the first seq this server publishes
         self.started_at = started_at  # loop time the stream started: rate mode publishes ...
 
     @property
     def published(self) -> int:
         """... ``rate * elapsed`` messages: those from ``start_seq`` up to the head."""
-        return self.history.head_seq - self.start_seq + 1
+        return self.generated.head_seq - self.start_seq + 1
 
 
 class StreamTable:
@@ -108,14 +160,14 @@ class StreamTable:
         self._levels = depth_levels
         self._max_messages = max_messages
         self._max_bytes = max_bytes
-        self.streams: dict[tuple[str, str], Stream] = {}
+        self.streams: dict[tuple[str, str], GeneratedStream] = {}
         self.nbytes = 0
 
-    def get(self, channel: str, symbol: str) -> Stream | None:
+    def get(self, channel: str, symbol: str) -> GeneratedStream | None:
         """The stream if it exists."""
         return self.streams.get((channel, symbol))
 
-    def get_or_create(self, channel: str, symbol: str, now: float) -> Stream:
+    def get_or_create(self, channel: str, symbol: str, now: float) -> GeneratedStream:
         """The stream, created with head ``start_seq - 1`` and its clock starting at ``now``.
 
         A ``start_seq`` above 1 is a venue that restarted keeping its numbering but not its
@@ -130,13 +182,23 @@ class StreamTable:
             for _ in range(self._start_seq - 1):
                 gen.next()
             history = StreamHistory(self._max_messages, first_seq=self._start_seq)
-            stream = Stream(gen, history, now)
+            stream = GeneratedStream(gen, history, now)
             self.streams[(channel, symbol)] = stream
         return stream
 
+    def publish_due(self, now: float, rate: float) -> None:
+        """Rate mode: publish on every stream what ``rate`` per second has made due by ``now``."""
+        for stream in self.streams.values():
+            due = int((now - stream.started_at) * rate) - stream.published
+            if due > 0:
+                self._publish(stream, due)
+
     def advance(self, stream: Stream, count: int) -> None:
         """Publish ``count`` more messages on ``stream``, enforcing both history caps."""
-        history = stream.history
+        self._publish(self.streams[(stream.channel, stream.symbol)], count)
+
+    def _publish(self, stream: GeneratedStream, count: int) -> None:
+        history = stream.generated
         gen_next = stream.generator.next
         added = 0
         for _ in range(count):
@@ -150,5 +212,5 @@ class StreamTable:
             self.nbytes -= victim.evict_oldest()
 
     def _largest(self) -> StreamHistory | None:
-        best = max((s.history for s in self.streams.values()), key=len, default=None)
+        best = max((s.generated for s in self.streams.values()), key=len, default=None)
         return best if best is not None and len(best) > 1 else None

@@ -29,8 +29,8 @@ from picows import (
 from fastfeed.defaults import SIM_BURST_BATCH, SIM_HOST, SIM_TICK_S
 from fastfeed.sim.config import SimConfig, sim_config_from_args
 from fastfeed.sim.faults import ConnectionFaults, FaultPlan
-from fastfeed.sim.history import Stream, StreamTable
-from fastfeed.sim.session import SimClient
+from fastfeed.sim.history import Stream, StreamSource, StreamTable
+from fastfeed.sim.session import Session
 from fastfeed.sim.wire import negotiate_deflate
 
 __all__ = ["PATH", "SimServer", "main_sim", "serve", "serve_until_signalled"]
@@ -52,19 +52,23 @@ def _has_frame_faults(plan: FaultPlan) -> bool:
 class SimServer:
     """A running simulator: its address, its streams, and counters for tests."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, source: StreamSource | None = None) -> None:
+        """Serve generated streams, or those of ``source`` (then only in burst mode)."""
         self.config = config
         self.host = ""
         self.port = 0
-        self.table = StreamTable(
-            config.seed,
-            plain=config.plain_tickdb,
-            depth_levels=config.depth_levels,
-            max_messages=config.history_messages,
-            max_bytes=config.history_bytes,
-            start_seq=config.start_seq,
-        )
-        self.clients: set[SimClient] = set()
+        self._generated: StreamTable | None = None
+        if source is None:
+            source = self._generated = StreamTable(
+                config.seed,
+                plain=config.plain_tickdb,
+                depth_levels=config.depth_levels,
+                max_messages=config.history_messages,
+                max_bytes=config.history_bytes,
+                start_seq=config.start_seq,
+            )
+        self.table: StreamSource = source
+        self.sessions: set[Session] = set()  # connections past the handshake
         self.attempts = 0  # upgrade requests on the endpoint path
         self.accepted = 0  # connections given a listener
         self.refused = 0  # attempts answered 503 by the fault plan
@@ -104,13 +108,30 @@ class SimServer:
         return 1 if stream is None else stream.history.first_seq
 
     # -- publishing ----------------------------------------------------------------------------
-    def publish(self, stream: Stream, source: SimClient | None = None) -> None:
+    # -- SessionHost: what sessions report ----------------------------------------------------
+    def session_opened(self, session: Session) -> None:
+        """A session completed its handshake: it takes part in publishing from now on."""
+        self.sessions.add(session)
+
+    def session_closed(self, session: Session) -> None:
+        """A session's connection is gone."""
+        self.sessions.discard(session)
+
+    def session_dropped(self, session: Session) -> None:
+        """A session is being dropped for lagging."""
+        self.slow_drops += 1
+
+    def frames_written(self, count: int) -> None:
+        """Frames handed to a transport (for tests and benchmarks)."""
+        self.frames_sent += count
+
+    def publish(self, stream: Stream, source: Session | None = None) -> None:
         """Burst mode: advance one stream by a batch and wake its other subscribers."""
         self.table.advance(stream, SIM_BURST_BATCH)
         key = (stream.channel, stream.symbol)
-        for client in self.clients:
-            if client is not source and key in client.subs:
-                client.schedule_pump()
+        for session in self.sessions:
+            if session is not source and key in session.subs:
+                session.schedule_pump()
 
     async def _tick(self) -> None:
         """Rate mode: publish what fell due on every stream; both modes: drop laggards."""
@@ -118,20 +139,16 @@ class SimServer:
         limit = self.config.max_client_buffer
         while True:
             await asyncio.sleep(SIM_TICK_S)
-            if not self.config.burst:
-                now = self._loop.time()
-                for stream in self.table.streams.values():
-                    due = int((now - stream.started_at) * rate) - stream.published
-                    if due > 0:
-                        self.table.advance(stream, due)
-            for client in list(self.clients):
-                if client.stalled:
+            if not self.config.burst and self._generated is not None:
+                self._generated.publish_due(self._loop.time(), rate)
+            for session in list(self.sessions):
+                if session.stalled:
                     continue  # a stall fault is deliberate, not a slow reader
-                lag = client.lag_bytes()
+                lag = session.lag_bytes()
                 if lag > limit:
-                    client.drop(f"slow reader: {lag} bytes behind (limit {limit})")
+                    session.drop(f"slow reader: {lag} bytes behind (limit {limit})")
                 else:
-                    client.schedule_pump()
+                    session.schedule_pump()
 
     # -- connections ---------------------------------------------------------------------------
     def _accept(
@@ -161,7 +178,7 @@ class SimServer:
         faults = None
         if self._frame_faults and plan.applies_to(index):
             faults = ConnectionFaults(plan, index)
-        client = SimClient(
+        session = Session(
             self,
             index,
             key_ok=key_ok,
@@ -169,9 +186,11 @@ class SimServer:
             faults=faults,
         )
         if negotiated is None:
-            return client
+            return session
         headers = {"Sec-WebSocket-Extensions": negotiated[0]}
-        return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(headers), client)
+        return WSUpgradeResponseWithListener(
+            WSUpgradeResponse.create_101_response(headers), session
+        )
 
     async def close(self) -> None:
         """Stop publishing, drop every client, stop listening."""
@@ -182,8 +201,8 @@ class SimServer:
             self._ticker = None
         if self._server is not None:
             self._server.close()
-            for client in list(self.clients):
-                client.abort()
+            for session in list(self.sessions):
+                session.abort()
             await self._server.wait_closed()
             self._server = None
 

@@ -1,4 +1,8 @@
-"""One simulator connection: commands in, acks and pre-framed pushes out, under flow control.
+"""One simulator session (the server side of one connection): commands in, acks and pre-framed
+pushes out, under flow control.
+
+The session knows its server only through ``SessionHost``: the configuration, the streams, and
+four calls that tell the server what happened (it never changes the server's state itself).
 
 Every subscription is a cursor (``next_seq``) into its stream's history. A *pump* writes the
 history from each cursor up to the head in chunks, one transport write per pump, and stops while
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -24,16 +28,21 @@ from fastfeed.defaults import (
     SIM_WRITE_CHUNK_BYTES,
     SIM_WRITE_HIGH_WATER,
 )
-from fastfeed.sim.content import CHANNELS, stamp
+from fastfeed.sim.config import SimConfig
+from fastfeed.sim.content import stamp
 from fastfeed.sim.faults import Action, ConnectionFaults
-from fastfeed.sim.history import Stream
+from fastfeed.sim.history import Stream, StreamSource
 from fastfeed.sim.wire import OP_TEXT, Deflate, frame_header
-from fastfeed.venues.tickdb import validate_symbol
+from fastfeed.venues.tickdb import (
+    CHANNELS,
+    CODE_BAD_REQUEST,
+    CODE_INVALID_KEY,
+    CODE_RATE_LIMITED,
+    CODE_UNKNOWN_NAME,
+    validate_symbol,
+)
 
-if TYPE_CHECKING:
-    from fastfeed.sim.server import SimServer
-
-__all__ = ["SimClient"]
+__all__ = ["Session", "SessionHost"]
 
 log = logging.getLogger("fastfeed.sim")
 _PONG = b'{"cmd":"pong"}'
@@ -49,12 +58,34 @@ class _Cursor:
         self.next_seq = next_seq
 
 
-class SimClient(WSListener):
+class SessionHost(Protocol):
+    """What a session needs of the server that accepted it; every call is on the event loop."""
+
+    config: SimConfig
+    table: StreamSource
+
+    def session_opened(self, session: Session) -> None:
+        """The WebSocket handshake completed: ``session`` now receives publish wake-ups."""
+
+    def session_closed(self, session: Session) -> None:
+        """The connection is gone."""
+
+    def session_dropped(self, session: Session) -> None:
+        """``session`` is being dropped for lagging (counted)."""
+
+    def frames_written(self, count: int) -> None:
+        """``count`` frames were handed to a transport (counted)."""
+
+    def publish(self, stream: Stream, source: Session | None = None) -> None:
+        """Burst mode: advance ``stream`` and wake its subscribers other than ``source``."""
+
+
+class Session(WSListener):
     """The server side of one WebSocket connection."""
 
     def __init__(
         self,
-        server: SimServer,
+        server: SessionHost,
         index: int,
         *,
         key_ok: bool,
@@ -83,15 +114,15 @@ class SimClient(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         transport.underlying_transport.set_write_buffer_limits(high=SIM_WRITE_HIGH_WATER)
-        self.server.clients.add(self)
+        self.server.session_opened(self)
         if not self._key_ok:
-            # TickDB: a bad key gets error 1001, then the server closes.
-            self._reply({"cmd": "error", "code": 1001, "message": "Invalid API key"})
+            # TickDB: a bad key gets an error, then the server closes.
+            self._reply({"cmd": "error", "code": CODE_INVALID_KEY, "message": "Invalid API key"})
             self.close(WSCloseCode.POLICY_VIOLATION, "invalid api key")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closing = True
-        self.server.clients.discard(self)
+        self.server.session_closed(self)
         if self._timer is not None:
             self._timer.cancel()
 
@@ -111,7 +142,7 @@ class SimClient(WSListener):
             self.close(WSCloseCode.OK, "")
         elif kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if not frame.fin:
-                self._error("error", 2001, "fragmented messages are not supported")
+                self._error("error", CODE_BAD_REQUEST, "fragmented messages are not supported")
                 return
             payload = frame.get_payload_as_bytes()
             if frame.rsv1:
@@ -125,36 +156,36 @@ class SimClient(WSListener):
                     return
             self._command(payload)
         elif kind is WSMsgType.CONTINUATION:
-            self._error("error", 2001, "fragmented messages are not supported")
+            self._error("error", CODE_BAD_REQUEST, "fragmented messages are not supported")
 
     # -- commands ------------------------------------------------------------------------------
     def _command(self, payload: bytes) -> None:
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            self._error("error", 2001, "expected a JSON object")
+            self._error("error", CODE_BAD_REQUEST, "expected a JSON object")
             return
         cmd = doc.get("cmd") if type(doc) is dict else None
         if type(cmd) is not str:
-            self._error("error", 2001, 'expected an object with a string "cmd"')
+            self._error("error", CODE_BAD_REQUEST, 'expected an object with a string "cmd"')
             return
         now = self._loop.time()
         if now - self._window_start >= 1.0:
             self._window_start, self._window_count = now, 0
         self._window_count += 1
         if self._window_count > self.server.config.commands_per_s:
-            self._error(cmd, 3001, "Rate limit exceeded")
+            self._error(cmd, CODE_RATE_LIMITED, "Rate limit exceeded")
         elif cmd == "ping":
             if not self.stalled:
                 self._write_frames([(OP_TEXT, _PONG)])
         elif cmd in ("subscribe", "unsubscribe"):
             self._subscription(cmd, doc.get("data"))
         else:
-            self._error("error", 2001, f"unknown command {cmd[:40]!r}")
+            self._error("error", CODE_BAD_REQUEST, f"unknown command {cmd[:40]!r}")
 
     def _subscription(self, cmd: str, data: object) -> None:
         if type(data) is not dict:
-            self._error(cmd, 2001, 'expected an object at "data"')
+            self._error(cmd, CODE_BAD_REQUEST, 'expected an object at "data"')
             return
         channel, symbols = data.get("channel"), data.get("symbols")
         if (
@@ -163,11 +194,15 @@ class SimClient(WSListener):
             or any(type(s) is not str for s in symbols)
             or type(channel) is not str
         ):
-            self._error(cmd, 2001, 'expected "channel" and a non-empty "symbols" array of strings')
+            self._error(
+                cmd,
+                CODE_BAD_REQUEST,
+                'expected "channel" and a non-empty "symbols" array of strings',
+            )
             return
         echo = {"channel": channel, "symbols": symbols}
         if channel not in CHANNELS:
-            self._error(cmd, 2002, f"Unknown channel {channel[:40]!r}", echo)
+            self._error(cmd, CODE_UNKNOWN_NAME, f"Unknown channel {channel[:40]!r}", echo)
             return
         if cmd == "unsubscribe":
             for symbol in symbols:
@@ -183,7 +218,12 @@ class SimClient(WSListener):
         plan = server.config.faults
         bad = [s for s in symbols if validate_symbol(s) is not None]
         if bad:
-            self._error("subscribe", 2002, "Unknown symbol", {"channel": channel, "symbols": bad})
+            self._error(
+                "subscribe",
+                CODE_UNKNOWN_NAME,
+                "Unknown symbol",
+                {"channel": channel, "symbols": bad},
+            )
             return
         rejected = [s for s in symbols if s in plan.reject_symbols]
         if rejected:
@@ -196,7 +236,9 @@ class SimClient(WSListener):
             if type(resume) is not dict or any(
                 type(v) is not int or v < 1 or k not in symbols for k, v in resume.items()
             ):
-                self._error("subscribe", 2001, 'expected "resume" {SYMBOL: seq >= 1}', echo)
+                self._error(
+                    "subscribe", CODE_BAD_REQUEST, 'expected "resume" {SYMBOL: seq >= 1}', echo
+                )
                 return
             asked = resume
         now = self._loop.time()
@@ -246,7 +288,7 @@ class SimClient(WSListener):
             parts.append(frame_header(opcode, len(payload), compressed=deflate is not None))
             parts.append(payload)
         self.transport.underlying_transport.write(b"".join(parts))
-        self.server.frames_sent += len(frames)
+        self.server.frames_written(len(frames))
 
     def schedule_pump(self) -> None:
         """Run the pump soon (once, however many times it is asked before it runs)."""
@@ -340,7 +382,7 @@ class SimClient(WSListener):
     def drop(self, reason: str) -> None:
         """Drop a reader that cannot keep up: log it, tell it (close 1008), abort if it lingers."""
         log.warning("dropping connection %d: %s", self.index, reason)
-        self.server.slow_drops += 1
+        self.server.session_dropped(self)
         self.close(WSCloseCode.POLICY_VIOLATION, reason[:120])
         self._timer = self._loop.call_later(SIM_SLOW_CLOSE_GRACE_S, self.abort)
 

@@ -34,7 +34,7 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.errors import ConfigError, FastfeedError
-from fastfeed.store import MessageRow, SnapshotRow, Store
+from fastfeed.store import Batch, MessageRow, SnapshotRow, Store
 from fastfeed.tools.progress import Progress
 from fastfeed.venues.events import Message
 from fastfeed.venues.tickdb import TickDBAdapter
@@ -118,8 +118,9 @@ def filter_from_args(args: argparse.Namespace) -> ExportFilter:
     return ExportFilter(args.channel, args.symbol, from_ns, to_ns)
 
 
-def export(args: argparse.Namespace, store: Store) -> None:
-    """Run ``fastfeed export`` with the parsed flags against an open store."""
+def export(args: argparse.Namespace, store: Store, pending: Batch | None = None) -> None:
+    """Run ``fastfeed export`` with the parsed flags against an open store (and the journal's
+    records past it, derived in memory: ``pending``)."""
     flt = filter_from_args(args)
     if args.depth_levels and flt.channel not in (None, "depth"):
         raise ConfigError(f"--depth-levels exports depth books; --channel is {flt.channel!r}")
@@ -130,16 +131,16 @@ def export(args: argparse.Namespace, store: Store) -> None:
         _require_pyarrow()
     total = sum(
         s["records"]
-        for s in store.status()["streams"]
+        for s in store.status(pending)["streams"]
         if (channel is None or s["channel"] == channel)
         and (flt.symbol is None or s["symbol"] == flt.symbol)
     )
     progress = Progress("exporting messages", total)
     source: Iterable[MessageRow | SnapshotRow] = store.iter_messages(
-        channel=channel, symbol=flt.symbol
+        channel=channel, symbol=flt.symbol, pending=pending
     )
     if args.format == "jsonl" and not args.depth_levels:
-        snapshots = store.iter_snapshots(channel=channel, symbol=flt.symbol)
+        snapshots = store.iter_snapshots(channel=channel, symbol=flt.symbol, pending=pending)
         source = heapq.merge(source, snapshots, key=_stream_order)
     rows = _rows(source, flt, progress)
     try:

@@ -30,19 +30,18 @@ import argparse
 import asyncio
 import logging
 import math
-import sqlite3
 from collections import deque
 from pathlib import Path
 
 import uvloop
 
 from fastfeed import defaults
-from fastfeed.catchup import catch_up
-from fastfeed.datadir import open_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.defaults import SIM_HOST
 from fastfeed.errors import ConfigError
+from fastfeed.journal import end_of_log
 from fastfeed.sim import SimConfig, SimServer
-from fastfeed.sim.history import Stream, StreamHistory, StreamTable
+from fastfeed.sim.history import Stream
 from fastfeed.sim.server import serve_until_signalled
 from fastfeed.store import Store
 
@@ -67,47 +66,32 @@ def parse_speed(text: str) -> float:
 
 
 class _Recording:
-    """The read-only SQLite connection every replayed stream reads its frames from."""
+    """The read-only store every replayed stream reads its frames from."""
 
     def __init__(self, db_path: Path) -> None:
-        Store.open(db_path, readonly=True).close()  # the format version check, with its hint
-        self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        row = self.conn.execute(
-            "SELECT min(recv_ns) FROM messages WHERE seq IS NOT NULL"
-        ).fetchone()
-        self.origin_ns: int = row[0] or 0  # the recording's first receive time
+        self.store = Store.open(db_path, readonly=True)
+        self.origin_ns = self.store.first_recv_ns()  # the recording's first receive time
 
 
-class ReplayHistory(StreamHistory):
-    """One recorded stream as the simulator sees a history: ``first_seq`` to the released head."""
+class ReplayHistory:
+    """One recorded stream as a simulator ``History``: ``first_seq`` to the released head."""
 
-    __slots__ = ("_ahead", "_head", "_key", "_last", "_mean", "_rec")
+    __slots__ = ("_ahead", "_head", "_key", "_last", "_mean", "_rec", "first_seq")
 
     def __init__(self, rec: _Recording, channel: str, symbol: str) -> None:
-        (epoch,) = rec.conn.execute(
-            "SELECT max(epoch) FROM messages WHERE channel=? AND symbol=? AND seq IS NOT NULL",
-            (channel, symbol),
-        ).fetchone()
-        self._key = (channel, symbol, epoch or 0)  # the latest epoch (module docstring)
-        first, last, mean = rec.conn.execute(
-            "SELECT min(seq), max(seq), avg(length(frame)) FROM messages"
-            " WHERE channel=? AND symbol=? AND epoch=? AND seq IS NOT NULL",
-            self._key,
-        ).fetchone()
-        super().__init__(1, first_seq=first or 1)
+        epoch, first, last, mean = rec.store.latest_epoch(channel, symbol)
+        self._key = (channel, symbol, epoch)  # the latest epoch (module docstring)
+        self.first_seq = first or 1
         self._rec = rec
         self._head = self.first_seq - 1  # nothing released yet
-        self._last = last or 0
-        self._mean = float(mean or 0.0)
+        self._last = last
+        self._mean = mean
         self._ahead: deque[tuple[int, int]] = deque()  # upcoming (seq, recv_ns) after the head
 
     @property
     def head_seq(self) -> int:
         """The last seq released so far."""
         return self._head
-
-    def __len__(self) -> int:
-        return self._head - self.first_seq + 1
 
     def mean_size(self) -> float:
         """Average recorded frame size (the simulator sizes its write chunks with it)."""
@@ -120,12 +104,7 @@ class ReplayHistory(StreamHistory):
         upto = min(self._head, from_seq + limit - 1)
         if upto < from_seq:
             return []
-        rows = self._rec.conn.execute(
-            "SELECT frame FROM messages WHERE channel=? AND symbol=? AND epoch=?"
-            " AND seq BETWEEN ? AND ? ORDER BY seq",
-            (*self._key, from_seq, upto),
-        )
-        return [bytes(frame) for (frame,) in rows]
+        return self._rec.store.frames(*self._key, from_seq, upto)
 
     def release(self, until_ns: float, limit: int) -> None:
         """Publish up to ``limit`` more seqs received before ``until_ns``, contiguously."""
@@ -154,52 +133,39 @@ class ReplayHistory(StreamHistory):
         if self._head >= self._last:
             return False
         self._ahead.extend(
-            self._rec.conn.execute(
-                "SELECT seq, recv_ns FROM messages WHERE channel=? AND symbol=? AND epoch=?"
-                " AND seq > ? ORDER BY seq LIMIT ?",
-                (*self._key, self._head, defaults.REPLAY_AHEAD_ROWS),
-            )
+            self._rec.store.seq_times(*self._key, self._head, defaults.REPLAY_AHEAD_ROWS)
         )
         return bool(self._ahead)
 
 
-class _ReplayStream(Stream):
-    """A recorded stream: the simulator's stream with a :class:`ReplayHistory`, no generator."""
-
-    __slots__ = ()
-
-    def __init__(self, channel: str, symbol: str, history: ReplayHistory) -> None:
-        self.channel = channel
-        self.symbol = symbol
-        self.history = history
-        self.start_seq = history.first_seq
-        self.started_at = 0.0
-
-
-class _ReplayTable(StreamTable):
-    """The recorded streams, and the replay clock that decides what each has published."""
+class _ReplayTable:
+    """The recorded streams (a simulator ``StreamSource``), and the replay clock that decides
+    what each has published."""
 
     def __init__(self, rec: _Recording, speed: float) -> None:
-        super().__init__(0, plain=False, depth_levels=1, max_messages=1, max_bytes=1)
         self._rec = rec
         self._speed = speed
         self._clock_start: float | None = None
+        self._streams: dict[tuple[str, str], tuple[Stream, ReplayHistory]] = {}
+
+    def get(self, channel: str, symbol: str) -> Stream | None:
+        """The stream if a session asked for it already."""
+        found = self._streams.get((channel, symbol))
+        return None if found is None else found[0]
 
     def get_or_create(self, channel: str, symbol: str, now: float) -> Stream:
         """The stream (empty if the recording has none), brought up to the replay clock."""
         if self._clock_start is None:
             self._clock_start = now  # the first subscribe starts the replay clock
-        stream = self.streams.get((channel, symbol))
-        if stream is None:
+        found = self._streams.get((channel, symbol))
+        if found is None:
             history = ReplayHistory(self._rec, channel, symbol)
-            stream = self.streams[(channel, symbol)] = _ReplayStream(channel, symbol, history)
-        self.release(stream, now)
-        return stream
+            found = self._streams[(channel, symbol)] = (Stream(channel, symbol, history), history)
+        self._release(found[1], now)
+        return found[0]
 
-    def release(self, stream: Stream, now: float) -> None:
+    def _release(self, history: ReplayHistory, now: float) -> None:
         """Paced: publish what the replay clock has passed (``max`` publishes in ``advance``)."""
-        history = stream.history
-        assert isinstance(history, ReplayHistory)
         if math.isinf(self._speed):
             return
         start = self._clock_start if self._clock_start is not None else now
@@ -208,12 +174,11 @@ class _ReplayTable(StreamTable):
 
     def advance(self, stream: Stream, count: int) -> None:
         """Burst mode: a subscriber caught up with ``stream`` (``count`` is the batch hint)."""
-        history = stream.history
-        assert isinstance(history, ReplayHistory)
+        history = self._streams[(stream.channel, stream.symbol)][1]
         if math.isinf(self._speed):
             history.release(math.inf, count)
         else:
-            self.release(stream, asyncio.get_running_loop().time())
+            self._release(history, asyncio.get_running_loop().time())
 
 
 class ReplayServer(SimServer):
@@ -222,14 +187,18 @@ class ReplayServer(SimServer):
     def __init__(self, db_path: Path, speed: float) -> None:
         # Burst mode: heads advance when a subscriber catches up, which is when replay checks
         # its clock; the simulator's ticker wakes every subscriber every few milliseconds.
-        super().__init__(SimConfig(burst=True))
         self._recording = _Recording(db_path)
-        self.table = _ReplayTable(self._recording, speed)
+        super().__init__(SimConfig(burst=True), _ReplayTable(self._recording, speed))
+
+    @property
+    def applied_lsn(self) -> int:
+        """The journal LSN the recording served (SQLite's) reaches."""
+        return self._recording.store.applied_lsn()
 
     async def close(self) -> None:
         """Stop serving and close the recording."""
         await super().close()
-        self._recording.conn.close()
+        self._recording.store.close()
 
 
 async def serve_replay(
@@ -237,8 +206,14 @@ async def serve_replay(
 ) -> ReplayServer:
     """Start serving ``data_dir``'s recording on ``host:port`` and return the running server."""
     open_data_dir(data_dir)
-    catch_up(data_dir)  # as status/export do: a copied data dir shows everything it journaled
-    server = ReplayServer(data_dir / "fastfeed.db", speed)
+    server = ReplayServer(data_dir / STORE_FILE, speed)
+    behind = end_of_log(data_dir / JOURNAL_DIR).last_lsn - server.applied_lsn
+    if behind > 0:
+        log.warning(
+            "SQLite is %d journal records behind the journal: replay serves what SQLite holds"
+            " (start the recorder on this data dir once to bring it up to date)",
+            behind,
+        )
     await server.start(host, port)
     return server
 

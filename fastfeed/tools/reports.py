@@ -1,6 +1,9 @@
 """`status`, `gaps` and `export`: read-only views of a data dir, safe beside a running recorder.
 
-The export formats themselves live in fastfeed/tools/export.py.
+They write nothing in the data dir and take no lock: SQLite is read as it is and the journal
+records past it are derived in memory (fastfeed/catchup.py), so the answer includes everything
+journaled, on a stopped recorder's dir, beside a live one, or on a read-only copy. The export
+formats themselves live in fastfeed/tools/export.py.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from fastfeed.catchup import catch_up
-from fastfeed.datadir import open_data_dir
-from fastfeed.store import Store
+from fastfeed.catchup import open_view
+from fastfeed.datadir import STORE_FILE, open_data_dir
+from fastfeed.errors import StoreError
 from fastfeed.tools.export import export, filter_from_args
 
 __all__ = ["main"]
@@ -24,23 +27,32 @@ def main(args: argparse.Namespace) -> int:
     data_dir = open_data_dir(args.data_dir)
     if args.command == "export":
         filter_from_args(args)  # a bad --from/--to fails before any work
-    catch_up(data_dir)  # a no-op while a recorder holds the journal (it keeps SQLite current)
-    store = Store.open(data_dir / "fastfeed.db", readonly=True)
+    view = open_view(data_dir, messages=args.command == "export")
     try:
+        for note in view.notes:
+            print(f"fastfeed: {note}", file=sys.stderr)
         out = sys.stdout
+        store, pending = view.store, view.pending
         if args.command == "status":
-            status = store.status()
+            status = store.status(pending)
+            status["sqlite_applied_lsn"] = store.applied_lsn()  # the rest derived in memory
             out.write(_json(status) if args.format == "json" else _status_text(status))
         elif args.command == "gaps":
-            gaps = store.gaps()
+            gaps = store.gaps(pending)
             out.write(_json(gaps) if args.format == "json" else _gaps_text(gaps))
         else:
-            export(args, store)
+            export(args, store, pending)
         out.flush()
+        if store.changed():
+            raise StoreError(
+                f"{data_dir / STORE_FILE} was written while it was read (a recorder started?):"
+                " the answer may be inconsistent",
+                hint="run the command again",
+            )
     except BrokenPipeError:  # `fastfeed export | head`: the reader left; not an error
         sys.stderr.close()
     finally:
-        store.close()
+        view.close()
     return 0
 
 

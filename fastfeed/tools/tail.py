@@ -28,14 +28,12 @@ from typing import IO
 
 from fastfeed import defaults
 from fastfeed.catchup import venue_of
-from fastfeed.datadir import open_data_dir
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import ConfigError
-from fastfeed.journal import read_journal
-from fastfeed.journal._wal import HEADER_BYTES, Segment
-from fastfeed.journal.segments import list_segments
+from fastfeed.journal import Damage, end_of_log, read_journal
 from fastfeed.logs import setup_logging
-from fastfeed.store import MessageRow
+from fastfeed.store import MessageRow, Store
 from fastfeed.tools.export import export_lines
 from fastfeed.venues import adapter_for
 
@@ -47,7 +45,7 @@ log = logging.getLogger("fastfeed.tools.tail")
 def main(args: argparse.Namespace) -> int:
     """Follow until SIGINT, SIGTERM or a closed stdout; returns the exit code (0)."""
     setup_logging("text", "warning")
-    journal_dir = open_data_dir(args.data_dir) / "journal"
+    journal_dir = open_data_dir(args.data_dir) / JOURNAL_DIR
     if not journal_dir.is_dir():
         raise ConfigError(f"no journal in {args.data_dir} yet: start the recorder first")
     stop = threading.Event()
@@ -57,13 +55,15 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    venue = venue_of(args.data_dir)
+    venue = _venue(args.data_dir)
     pipeline = Pipeline(venue, adapter_for(venue))
     out = sys.stdout.buffer
-    next_lsn = 1 if args.from_start else _end_lsn(journal_dir) + 1
+    next_lsn = 1 if args.from_start else end_of_log(journal_dir).last_lsn + 1
+    reported: Damage | None = None
     try:
         while not stop.is_set():
-            for record in read_journal(journal_dir, next_lsn):
+            reader = read_journal(journal_dir, next_lsn)
+            for record in reader:
                 if record.lsn != next_lsn:
                     log.warning(
                         "journal records %d..%d were deleted (retention) before tail read them",
@@ -77,6 +77,20 @@ def main(args: argparse.Namespace) -> int:
                     if stop.is_set():
                         break
             _print(out, pipeline, args)
+            damage = reader.damage
+            if damage is not None and damage != reported:
+                reported = damage
+                if damage.resumes_at is not None and damage.resumes_at > damage.after_lsn:
+                    log.warning(
+                        "journal damaged: %s; skipping to LSN %d", damage, damage.resumes_at
+                    )
+                    next_lsn = damage.resumes_at
+                    continue
+                log.warning(
+                    "journal damaged: %s; waiting at LSN %d for a recorder to recover it",
+                    damage,
+                    damage.after_lsn,
+                )
             stop.wait(defaults.TAIL_POLL_S)
     except BrokenPipeError:
         # `fastfeed tail | head`: the reader left. Point stdout at /dev/null so the
@@ -113,16 +127,11 @@ def _text(row: MessageRow) -> bytes:
     return head + frame + b"\n"
 
 
-def _end_lsn(journal_dir: Path) -> int:
-    """The last valid LSN, from the newest segment that holds a record (0: empty journal)."""
-    for _, path in reversed(list_segments(journal_dir)):
-        try:
-            seg = Segment(str(path))
-        except FileNotFoundError:
-            continue  # deleted by retention since listed
-        try:
-            if seg.first_lsn():
-                return seg.scan(HEADER_BYTES, 0)[1]
-        finally:
-            seg.close()
-    return 0
+def _venue(data_dir: Path) -> str:
+    """The venue the data dir records (SQLite's label, else the journal's)."""
+    db = data_dir / STORE_FILE
+    store = Store.open(db, readonly=True) if db.exists() else Store.empty()
+    try:
+        return venue_of(store, data_dir / JOURNAL_DIR)
+    finally:
+        store.close()

@@ -14,9 +14,10 @@ Four checks, each naming what is wrong and where:
    ledger, and no filled gap has a missing seq;
 4. the ``streams`` table agrees with ``messages`` (record count, last seq of its epoch).
 
-Read-only and lock-free: SQLite is opened ``mode=ro`` inside one read transaction (a consistent
+Read-only and lock-free: SQLite is opened read-only inside one read transaction (a consistent
 snapshot even while a recorder writes) and the journal through read-only mappings, so it runs on
-a copy or beside a running recorder. It never catches SQLite up (``status`` and ``export`` do).
+a copy or beside a running recorder. It checks what SQLite holds; journal records past its
+applied LSN are noted, not derived (``status`` and ``export`` derive them in memory).
 """
 
 from __future__ import annotations
@@ -27,14 +28,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from fastfeed.datadir import open_data_dir
-from fastfeed.derive.pipeline import FLAG_BINARY
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.errors import FastfeedError
-from fastfeed.journal import RecordKind, read_journal
-from fastfeed.journal._wal import HEADER_BYTES, Segment
-from fastfeed.journal.segments import list_segments
+from fastfeed.journal import Break, RecordKind, read_journal, scan_journal
 from fastfeed.store import Store
 from fastfeed.tools.progress import Progress
 from fastfeed.venues.events import Message
@@ -94,28 +91,21 @@ def main(args: argparse.Namespace) -> int:
 def verify(data_dir: Path) -> Report:
     """Run every check on ``data_dir`` (read-only) and return what it found."""
     report = Report()
-    db_path = data_dir / "fastfeed.db"
-    Store.open(db_path, readonly=True).close()  # the format version check, with its hint
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    db_path = data_dir / STORE_FILE
+    store = Store.open(db_path, readonly=True)
     try:
-        conn.execute("BEGIN")  # one snapshot for every query below, even beside a recorder
-        report.applied_lsn = _scalar(conn, "SELECT value FROM checkpoint WHERE key='applied_lsn'")
-        venue = conn.execute("SELECT value FROM meta WHERE key='venue'").fetchone()
+        store.begin_read()  # one snapshot for every query below, even beside a recorder
+        report.applied_lsn = store.applied_lsn()
         # Journal after SQLite: the recorder only commits LSNs already in the journal, so the
         # journal read now reaches at least the applied LSN read above.
-        _check_journal(data_dir / "journal", report)
-        _check_against_journal(conn, data_dir / "journal", venue[0] if venue else None, report)
-        _check_streams(conn, report)
+        _check_journal(data_dir / JOURNAL_DIR, report)
+        _check_against_journal(store, data_dir / JOURNAL_DIR, store.venue(), report)
+        _check_streams(store, report)
     except sqlite3.Error as exc:
         raise FastfeedError(f"cannot read {db_path}: {exc}") from None
     finally:
-        conn.close()
+        store.close()
     return report
-
-
-def _scalar(conn: sqlite3.Connection, sql: str, *params: object) -> int:
-    row = conn.execute(sql, params).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
 
 
 # -- 1. the journal itself ---------------------------------------------------------------------
@@ -123,83 +113,18 @@ def _check_journal(journal_dir: Path, report: Report) -> None:
     if not journal_dir.is_dir():
         report.problems.append(f"no journal directory at {journal_dir}")
         return
-    listed = list_segments(journal_dir)
-    report.segments = len(listed)
-    progress = Progress("verifying journal segments", len(listed))
-    prev = 0  # last valid LSN so far
-    try:
-        for k, (index, path) in enumerate(listed):
-            progress.update(k)
-            if k and index != listed[k - 1][0] + 1:
-                report.problems.append(f"journal segment {listed[k - 1][0] + 1} is missing")
-            try:
-                seg = Segment(str(path))
-            except FileNotFoundError:
-                continue  # retention removed it while we listed (a recorder is running)
-            except FastfeedError as exc:
-                report.problems.append(f"{path}: {exc}")
-                continue
-            try:
-                prev = _check_segment(seg, prev, last=k == len(listed) - 1, report=report)
-            finally:
-                seg.close()
-    finally:
-        progress.close()
-    report.last_lsn = prev
-
-
-def _check_segment(seg: Segment, prev: int, *, last: bool, report: Report) -> int:
-    """Scan one segment's records; returns the last valid LSN (for continuity into the next)."""
-    offset = HEADER_BYTES
-    first = seg.first_lsn()
-    if first and prev and first != prev + 1:
-        report.problems.append(
-            f"{seg.path}: starts at LSN {first}, but the previous segment ended at LSN {prev}"
-        )
-        prev = 0  # judge the records inside this segment on their own
-    if first and not report.first_lsn:
-        report.first_lsn = first
-    while True:
-        offset, prev, _, bad = seg.scan(offset, prev)
-        if not bad:
-            return prev
-        found = seg.find_valid(offset, 0)
-        if found < 0:
-            if last:
-                report.notes.append(
-                    f"{seg.path}: torn tail at offset {offset} after LSN {prev} (a crash mid-write;"
-                    " recovery trims it)"
-                )
-            else:
-                report.problems.append(
-                    f"{seg.path}: damaged at offset {offset} after LSN {prev}; nothing valid"
-                    " follows in this segment"
-                )
-            return prev
-        intact = seg.record(offset, 0)  # checks length and CRC but not the LSN sequence
-        if intact is not None:
-            report.problems.append(
-                f"{seg.path}: LSN jumps from {prev} to {intact[0]} at offset {offset}"
-            )
-        else:
-            report.problems.append(
-                f"{seg.path}: record after LSN {prev} at offset {offset} fails its CRC or length"
-                f" check; valid records resume at offset {found}"
-            )
-        offset, prev = found, 0
+    scan = scan_journal(journal_dir)
+    report.segments = scan.segments
+    report.first_lsn = scan.first_lsn
+    report.last_lsn = scan.last_lsn
+    for damage in scan.damage:
+        # A bad record at the very end is what a crash mid-write leaves: recovery trims it.
+        (report.notes if damage.kind is Break.TORN_TAIL else report.problems).append(str(damage))
 
 
 # -- 2. SQLite against the journal -------------------------------------------------------------
-def _rows_by_lsn(conn: sqlite3.Connection, lo: int) -> Iterator[tuple[Any, ...]]:
-    yield from conn.execute(
-        "SELECT lsn, venue, channel, symbol, seq, recv_ns, frame, binary FROM messages"
-        " WHERE lsn >= ? ORDER BY lsn",
-        (lo,),
-    )
-
-
 def _check_against_journal(
-    conn: sqlite3.Connection, journal_dir: Path, venue: str | None, report: Report
+    store: Store, journal_dir: Path, venue: str | None, report: Report
 ) -> None:
     applied, first = report.applied_lsn, report.first_lsn
     if applied > report.last_lsn:
@@ -209,7 +134,7 @@ def _check_against_journal(
         )
     if first == 0:
         return
-    older = _scalar(conn, "SELECT count(*) FROM messages WHERE lsn < ?", first)
+    older = store.messages_before(first)
     if older:
         report.notes.append(
             f"{older} messages predate the journal's retained start (LSN {first}) and were not"
@@ -218,10 +143,11 @@ def _check_against_journal(
     if applied < report.last_lsn:
         report.notes.append(
             f"journal LSNs {applied + 1}..{report.last_lsn} are not in SQLite yet (a running"
-            " recorder snapshots them; otherwise the next start or `status` catches them up)"
+            " recorder snapshots them, otherwise its next start; `status` and `export` include"
+            " them)"
         )
     adapter = TickDBAdapter()
-    rows = _rows_by_lsn(conn, first)
+    rows = store.messages_by_lsn(first)
     row = next(rows, None)
     progress = Progress("verifying SQLite against the journal", max(applied - first + 1, 0))
     try:
@@ -229,36 +155,37 @@ def _check_against_journal(
         for rec in read_journal(journal_dir, first, applied):
             reached = rec.lsn
             progress.update(rec.lsn - first)
-            while row is not None and row[0] < rec.lsn:
-                report.problems.append(f"messages row at LSN {row[0]}: no such journal record")
+            while row is not None and row.lsn < rec.lsn:
+                report.problems.append(f"messages row at LSN {row.lsn}: no such journal record")
                 row = next(rows, None)
-            here = row if row is not None and row[0] == rec.lsn else None
+            here = row if row is not None and row.lsn == rec.lsn else None
             if here is not None:
                 row = next(rows, None)
-            binary = bool(rec.flags & FLAG_BINARY)
             event = (
-                adapter.parse(rec.payload, rec.recv_ns, binary=binary)
+                adapter.parse(rec.payload, rec.recv_ns, binary=rec.binary)
                 if rec.kind == RecordKind.INBOUND
                 else None
             )
             if type(event) is not Message:
                 if here is not None:
                     report.problems.append(
-                        f"messages row at LSN {rec.lsn} ({here[2]}:{here[3]} seq {here[4]}):"
-                        " the journal record there is not a data message"
+                        f"messages row at LSN {rec.lsn} ({here.channel}:{here.symbol} seq"
+                        f" {here.seq}): the journal record there is not a data message"
                     )
                 continue
             name = f"LSN {rec.lsn} ({event.channel}:{event.symbol} seq {event.seq})"
             if here is None:
-                if event.seq is not None and _stored_earlier(conn, event, rec.lsn):
+                if event.seq is not None and store.stored_earlier(
+                    event.channel, event.symbol, event.seq, rec.lsn
+                ):
                     report.duplicates += 1
                 else:
                     report.problems.append(f"{name}: in the journal but not in SQLite messages")
                 continue
-            want = (venue, event.channel, event.symbol, event.seq, rec.recv_ns, rec.payload, binary)
-            got = (here[1], here[2], here[3], here[4], here[5], bytes(here[6]), bool(here[7]))
-            if venue is None:
-                want = (got[0], *want[1:])
+            got: tuple[object, ...] = (here.venue, here.channel, here.symbol, here.seq)
+            got += (here.recv_ns, here.frame, here.binary)
+            want: tuple[object, ...] = (venue or here.venue, event.channel, event.symbol)
+            want += (event.seq, rec.recv_ns, rec.payload, rec.binary)
             if got != want:
                 fields = ("venue", "channel", "symbol", "seq", "recv_ns", "frame", "binary")
                 differ = [f for f, a, b in zip(fields, got, want, strict=True) if a != b]
@@ -270,58 +197,35 @@ def _check_against_journal(
                 f"journal records {reached + 1}..{applied} (applied to SQLite) could not be read"
             )
         while row is not None:
-            where = "past applied LSN" if row[0] > applied else "without a journal record"
+            where = "past applied LSN" if row.lsn > applied else "without a journal record"
             report.problems.append(
-                f"messages row at LSN {row[0]} ({row[2]}:{row[3]} seq {row[4]}) is {where}"
+                f"messages row at LSN {row.lsn} ({row.channel}:{row.symbol} seq {row.seq}) is"
+                f" {where}"
             )
             row = next(rows, None)
     finally:
         progress.close()
 
 
-def _stored_earlier(conn: sqlite3.Connection, event: Message, lsn: int) -> bool:
-    """Whether this stream's seq is stored from an earlier LSN (so this copy was a duplicate).
-
-    The copy belongs to the epoch of the stream's last row stored before it: an epoch begins
-    with a stored message, and a duplicate repeats a seq of the epoch it arrives in.
-    """
-    found = conn.execute(
-        "SELECT 1 FROM messages WHERE channel=?1 AND symbol=?2 AND seq=?3 AND lsn<?4"
-        " AND epoch=(SELECT epoch FROM messages WHERE channel=?1 AND symbol=?2 AND lsn<?4"
-        " ORDER BY lsn DESC LIMIT 1)",
-        (event.channel, event.symbol, event.seq, lsn),
-    ).fetchone()
-    return found is not None
-
-
 # -- 3 and 4. streams, seq holes and the gap ledger ----------------------------------------------
-def _check_streams(conn: sqlite3.Connection, report: Report) -> None:
+def _check_streams(store: Store, report: Report) -> None:
     ledger: dict[tuple[str, str, int], list[tuple[int, int, str]]] = {}
-    for channel, symbol, epoch, lo, hi, state in conn.execute(
-        "SELECT channel, symbol, epoch, from_seq, to_seq, state FROM gaps"
-        " WHERE from_seq IS NOT NULL"
-    ):
-        ledger.setdefault((channel, symbol, epoch), []).append((lo, hi, state))
-    table = {
-        (ch, sym): (records, epoch, last)
-        for ch, sym, records, epoch, last in conn.execute(
-            "SELECT channel, symbol, records, epoch, last_seq FROM streams"
-        )
+    for g in store.gaps():
+        if g["from_seq"] is not None:
+            epoch_of = (g["channel"], g["symbol"], g["epoch"])
+            ledger.setdefault(epoch_of, []).append((g["from_seq"], g["to_seq"], g["state"]))
+    table: dict[tuple[str, str], tuple[int, int, int | None]] = {
+        (s["channel"], s["symbol"]): (s["records"], s["epoch"], s["last_seq"])
+        for s in store.status()["streams"]
     }
-    tops = {
-        (ch, sym, epoch): (n, top)
-        for ch, sym, epoch, n, top in conn.execute(
-            "SELECT channel, symbol, epoch, count(*), max(seq) FROM messages"
-            " GROUP BY channel, symbol, epoch"
-        )
-    }
+    tops = store.epoch_counts()
     counted: dict[tuple[str, str], int] = {}
     for (ch, sym, _), (n, _) in tops.items():
         counted[(ch, sym)] = counted.get((ch, sym), 0) + n
     report.streams = len(counted)
     for key in sorted(set(table) | set(counted)):
         records, epoch, last = table.get(key, (0, 0, None))
-        held = (counted.get(key, 0), tops.get((*key, epoch), (0, None))[1])
+        held = (counted.get(key, 0), tops.get((key[0], key[1], epoch), (0, None))[1])
         if (records, last) != held:
             report.problems.append(
                 f"{key[0]}:{key[1]}: streams table says (records, last_seq of epoch {epoch}) ="
@@ -329,7 +233,7 @@ def _check_streams(conn: sqlite3.Connection, report: Report) -> None:
             )
     for at in sorted(set(tops) | set(ledger)):
         name = f"{at[0]}:{at[1]} epoch {at[2]}"
-        holes = list(_holes(conn, at))
+        holes = list(_holes(store.seqs(*at)))
         report.holes += len(holes)
         gaps = ledger.get(at, [])
         expected = sorted((lo, hi) for lo, hi, state in gaps if state in ("open", "lost"))
@@ -341,14 +245,10 @@ def _check_streams(conn: sqlite3.Connection, report: Report) -> None:
                 report.problems.append(f"{name}: gap {lo}..{hi} is marked filled but has holes")
 
 
-def _holes(conn: sqlite3.Connection, key: tuple[str, str, int]) -> Iterator[tuple[int, int]]:
-    """Missing seq ranges between an epoch's first and last stored seq, streamed in seq order."""
+def _holes(seqs: Iterator[int]) -> Iterator[tuple[int, int]]:
+    """Missing seq ranges between the first and last of ascending ``seqs``, streamed."""
     prev = None
-    for (seq,) in conn.execute(
-        "SELECT seq FROM messages WHERE channel=? AND symbol=? AND epoch=? AND seq IS NOT NULL"
-        " ORDER BY seq",
-        key,
-    ):
+    for seq in seqs:
         if prev is not None and seq > prev + 1:
             yield prev + 1, seq - 1
         prev = seq

@@ -68,6 +68,14 @@ class SnapshotVenue(VenueAdapter, Protocol):
         """The canonical channel for a command-line name, None if unknown."""
         ...
 
+    def channels_help(self) -> str:
+        """The channels accepted, for error text."""
+        ...
+
+    def symbol_problem(self, symbol: str) -> str | None:
+        """What is wrong with a symbol as given on the command line, None if fine."""
+        ...
+
     def sequenced(self, channel: str) -> bool:
         """Whether the channel's pushes carry ids checked for continuity."""
         ...

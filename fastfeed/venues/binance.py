@@ -174,6 +174,14 @@ class BinanceAdapter:
             return name
         return None
 
+    def channels_help(self) -> str:
+        """The channels this market accepts, for error text."""
+        return channels_help(self.market)
+
+    def symbol_problem(self, symbol: str) -> str | None:
+        """What is wrong with a symbol (any case), None if fine."""
+        return validate_symbol(symbol)
+
     def stream_name(self, channel: str, symbol: str) -> str:
         """The stream a canonical channel of a symbol is subscribed as (``btcusdt@depth@100ms``)."""
         wire = _SUBSCRIBE_AS[self.market].get(channel, channel)

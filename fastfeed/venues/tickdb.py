@@ -35,10 +35,27 @@ from fastfeed.venues.events import (
     new_message,
 )
 
-__all__ = ["CHANNELS", "FATAL_CODES", "MAX_SYMBOL_LEN", "TickDBAdapter", "validate_symbol"]
+__all__ = [
+    "CHANNELS",
+    "CODE_BAD_REQUEST",
+    "CODE_INVALID_KEY",
+    "CODE_RATE_LIMITED",
+    "CODE_UNAUTHORIZED",
+    "CODE_UNKNOWN_NAME",
+    "FATAL_CODES",
+    "MAX_SYMBOL_LEN",
+    "TickDBAdapter",
+    "validate_symbol",
+]
 
 CHANNELS = ("depth", "trade", "ticker")
-FATAL_CODES = frozenset({1001, 4001})  # invalid API key: reconnecting cannot help
+# Error codes (the module docstring); the simulator answers with the same ones.
+CODE_INVALID_KEY = 1001  # the API key in the URL is wrong
+CODE_UNAUTHORIZED = 4001  # the key is not allowed this feed
+CODE_BAD_REQUEST = 2001  # a command that is not what the protocol expects
+CODE_UNKNOWN_NAME = 2002  # an unknown channel or symbol
+CODE_RATE_LIMITED = 3001  # too many commands: this one was dropped
+FATAL_CODES = frozenset({CODE_INVALID_KEY, CODE_UNAUTHORIZED})  # reconnecting cannot help
 MAX_SYMBOL_LEN = 32
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9._:/-]+")
 # Numbers end up in SQLite, whose INTEGER is signed 64-bit: a larger one could never be stored

@@ -131,13 +131,15 @@ def test_data_dir_is_private_and_stays_so_after_read_only_commands(
     sim: Simulator, tmp_path: Path, data_dir: Path
 ) -> None:
     watch = JournalWatch(data_dir / "journal")
-    with Recorder(tmp_path, data_dir, sim.url, {"depth": ["AAPL.US"]}, "--segment-mib", "1") as rec:
+    with Recorder(
+        tmp_path, data_dir, sim.url, {"depth": ["AAPL.US"]}, "--segment-mib", "17"
+    ) as rec:
         rec.start()
         rec.until(lambda: watch.poll().inbound >= 500, "some recording")
         assert rec.stop(signal.SIGTERM) == 0
-    # The read-only commands catch SQLite up and prepare the next journal segment if it is
-    # missing (a recorder killed before it prepared one): run them under a permissive umask,
-    # as an operator's shell would have, with that segment gone.
+    # The read-only commands once caught SQLite up and prepared the next journal segment if it
+    # was missing (a recorder killed before it prepared one); now they create nothing. Run them
+    # under a permissive umask, as an operator's shell would have, with that segment gone.
     *_, prepared = sorted((data_dir / "journal").glob("seg-*.wal"))
     prepared.unlink()
     for command in ("status", "gaps", "export"):
@@ -156,7 +158,7 @@ def test_data_dir_is_private_and_stays_so_after_read_only_commands(
         for p in [data_dir, *data_dir.rglob("*")]
     }
     assert modes["."] == 0o700 and modes["journal"] == 0o700
-    assert f"journal/{prepared.name}" in modes  # made again by a read-only command
+    assert f"journal/{prepared.name}" not in modes  # read-only commands create no file
     loose = {name: oct(mode) for name, mode in modes.items() if mode & 0o077}
     assert loose == {}, f"readable by others: {loose}"
 

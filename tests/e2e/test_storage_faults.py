@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastfeed.datadir import FORMAT_VERSION
+from fastfeed.datadir import DATA_DIR_FORMAT_VERSION
 
 from .harness import (
     REPO,
@@ -36,8 +36,10 @@ __all__: list[str] = []
 CHANNELS = {"depth": ["AAPL.US"], "trade": ["BTC.CC"]}
 CHANNELS_K = stream_keys(CHANNELS)
 MORE = 500  # seqs per stream a restarted recorder must record past the previous run's end
-DISK_MIB = 12  # the small file system: a few seconds of recording at the simulator's rate
-SEGMENT_MIB = 1
+# The small file system: two segments (the current one and the one prepared after it), then a
+# few seconds of recording at the simulator's rate.
+DISK_MIB = 40
+SEGMENT_MIB = 17  # the least that holds the largest frame accepted (MAX_FRAME_BYTES)
 MIN_FREE_MIB = 3  # what the journal leaves for SQLite's last snapshot once it stops
 LAUNCHER = Path(__file__).with_name("failing_sync.py")
 
@@ -240,11 +242,11 @@ def test_a_data_dir_of_another_format_version_is_refused(
     sim: Simulator, tmp_path: Path, data_dir: Path
 ) -> None:
     data_dir.mkdir(mode=0o700)
-    (data_dir / "FORMAT").write_text(f"{FORMAT_VERSION - 1}\n")
+    (data_dir / "FORMAT").write_text(f"{DATA_DIR_FORMAT_VERSION - 1}\n")
     with Recorder(tmp_path, data_dir, sim.url, CHANNELS) as rec:
         rec.start()
         assert rec.wait() == 1
-        assert_one_line_refusal(rec, 1, f"has format version '{FORMAT_VERSION - 1}'")
+        assert_one_line_refusal(rec, 1, f"has format version '{DATA_DIR_FORMAT_VERSION - 1}'")
     for command in ("status", "gaps", "export"):
         proc = cli(command, "--data-dir", str(data_dir))
         assert proc.returncode == 1

@@ -12,8 +12,10 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.sim.content import message
+from tests.recording import build
+from tests.test_readonly import damage_a_record
 
-from .harness import FASTFEED, REPO, STOP_DEADLINE_S, JournalWatch, Recorder, Simulator
+from .harness import FASTFEED, REPO, STOP_DEADLINE_S, JournalWatch, Recorder, Simulator, wait_for
 
 __all__: list[str] = []
 
@@ -121,3 +123,14 @@ def test_tail_from_start_text_lines_and_a_closed_pipe(
 
 def _last_seq(lines: list[bytes]) -> int:
     return int(orjson.loads(lines[-1])["seq"]) if lines else 0
+
+
+def test_tail_from_start_reports_damage_and_goes_on_past_it(tmp_path: Path) -> None:
+    data = build(tmp_path / "data", {("depth", "AAPL.US"): 100, ("trade", "BTC.CC"): 100})
+    segment = damage_a_record(data, 50)
+    with Tail(tmp_path, "tail", "--data-dir", str(data), "--from-start") as tail:
+        wait_for(lambda: len(tail.lines()) >= 199, "every intact record printed")
+        assert tail.stop(signal.SIGTERM) == 0
+    assert len(tail.lines()) == 199  # all but the damaged one
+    err = tail.err.read_text()
+    assert f"journal damaged: {segment}" in err and "skipping to LSN 51" in err

@@ -159,7 +159,7 @@ def test_stall_withholds_data_and_pongs_then_carries_on() -> None:
             async with connect(server) as ws:
                 await subscribe(ws, "trade", ["A.US"])
                 assert await pushes(ws, 3) == reference(1, "trade", "A.US", 3)
-                client = next(iter(server.clients))
+                client = next(iter(server.sessions))
                 await until(lambda: client.stalled)
                 await send(ws, {"cmd": "ping"})  # swallowed by the stall
                 await until(lambda: not client.stalled)

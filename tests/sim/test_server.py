@@ -405,7 +405,7 @@ def test_slow_reader_is_dropped_and_told() -> None:
             mask = b"\x00\x00\x00\x00"  # a zero mask leaves the payload as is
             writer.write(bytes((0x81, 0x80 | len(command))) + mask + command)
             await until(lambda: server.slow_drops == 1, timeout=20)
-            await until(lambda: not server.clients)
+            await until(lambda: not server.sessions)
             writer.close()
         finally:
             await server.close()

@@ -1,0 +1,301 @@
+"""Reading a journal from any process, without its lock: records, where the log ends, damage.
+
+The readers here map segments read-only and need no lock, because a record's ``length`` is
+stored last and its CRC covers everything else: a half-written record never validates, so a
+reader beside a running writer sees a prefix of the log, never a torn record. ``Journal.read``
+(the writer's own process) goes through the same code.
+
+Three questions, three functions:
+
+* ``read_journal``: the valid records from an LSN on, stopping where the log stops (and, once
+  exhausted, the damage it stopped on, if any);
+* ``end_of_log``: the last valid LSN and, if the log stops on damage rather than on the clean
+  end (zeros), that damage and where valid records resume;
+* ``scan_journal``: every segment checked, and every break found in the log (the ``verify``
+  walk).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastfeed.errors import FastfeedError
+from fastfeed.journal._wal import HEADER_BYTES, Segment
+from fastfeed.journal.kinds import FLAG_BINARY
+from fastfeed.journal.segments import list_segments, segment_path
+
+__all__ = [
+    "Break",
+    "Damage",
+    "JournalEnd",
+    "JournalReader",
+    "JournalRecord",
+    "JournalScan",
+    "end_of_log",
+    "read_journal",
+    "scan_journal",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One record as read back: its LSN, header fields and a copy of the payload.
+
+    ``stream`` is the header's connection slot (the recorder's number for the venue connection
+    the frame came in on), not a channel/symbol stream: a frame is journaled before it is parsed.
+    """
+
+    lsn: int
+    kind: int
+    stream: int
+    flags: int
+    recv_ns: int
+    payload: bytes
+
+    @property
+    def binary(self) -> bool:
+        """Whether the frame was a binary WebSocket frame (flags bit 0)."""
+        return bool(self.flags & FLAG_BINARY)
+
+
+class Break(enum.StrEnum):
+    """How the log breaks at a ``Damage``."""
+
+    MISSING_SEGMENT = "missing segment"  # a segment index is absent between two others
+    UNREADABLE_SEGMENT = "unreadable segment"  # bad header, wrong format version
+    LSN_JUMP = "LSN jump"  # an intact record whose LSN is not the previous + 1
+    BAD_RECORD = "bad record"  # fails its length or CRC check
+    TORN_TAIL = "torn tail"  # a bad record at the very end of the log: a crash mid-write
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A place where the log breaks: the segment, the byte offset and the last LSN before it.
+
+    ``resumes_at`` is the first LSN readable after it (None: nothing valid follows in that
+    segment); ``text`` says all of it in one line, naming the file.
+    """
+
+    kind: Break
+    segment: str
+    offset: int
+    after_lsn: int
+    resumes_at: int | None
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEnd:
+    """Where reading stops: the last valid LSN and, if not on the clean end, the damage there."""
+
+    last_lsn: int
+    damage: Damage | None
+
+
+@dataclass(slots=True)
+class JournalScan:
+    """Every segment checked: the LSN range the log holds and every break found in it."""
+
+    segments: int = 0
+    first_lsn: int = 0  # 0: empty
+    last_lsn: int = 0
+    damage: list[Damage] = field(default_factory=list)
+
+
+def _open_segment(path: Path) -> Segment | None:
+    try:
+        return Segment(str(path))
+    except FileNotFoundError:
+        return None  # deleted by retention since it was listed
+
+
+class JournalReader:
+    """The valid records with ``from_lsn <= lsn <= upto_lsn`` (no upper bound if None), in LSN
+    order, as an iterator; once it is exhausted, ``damage`` says whether it stopped on damage
+    (None: the clean end of the log, or ``upto_lsn``).
+
+    Stops at the first record after ``from_lsn`` that is missing, invalid or out of sequence:
+    for a live journal that is the end written so far. Damage wholly before ``from_lsn`` does
+    not stop it (a record already applied elsewhere must not hide the ones after it).
+    """
+
+    def __init__(self, directory: Path, from_lsn: int = 1, upto_lsn: int | None = None) -> None:
+        self._dir = Path(directory)
+        self._from = from_lsn
+        self._upto = upto_lsn
+        self.damage: Damage | None = None
+        self._records = self._read()
+
+    def __iter__(self) -> Iterator[JournalRecord]:
+        return self._records
+
+    def __next__(self) -> JournalRecord:
+        return next(self._records)
+
+    def _read(self) -> Iterator[JournalRecord]:
+        directory, from_lsn, upto_lsn = self._dir, self._from, self._upto
+        segments = list_segments(directory)
+        if not segments or (upto_lsn is not None and upto_lsn < from_lsn):
+            return
+        # Skip whole segments: start at the last one whose first record is <= from_lsn.
+        at = 0
+        for k in range(1, len(segments)):
+            probe = _open_segment(segments[k][1])
+            if probe is None:
+                continue
+            first = probe.first_lsn()
+            probe.close()
+            if first == 0 or first > from_lsn:
+                break
+            at = k
+        index = segments[at][0]
+        last_index = segments[-1][0]
+        seg = _open_segment(segments[at][1])
+        if seg is None:
+            return
+        offset, prev = seg.seek(from_lsn)
+        if from_lsn > 1 and prev != from_lsn - 1 and seg.record(offset, prev) is None:
+            # The header walk stopped on damage before from_lsn: find from_lsn past it.
+            found = seg.find_valid(offset, from_lsn - 1)
+            found_rec = seg.record(found, 0) if found >= 0 else None
+            if found_rec is not None and found_rec[0] == from_lsn:
+                offset, prev = found, from_lsn - 1
+        try:
+            while True:
+                rec = seg.record(offset, prev)
+                if rec is None:
+                    if seg.scan(offset, prev)[3]:  # a record is there but fails its checks
+                        self.damage = _damage_at(seg, offset, prev, final=index == last_index)
+                        return
+                    if prev == 0 or offset == HEADER_BYTES:
+                        # Not even a first valid record: the log is empty (or damaged at its
+                        # start), or this segment does not continue the last. A later segment
+                        # must not be read as if it continued it.
+                        return
+                    # End of this segment's records: the log continues only in the next
+                    # segment, at prev + 1 (checked by seg.record with prev).
+                    seg.close()
+                    index += 1
+                    next_seg = _open_segment(segment_path(directory, index))
+                    if next_seg is None:
+                        return
+                    seg = next_seg
+                    offset = HEADER_BYTES
+                    continue
+                lsn, kind, stream, flags, recv_ns, payload, offset = rec
+                if upto_lsn is not None and lsn > upto_lsn:
+                    return
+                prev = lsn
+                if lsn >= from_lsn:
+                    yield JournalRecord(lsn, kind, stream, flags, recv_ns, payload)
+        finally:
+            seg.close()
+
+
+def read_journal(directory: Path, from_lsn: int = 1, upto_lsn: int | None = None) -> JournalReader:
+    """Records with ``from_lsn <= lsn <= upto_lsn`` in LSN order (see ``JournalReader``)."""
+    return JournalReader(directory, from_lsn, upto_lsn)
+
+
+def end_of_log(directory: Path) -> JournalEnd:
+    """The last valid LSN of the log (0: empty) and the damage it stops on, if any.
+
+    The log ends cleanly where a record's length is zero and no later segment continues it;
+    anything else there (a nonzero length that fails its checks: the writer stores the length
+    last, so a record being written never shows one) is damage.
+    """
+    directory = Path(directory)
+    listed = list_segments(directory)
+    for k in range(len(listed) - 1, -1, -1):
+        seg = _open_segment(listed[k][1])
+        if seg is None:
+            continue
+        try:
+            if not seg.first_lsn():
+                continue
+            offset, last, _, bad = seg.scan(HEADER_BYTES, 0)
+            if bad:
+                return JournalEnd(last, _damage_at(seg, offset, last, final=True))
+            return JournalEnd(last, None)
+        finally:
+            seg.close()
+    return JournalEnd(0, None)
+
+
+def _damage_at(seg: Segment, offset: int, prev: int, *, final: bool) -> Damage:
+    """Describe the break at ``offset`` of ``seg`` after LSN ``prev``."""
+    path = seg.path
+    found = seg.find_valid(offset, 0)
+    if found < 0:
+        if final:
+            text = f"{path}: torn tail at offset {offset} after LSN {prev} (a crash mid-write;"
+            return Damage(Break.TORN_TAIL, path, offset, prev, None, text + " recovery trims it)")
+        text = f"{path}: damaged at offset {offset} after LSN {prev}; nothing valid follows"
+        return Damage(Break.BAD_RECORD, path, offset, prev, None, text + " in this segment")
+    resumes = seg.record(found, 0)  # valid: find_valid checked it
+    at = resumes[0] if resumes is not None else None
+    intact = seg.record(offset, 0)  # checks length and CRC but not the LSN sequence
+    if intact is not None:
+        text = f"{path}: LSN jumps from {prev} to {intact[0]} at offset {offset}"
+        return Damage(Break.LSN_JUMP, path, offset, prev, at, text)
+    text = (
+        f"{path}: record after LSN {prev} at offset {offset} fails its CRC or length check;"
+        f" valid records resume at offset {found}"
+    )
+    return Damage(Break.BAD_RECORD, path, offset, prev, at, text)
+
+
+def scan_journal(directory: Path) -> JournalScan:
+    """Check every segment's header and every record's CRC and LSN sequence; never raises on
+    damage (each break is a ``Damage`` in the result, in log order)."""
+    directory = Path(directory)
+    listed = list_segments(directory)
+    result = JournalScan(segments=len(listed))
+    prev = 0  # last valid LSN so far
+    for k, (index, path) in enumerate(listed):
+        if k and index != listed[k - 1][0] + 1:
+            missing = listed[k - 1][0] + 1
+            text = f"journal segment {missing} is missing"
+            where = str(segment_path(directory, missing))
+            result.damage.append(Damage(Break.MISSING_SEGMENT, where, 0, prev, None, text))
+        try:
+            seg = _open_segment(path)
+        except FastfeedError as exc:
+            text = f"{path}: {exc}"
+            result.damage.append(Damage(Break.UNREADABLE_SEGMENT, str(path), 0, prev, None, text))
+            continue
+        if seg is None:
+            continue
+        try:
+            prev = _scan_segment(seg, prev, result, last=k == len(listed) - 1)
+        finally:
+            seg.close()
+    result.last_lsn = prev
+    return result
+
+
+def _scan_segment(seg: Segment, prev: int, result: JournalScan, *, last: bool) -> int:
+    """Scan one segment's records into ``result``; returns its last valid LSN."""
+    offset = HEADER_BYTES
+    first = seg.first_lsn()
+    if first and prev and first != prev + 1:
+        text = f"{seg.path}: starts at LSN {first}, but the previous segment ended at LSN {prev}"
+        result.damage.append(Damage(Break.LSN_JUMP, seg.path, offset, prev, first, text))
+        prev = 0  # judge the records inside this segment on their own
+    if first and not result.first_lsn:
+        result.first_lsn = first
+    while True:
+        offset, prev, _, bad = seg.scan(offset, prev)
+        if not bad:
+            return prev
+        damage = _damage_at(seg, offset, prev, final=last)
+        result.damage.append(damage)
+        if damage.resumes_at is None:
+            return prev
+        offset, prev = seg.find_valid(offset, 0), 0

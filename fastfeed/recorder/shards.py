@@ -1,0 +1,406 @@
+"""Connections to a venue that cannot replay: streams split across connections, each connection
+rotated before the venue closes it, gaps recovered with REST snapshots.
+
+Shape (one ``ShardedFeed`` per recorder)::
+
+    subscriptions --split by max_streams--> shards --one live link each--> Connection (picows)
+    link --frames--> owner.journal_record (journal first) --> pipeline
+    pipeline gaps --after reorder_grace_s--> snapshot (SnapshotFetcher) or a GAP "lost" record
+
+Rotation is make-before-break: when a link has been connected ``rotate_after_s`` (Binance
+closes at 24 h), a second link subscribes the same streams; the old one closes once the new one
+has delivered, for every snapshot-resynced stream (diff depth), a push while the stream has no
+open gap, i.e. one that continues the sequence the old link kept (or ``rotation_timeout_s``
+passed: a gap then gets a snapshot like any other). Pushes both links deliver are told apart by
+their ids (the tracker counts the second copy as a duplicate); a stream without ids is taken
+from one link at a time, the other's frames journaled with ``FLAG_SHADOW`` and not derived.
+
+Journal: every link has its own slot (the record header's ``stream``); connection events carry
+the slot; a retired link's close is ``{"event":"rotated"}``, not a disconnect, so streams
+without ids get no time gap from a rotation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any, Protocol
+
+import orjson
+
+from fastfeed import defaults
+from fastfeed.derive.pipeline import FLAG_BINARY, FLAG_SHADOW
+from fastfeed.derive.rest_record import RestHead, encode_rest
+from fastfeed.derive.streams import StreamKey
+from fastfeed.journal import RecordKind
+from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.rest import HttpResponse, SnapshotFetcher, safe_url
+from fastfeed.venues.base import SnapshotVenue
+from fastfeed.venues.events import Message
+
+__all__ = ["FeedOwner", "ShardedFeed", "split_streams"]
+
+log = logging.getLogger("fastfeed.shards")
+
+Subscriptions = dict[str, list[str]]
+
+
+class FeedOwner(Protocol):
+    """What the feed needs of the recorder. All calls happen on the event loop thread."""
+
+    def journal_record(self, kind: RecordKind, payload: bytes, flags: int, slot: int) -> None:
+        """Journal one record, then derive from it."""
+        ...
+
+    def take_resync(self) -> set[StreamKey]:
+        """Streams whose gap opened since the last call."""
+        ...
+
+    def gapped_streams(self) -> set[StreamKey]:
+        """Streams with a gap still open."""
+        ...
+
+    def last_seq(self, key: StreamKey) -> int | None:
+        """The highest id received on a stream."""
+        ...
+
+
+def split_streams(subs: Subscriptions, per_connection: int) -> list[Subscriptions]:
+    """Cut the subscription set into pieces of at most ``per_connection`` streams, in order."""
+    shards: list[Subscriptions] = []
+    count = per_connection
+    for channel, symbols in subs.items():
+        for symbol in symbols:
+            if count == per_connection:
+                shards.append({})
+                count = 0
+            shards[-1].setdefault(channel, []).append(symbol)
+            count += 1
+    return shards
+
+
+def _keys(shard: Subscriptions) -> Iterator[StreamKey]:
+    for channel, symbols in shard.items():
+        for symbol in symbols:
+            yield StreamKey(channel, symbol)
+
+
+class _Link:
+    """One connection of a shard: the ``FeedHandler`` of its ``Connection``."""
+
+    def __init__(self, feed: ShardedFeed, slot: int, shard: Subscriptions, rotation: bool) -> None:
+        self.feed = feed
+        self.slot = slot
+        self.shard = shard
+        self.connection = Connection(
+            feed.url,
+            feed.log_url,
+            self,
+            ssl_context=feed.ssl_context,
+            stall_timeout_s=feed.stall_timeout_s,
+            ping_interval_s=feed.ping_interval_s,
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.up = asyncio.Event()
+        self.connected_at = 0.0
+        # During a rotation: the streams this new link has not yet shown continuing.
+        self.proving: set[StreamKey] | None = None
+        self.proven = asyncio.Event()
+        self.rotation = rotation  # subscribed to take over: its first connect is no reconnect
+        self.retiring = False
+        self._pacer: asyncio.Task[None] | None = None
+
+    # -- FeedHandler ---------------------------------------------------------------------------
+    def on_connected(self, connection: Connection) -> None:
+        self.connected_at = time.monotonic()
+        self.up.set()
+        first_of_rotation = self.rotation
+        self.rotation = False
+        event = "rotation connected" if first_of_rotation else "connected"
+        self.feed.control(RecordKind.CONNECTION, {"event": event, "slot": self.slot}, self.slot)
+        if first_of_rotation:
+            self.proving = {k for k in _keys(self.shard) if self.feed.adapter.has_snapshots(k[0])}
+            if not self.proving:
+                self.proven.set()
+        else:
+            self.proving = None
+            adapter = self.feed.adapter
+            self.feed.want_snapshots(k for k in _keys(self.shard) if adapter.has_snapshots(k[0]))
+        commands = [
+            self.feed.adapter.subscribe(channel, symbols[i : i + defaults.SUBSCRIBE_BATCH])
+            for channel, symbols in self.shard.items()
+            for i in range(0, len(symbols), defaults.SUBSCRIBE_BATCH)
+        ]
+        self._pacer = asyncio.create_task(self._send_paced(connection, commands))
+
+    async def _send_paced(self, connection: Connection, commands: list[bytes]) -> None:
+        """Send commands no faster than the venue accepts them (one under its limit per s)."""
+        gap_s = 1.0 / max(1, self.feed.adapter.commands_per_s - 1)
+        for n, payload in enumerate(commands):
+            if n:
+                await asyncio.sleep(gap_s)
+            self.feed.control_raw(RecordKind.OUTBOUND, payload, self.slot)
+            if not connection.send(payload):
+                return
+
+    def on_frame(self, payload: bytes, binary: bool) -> None:
+        flags = FLAG_BINARY if binary else 0
+        proving = self.proving
+        if proving is not None or self.retiring:
+            # Only while two links overlap (seconds a day) is a frame parsed here as well.
+            event = self.feed.adapter.parse(payload, 0, binary=binary)
+            if type(event) is Message:
+                key = StreamKey(event.channel, event.symbol)
+                if event.seq is None or not self.feed.adapter.sequenced(event.channel):
+                    flags |= FLAG_SHADOW  # the other link's copy is the one derived
+                self.feed.owner.journal_record(RecordKind.INBOUND, payload, flags, self.slot)
+                if proving is not None and key in proving:
+                    if key not in self.feed.owner.gapped_streams():
+                        proving.discard(key)
+                    if not proving:
+                        self.proving = None
+                        self.proven.set()
+                self.feed.after_frame()
+                return
+        self.feed.owner.journal_record(RecordKind.INBOUND, payload, flags, self.slot)
+        self.feed.after_frame()
+
+    def on_disconnected(self, reason: str) -> None:
+        self.up.clear()
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
+        doc: dict[str, object] = {"slot": self.slot}
+        if self.retiring:
+            doc["event"] = "rotated"
+        else:
+            doc.update(event="disconnected", reason=reason)
+        self.feed.control(RecordKind.CONNECTION, doc, self.slot)
+
+    def on_heartbeat(self, connection: Connection) -> None:
+        ping = self.feed.adapter.ping()
+        if ping is not None:
+            self.feed.control_raw(RecordKind.OUTBOUND, ping, self.slot)
+            connection.send(ping)
+
+
+class ShardedFeed:
+    """Every connection to the venue, their rotation, and snapshot recovery (module docstring)."""
+
+    def __init__(
+        self,
+        adapter: SnapshotVenue,
+        ws_base: str,
+        rest_base: str,
+        subscriptions: Subscriptions,
+        owner: FeedOwner,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        rest_ssl_context: ssl.SSLContext | None = None,
+        stall_timeout_s: float = defaults.STALL_TIMEOUT_S,
+        ping_interval_s: float = defaults.PING_INTERVAL_S,
+        rotate_after_s: float = defaults.ROTATE_AFTER_S,
+        rotation_timeout_s: float = defaults.ROTATION_TIMEOUT_S,
+        reorder_grace_s: float = defaults.REORDER_GRACE_S,
+    ) -> None:
+        self.adapter = adapter
+        self.owner = owner
+        self.url = adapter.url(ws_base, None)
+        self.log_url = adapter.redacted_url(ws_base)
+        self.ssl_context = ssl_context
+        self.stall_timeout_s = stall_timeout_s
+        self.ping_interval_s = ping_interval_s
+        self._shards = split_streams(subscriptions, adapter.max_streams)
+        self._rotate_after = rotate_after_s
+        self._rotation_timeout = rotation_timeout_s
+        self._grace = reorder_grace_s
+        self._fetcher = SnapshotFetcher(
+            adapter, rest_base, self._on_rest, ssl_context=rest_ssl_context
+        )
+        self._links: list[_Link] = []
+        self._next_slot = 1
+        self._stopping = asyncio.Event()
+        self._snapshot_due: dict[StreamKey, float] = {}  # key -> when to ask (monotonic)
+        self._gapped_since: dict[StreamKey, float] = {}
+        self._asked: dict[StreamKey, float] = {}
+        self.rotations = 0
+
+    # -- what the recorder reads ---------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """Every shard has a live connection."""
+        live = {id(link.shard) for link in self._links if link.connection.connected}
+        return len(live) == len(self._shards)
+
+    @property
+    def reconnects(self) -> int:
+        """Reconnects of every connection so far (rotations are not reconnects)."""
+        return sum(link.connection.reconnects for link in self._links)
+
+    @property
+    def banned(self) -> str | None:
+        """Why snapshots stopped, if the venue banned us from REST."""
+        return self._fetcher.banned
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect every shard and keep them connected and rotated until ``stop()``."""
+        async with asyncio.TaskGroup() as tasks:
+            helpers = [
+                tasks.create_task(self._fetcher.run(), name="snapshots"),
+                tasks.create_task(self._recovery(), name="recovery"),
+            ]
+            for n, shard in enumerate(self._shards):
+                tasks.create_task(self._run_shard(shard), name=f"shard-{n}")
+            await self._stopping.wait()
+            for helper in helpers:
+                helper.cancel()
+
+    def stop_reading(self) -> None:
+        """Stop taking data from every socket (first step of a graceful stop)."""
+        for link in self._links:
+            link.connection.stop_reading()
+
+    def stop(self) -> None:
+        """Close every connection; ``run`` returns once they are closed."""
+        self._stopping.set()
+        for link in self._links:
+            link.connection.stop()
+
+    def drop(self, reason: str) -> None:
+        """Abort every connection now."""
+        for link in self._links:
+            link.connection.drop(reason)
+
+    def _start_link(self, shard: Subscriptions, *, rotation: bool) -> _Link:
+        link = _Link(self, self._next_slot, shard, rotation)
+        self._next_slot += 1
+        self._links.append(link)
+        link.task = asyncio.create_task(link.connection.run(), name=f"link-{link.slot}")
+        return link
+
+    async def _run_shard(self, shard: Subscriptions) -> None:
+        current = self._start_link(shard, rotation=False)
+        try:
+            while not self._stopping.is_set():
+                if not current.up.is_set():
+                    await _first(self._stopping.wait(), current.up.wait())
+                    continue
+                left = current.connected_at + self._rotate_after - time.monotonic()
+                if left > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), left)
+                    continue
+                current = await self._rotate(current)
+        finally:
+            for link in [lk for lk in self._links if lk.shard is shard]:
+                link.connection.stop()
+                if link.task is not None:
+                    await asyncio.gather(link.task, return_exceptions=True)
+                self._links.remove(link)
+
+    async def _rotate(self, old: _Link) -> _Link:
+        """Make before break: the new link takes over once it continues every sequence."""
+        log.info("rotating connection %d after %g s", old.slot, self._rotate_after)
+        new = self._start_link(old.shard, rotation=True)
+        try:
+            await asyncio.wait_for(
+                _first(new.proven.wait(), self._stopping.wait()), self._rotation_timeout
+            )
+        except TimeoutError:
+            log.warning(
+                "rotation: connection %d did not continue every stream in %g s; switching anyway"
+                " (gaps get snapshots)",
+                new.slot,
+                self._rotation_timeout,
+            )
+            new.proving = None
+        old.retiring = True
+        old.connection.stop()
+        if old.task is not None:
+            await asyncio.gather(old.task, return_exceptions=True)
+        self._links.remove(old)
+        self.rotations += 1
+        return new
+
+    # -- gaps and snapshots --------------------------------------------------------------------
+    def want_snapshots(self, keys: Iterable[StreamKey]) -> None:
+        """Ask for snapshots of ``keys`` once the reorder grace has passed."""
+        due = time.monotonic() + self._grace
+        for key in keys:
+            self._snapshot_due.setdefault(key, due)
+
+    def after_frame(self) -> None:
+        """A frame was derived: note the streams whose gap just opened."""
+        opened = self.owner.take_resync()
+        if opened:
+            now = time.monotonic()
+            for key in opened:
+                self._gapped_since.setdefault(key, now)
+
+    async def _recovery(self) -> None:
+        """Every half grace: gaps older than the grace get a snapshot, or are given up."""
+        while True:
+            await asyncio.sleep(self._grace / 2)
+            now = time.monotonic()
+            gapped = self.owner.gapped_streams()
+            for key in [k for k in self._gapped_since if k not in gapped]:
+                del self._gapped_since[key]  # filled (a reordered push) or resolved
+                self._asked.pop(key, None)
+            for key in gapped:
+                since = self._gapped_since.setdefault(key, now)
+                asked = self._asked.get(key)
+                if now - since < self._grace or (
+                    asked is not None and now - asked < defaults.SNAPSHOT_RETRY_S
+                ):
+                    continue
+                self._asked[key] = now
+                if self.adapter.has_snapshots(key.channel) and self._fetcher.banned is None:
+                    self._fetcher.request(key)
+                else:
+                    self._give_up(key)
+            for key, due in list(self._snapshot_due.items()):
+                if now >= due:
+                    del self._snapshot_due[key]
+                    self._fetcher.request(key)
+
+    def _give_up(self, key: StreamKey) -> None:
+        """Nothing can fill this gap (no replay, no snapshot): journal it as lost."""
+        upto = self.owner.last_seq(key)
+        if upto is None:
+            return
+        reason = (
+            "not replayable, no snapshot: " + self._fetcher.banned
+            if self._fetcher.banned
+            else "not replayable and no snapshot for this channel"
+        )
+        marker = {"event": "lost", "channel": key.channel, "symbol": key.symbol, "upto": upto}
+        self.control(RecordKind.GAP, marker | {"reason": reason}, 0)
+
+    def _on_rest(self, key: StreamKey, url: str, response: HttpResponse) -> None:
+        head = RestHead(safe_url(url), response.status, key.channel, key.symbol)
+        self.owner.journal_record(RecordKind.REST, encode_rest(head, response.body), 0, 0)
+
+    # -- journaling helpers --------------------------------------------------------------------
+    def control(self, kind: RecordKind, doc: dict[str, object], slot: int) -> None:
+        """Journal a JSON record (connection events, gap markers)."""
+        self.owner.journal_record(kind, orjson.dumps(doc), 0, slot)
+
+    def control_raw(self, kind: RecordKind, payload: bytes, slot: int) -> None:
+        """Journal raw bytes (commands sent)."""
+        self.owner.journal_record(kind, payload, 0, slot)
+
+
+async def _first(*waits: Coroutine[Any, Any, object]) -> None:
+    """Return when the first of ``waits`` finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
