@@ -204,3 +204,17 @@ def test_an_api_key_file_with_one_line_gives_the_key(tmp_path: Path) -> None:
 def test_a_short_stall_timeout_pings_more_often() -> None:
     assert sim_config(stall_timeout_s=1.0).ping_interval_s == 0.5
     assert sim_config().ping_interval_s == defaults.PING_INTERVAL_S
+
+
+def test_binance_channel_names_and_symbol_case() -> None:
+    subs = parse_channel_specs(
+        ["depth@100ms:btcusdt,ETHusdt", "depth:BTCUSDT", "kline_1m:btcusdt"], "binance"
+    )
+    assert subs == {"depth": ["BTCUSDT", "ETHUSDT"], "kline_1m": ["BTCUSDT"]}
+    assert parse_channel_specs(["depth@250ms:x"], "binance-futures") == {"depth@250ms": ["X"]}
+    with pytest.raises(
+        ConfigError, match=r"unknown channel 'depth@250ms' .* for binance: expected"
+    ):
+        parse_channel_specs(["depth@250ms:BTCUSDT"], "binance")
+    with pytest.raises(ConfigError, match="bad symbol 'BTC/USDT'"):
+        parse_channel_specs(["trade:BTC/USDT"], "binance")

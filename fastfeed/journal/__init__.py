@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from fastfeed.journal.kinds import FLAG_BINARY, RecordKind
+from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 
 if TYPE_CHECKING:
     from fastfeed.journal.reader import (
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FLAG_BINARY",
+    "FLAG_SHADOW",
     "Break",
     "Damage",
     "FsyncMode",

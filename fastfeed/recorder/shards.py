@@ -33,10 +33,9 @@ from typing import Any, Protocol
 import orjson
 
 from fastfeed import defaults
-from fastfeed.derive.pipeline import FLAG_BINARY, FLAG_SHADOW
 from fastfeed.derive.rest_record import RestHead, encode_rest
 from fastfeed.derive.streams import StreamKey
-from fastfeed.journal import RecordKind
+from fastfeed.journal import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.rest import HttpResponse, SnapshotFetcher, safe_url
 from fastfeed.venues.base import SnapshotVenue

@@ -31,11 +31,12 @@ from pathlib import Path
 
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.errors import FastfeedError
-from fastfeed.journal import Break, RecordKind, read_journal, scan_journal
+from fastfeed.journal import FLAG_SHADOW, Break, RecordKind, read_journal, scan_journal
 from fastfeed.store import Store
 from fastfeed.tools.progress import Progress
+from fastfeed.venues import VENUES, adapter_for
+from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import Message
-from fastfeed.venues.tickdb import TickDBAdapter
 
 __all__ = ["Report", "main", "verify"]
 
@@ -100,7 +101,7 @@ def verify(data_dir: Path) -> Report:
         # journal read now reaches at least the applied LSN read above.
         _check_journal(data_dir / JOURNAL_DIR, report)
         _check_against_journal(store, data_dir / JOURNAL_DIR, store.venue(), report)
-        _check_streams(store, report)
+        _check_streams(store, _adapter(store.venue()), report)
     except sqlite3.Error as exc:
         raise FastfeedError(f"cannot read {db_path}: {exc}") from None
     finally:
@@ -146,7 +147,7 @@ def _check_against_journal(
             " recorder snapshots them, otherwise its next start; `status` and `export` include"
             " them)"
         )
-    adapter = TickDBAdapter()
+    adapter = _adapter(venue)
     rows = store.messages_by_lsn(first)
     row = next(rows, None)
     progress = Progress("verifying SQLite against the journal", max(applied - first + 1, 0))
@@ -163,7 +164,7 @@ def _check_against_journal(
                 row = next(rows, None)
             event = (
                 adapter.parse(rec.payload, rec.recv_ns, binary=rec.binary)
-                if rec.kind == RecordKind.INBOUND
+                if rec.kind == RecordKind.INBOUND and not rec.flags & FLAG_SHADOW
                 else None
             )
             if type(event) is not Message:
@@ -208,7 +209,12 @@ def _check_against_journal(
 
 
 # -- 3 and 4. streams, seq holes and the gap ledger ----------------------------------------------
-def _check_streams(store: Store, report: Report) -> None:
+def _adapter(venue: str | None) -> VenueAdapter:
+    """The adapter that reads this data dir's frames (tickdb for an unlabelled one)."""
+    return adapter_for(venue if venue in VENUES else "tickdb")
+
+
+def _check_streams(store: Store, adapter: VenueAdapter, report: Report) -> None:
     ledger: dict[tuple[str, str, int], list[tuple[int, int, str]]] = {}
     for g in store.gaps():
         if g["from_seq"] is not None:
@@ -233,7 +239,10 @@ def _check_streams(store: Store, report: Report) -> None:
             )
     for at in sorted(set(tops) | set(ledger)):
         name = f"{at[0]}:{at[1]} epoch {at[2]}"
-        holes = list(_holes(store.seqs(*at)))
+        if adapter.replays:
+            holes = list(_holes(store.seqs(*at)))
+        else:
+            holes = list(_range_holes(store, adapter, at[0], at[1]))
         report.holes += len(holes)
         gaps = ledger.get(at, [])
         expected = sorted((lo, hi) for lo, hi, state in gaps if state in ("open", "lost"))
@@ -252,6 +261,22 @@ def _holes(seqs: Iterator[int]) -> Iterator[tuple[int, int]]:
         if prev is not None and seq > prev + 1:
             yield prev + 1, seq - 1
         prev = seq
+
+
+def _range_holes(
+    store: Store, adapter: VenueAdapter, channel: str, symbol: str
+) -> Iterator[tuple[int, int]]:
+    """Missing ids of a stream whose pushes cover ranges (Binance ``U..u``): each stored
+    message is parsed again for the first id it covers; streamed in seq order."""
+    prev = None
+    for row in store.iter_messages(channel=channel, symbol=symbol):
+        event = adapter.parse(row.frame, row.recv_ns, binary=row.binary)
+        if type(event) is not Message or event.seq is None:
+            continue
+        first = event.seq if event.first_seq is None else event.first_seq
+        if prev is not None and first > prev + 1:
+            yield prev + 1, first - 1
+        prev = event.seq if prev is None else max(prev, event.seq)
 
 
 def _covered(ranges: list[tuple[int, int]], lo: int, hi: int) -> bool:

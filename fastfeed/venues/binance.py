@@ -46,6 +46,7 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
+from fastfeed.venues.shapes import json_kind as _kind
 
 __all__ = [
     "DEPTH_CHANNEL",
@@ -212,12 +213,10 @@ class BinanceAdapter:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""
         if binary:
             return Malformed("expected a text frame, got a binary frame")
-        try:
-            doc = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return Malformed(f"expected JSON at $: {exc}")
-        if type(doc) is not dict:
-            return Malformed(f"expected object at $, got {_kind(doc)}")
+        doc = _load_object(frame, "")
+        if type(doc) is Malformed:
+            return doc
+        assert type(doc) is dict
         stream = doc.get("stream")
         if stream is not None:
             return self._push(stream, doc.get("data"))
@@ -324,12 +323,10 @@ class BinanceAdapter:
 
     def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
         """Turn a REST depth body (HTTP 200) into a ``Snapshot``; never raises."""
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return Malformed(f"expected JSON at $ of the depth snapshot: {exc}")
-        if type(doc) is not dict:
-            return Malformed(f"expected object at $ of the depth snapshot, got {_kind(doc)}")
+        doc = _load_object(body, " of the depth snapshot")
+        if type(doc) is Malformed:
+            return doc
+        assert type(doc) is dict
         last = doc.get("lastUpdateId")
         if not _is_uint(last):
             return Malformed(f"expected non-negative int64 at $.lastUpdateId, got {_kind(last)}")
@@ -397,6 +394,17 @@ class BinanceAdapter:
         return _WEIGHT_PER_MINUTE[self.market]
 
 
+def _load_object(raw: bytes | memoryview, what: str) -> dict[str, Any] | Malformed:
+    """``raw`` as a JSON object, or what is wrong with it (``what`` names the document)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Malformed(f"expected JSON at ${what}: {exc}")
+    if type(doc) is not dict:
+        return Malformed(f"expected object at ${what}, got {_kind(doc)}")
+    return doc
+
+
 def _without_userinfo(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
@@ -421,16 +429,3 @@ def _check_levels(doc: dict[str, Any], where: str) -> str | None:
         ):
             return f"expected [price, quantity] strings at {where}[{i}]"
     return None
-
-
-def _kind(value: object) -> str:
-    """The JSON name of a value's type, for error text."""
-    if value is None:
-        return "null or missing"
-    if type(value) is bool:
-        return "bool"
-    if type(value) is int:
-        return f"int {value}"
-    if type(value) is str:
-        return f"str {value[:40]!r}"
-    return {dict: "object", list: "array", float: "float"}.get(type(value), "other")

@@ -34,6 +34,7 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
+from fastfeed.venues.shapes import json_kind as _kind
 
 __all__ = [
     "CHANNELS",
@@ -284,14 +285,3 @@ def _check_depth(data: dict[str, Any]) -> str | None:
                 side = "bids" if levels is bids else "asks"
                 return f"expected [price, size] strings at $.data.{side}[{levels.index(level)}]"
     return None
-
-
-def _kind(value: object) -> str:
-    """The JSON name of a value's type, for error text."""
-    if value is None:
-        return "null or missing"
-    if type(value) is bool:
-        return "bool"
-    if type(value) is int:
-        return f"int {value}"
-    return {dict: "object", list: "array", str: "str", float: "float"}.get(type(value), "other")

@@ -189,7 +189,7 @@ def test_ping_is_none_and_urls() -> None:
         ('{"stream":"btcusdt@trade","data":[]}', "expected object at $.data, got array"),
         (
             '{"stream":"btcusdt@trade","data":{"s":"ETHUSDT"}}',
-            "expected 'BTCUSDT' at $.data.s, got str 'ETHUSDT'",
+            "expected 'BTCUSDT' at $.data.s, got str",
         ),
         (
             '{"stream":"btcusdt@depth@100ms","data":{"s":"BTCUSDT","e":"depthUpdate","U":5,"u":4}}',
@@ -282,7 +282,7 @@ def test_snapshot_target_and_weight() -> None:
 def test_snapshot_malformed() -> None:
     adapter = BinanceAdapter()
     assert adapter.parse_snapshot("depth", "X", b'{"lastUpdateId":"1"}') == Malformed(
-        "expected non-negative int64 at $.lastUpdateId, got str '1'"
+        "expected non-negative int64 at $.lastUpdateId, got str"
     )
     assert adapter.parse_snapshot("depth", "X", b'{"lastUpdateId":1,"bids":[],"asks":{}}') == (
         Malformed("expected array at $.asks, got object")
