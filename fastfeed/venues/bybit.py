@@ -37,7 +37,8 @@ from fastfeed.venues.events import (
     new_message,
 )
 from fastfeed.venues.instream import InStreamVenue
-from fastfeed.venues.jsonfields import is_uint, kind, load_object
+from fastfeed.venues.jsonfields import is_uint, load_object, preview
+from fastfeed.venues.shapes import json_kind
 
 __all__ = ["BybitAdapter", "Category"]
 
@@ -94,13 +95,13 @@ class BybitAdapter(InStreamVenue):
         if topic is None and "op" in doc:
             return self._reply(doc)
         if type(topic) is not str:
-            return Malformed(f"expected str at $.topic, got {kind(topic)}")
+            return Malformed(f"expected str at $.topic, got {json_kind(topic)}")
         channel, _, symbol = topic.rpartition(".")
         if self.channel(channel) != channel or not symbol:
             return Malformed(f"unknown topic {topic[:60]!r} at $.topic for {self.name}")
         ts = doc.get("ts")
         if not is_uint(ts):
-            return Malformed(f"expected non-negative int64 at $.ts, got {kind(ts)}")
+            return Malformed(f"expected non-negative int64 at $.ts, got {json_kind(ts)}")
         if channel == "publicTrade":
             return _trades(symbol, doc, ts)
         return _book(channel, symbol, doc, ts)
@@ -120,7 +121,7 @@ class BybitAdapter(InStreamVenue):
             return Subscribed(channel, symbols, None)
         if op == "unsubscribe":
             return Unsubscribed(channel, symbols)
-        return Malformed(f"unknown op {kind(op)} at $.op")
+        return Malformed(f"unknown op {preview(op)} at $.op")
 
     # -- outbound --------------------------------------------------------------------------------
     def subscribe(
@@ -149,15 +150,15 @@ class BybitAdapter(InStreamVenue):
 def _book(channel: str, symbol: str, doc: dict[str, Any], ts: int) -> Event:
     kind_ = doc.get("type")
     if kind_ not in ("snapshot", "delta"):
-        return Malformed(f"expected 'snapshot' or 'delta' at $.type, got {kind(kind_)}")
+        return Malformed(f"expected 'snapshot' or 'delta' at $.type, got {json_kind(kind_)}")
     data = doc.get("data")
     if type(data) is not dict:
-        return Malformed(f"expected object at $.data, got {kind(data)}")
+        return Malformed(f"expected object at $.data, got {json_kind(data)}")
     if data.get("s") != symbol:
-        return Malformed(f"expected {symbol!r} at $.data.s, got {kind(data.get('s'))}")
+        return Malformed(f"expected {symbol!r} at $.data.s, got {json_kind(data.get('s'))}")
     u = data.get("u")
     if not is_uint(u) or u == 0:
-        return Malformed(f"expected positive int64 at $.data.u, got {kind(u)}")
+        return Malformed(f"expected positive int64 at $.data.u, got {json_kind(u)}")
     for side in ("b", "a"):
         levels = data.get(side)
         if type(levels) is not list or not all(
@@ -171,11 +172,13 @@ def _book(channel: str, symbol: str, doc: dict[str, Any], ts: int) -> Event:
 def _trades(symbol: str, doc: dict[str, Any], ts: int) -> Event:
     data = doc.get("data")
     if type(data) is not list or not data:
-        return Malformed(f"expected a non-empty array at $.data, got {kind(data)}")
+        return Malformed(f"expected a non-empty array at $.data, got {json_kind(data)}")
     for i, trade in enumerate(data):
         if type(trade) is not dict or trade.get("s") != symbol:
             return Malformed(f"expected a trade of {symbol!r} at $.data[{i}]")
         for name in ("S", "v", "p", "i"):
             if type(trade.get(name)) is not str:
-                return Malformed(f"expected str at $.data[{i}].{name}, got {kind(trade.get(name))}")
+                return Malformed(
+                    f"expected str at $.data[{i}].{name}, got {json_kind(trade.get(name))}"
+                )
     return new_message("publicTrade", symbol, None, ts, doc, None)

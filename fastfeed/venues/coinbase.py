@@ -37,7 +37,8 @@ from fastfeed.venues.events import (
     new_message,
 )
 from fastfeed.venues.instream import InStreamVenue
-from fastfeed.venues.jsonfields import is_uint, kind, load_object, rfc3339_ms
+from fastfeed.venues.jsonfields import is_uint, load_object, preview, rfc3339_ms
+from fastfeed.venues.shapes import json_kind
 
 __all__ = ["CoinbaseAdapter"]
 
@@ -84,11 +85,11 @@ class CoinbaseAdapter(InStreamVenue):
             return VenueRejected(cmd, -1, text, asked or None, symbols, True)
         seq = doc.get("sequence_num")
         if not is_uint(seq):
-            return Malformed(f"expected non-negative int64 at $.sequence_num, got {kind(seq)}")
+            return Malformed(f"expected non-negative int64 at $.sequence_num, got {json_kind(seq)}")
         self.sequence_num = seq
         events = doc.get("events")
         if type(events) is not list or any(type(e) is not dict for e in events):
-            return Malformed(f"expected array of objects at $.events, got {kind(events)}")
+            return Malformed(f"expected array of objects at $.events, got {json_kind(events)}")
         channel = doc.get("channel")
         if channel == HEARTBEATS:
             return _PONG
@@ -96,10 +97,10 @@ class CoinbaseAdapter(InStreamVenue):
             return self._ack(events)
         pushed = _PUSHED_AS.get(channel) if type(channel) is str else None
         if pushed is None:
-            return Malformed(f"unknown channel {kind(channel)} at $.channel")
+            return Malformed(f"unknown channel {preview(channel)} at $.channel")
         ts = rfc3339_ms(doc.get("timestamp"))
         if ts is None:
-            got = kind(doc.get("timestamp"))
+            got = json_kind(doc.get("timestamp"))
             return Malformed(f"expected RFC 3339 UTC time at $.timestamp, got {got}")
         product, problem = _product(pushed, events)
         if product is None:
@@ -162,5 +163,5 @@ def _product(channel: str, events: list[dict[str, Any]]) -> tuple[str | None, st
         return None, "expected one product per message at $.events[*].product_id"
     product = products.pop() if products else None
     if type(product) is not str or not product:
-        return None, f"expected str at $.events[*].product_id, got {kind(product)}"
+        return None, f"expected str at $.events[*].product_id, got {json_kind(product)}"
     return product, None

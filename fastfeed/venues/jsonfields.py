@@ -9,8 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from fastfeed.venues.events import Malformed
+from fastfeed.venues.shapes import json_kind
 
-__all__ = ["INT64_MAX", "base_url", "is_int", "is_uint", "kind", "load_object", "rfc3339_ms"]
+__all__ = ["INT64_MAX", "base_url", "is_int", "is_uint", "load_object", "preview", "rfc3339_ms"]
 
 INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -26,8 +27,13 @@ def load_object(frame: bytes | memoryview, binary: bool) -> dict[str, Any] | Mal
     except orjson.JSONDecodeError as exc:
         return Malformed(f"expected JSON at $: {exc}")
     if type(doc) is not dict:
-        return Malformed(f"expected object at $, got {kind(doc)}")
+        return Malformed(f"expected object at $, got {json_kind(doc)}")
     return doc
+
+
+def preview(value: object) -> str:
+    """A found name for error text: a string's first 40 characters, else its JSON kind."""
+    return repr(value[:40]) if type(value) is str else json_kind(value)
 
 
 def is_uint(value: object) -> TypeGuard[int]:
@@ -38,19 +44,6 @@ def is_uint(value: object) -> TypeGuard[int]:
 def is_int(value: object) -> TypeGuard[int]:
     """An int that fits a signed 64-bit INTEGER."""
     return type(value) is int and -INT64_MAX - 1 <= value <= INT64_MAX
-
-
-def kind(value: object) -> str:
-    """The JSON name of a value's type, for error text."""
-    if value is None:
-        return "null or missing"
-    if type(value) is bool:
-        return "bool"
-    if type(value) is int:
-        return f"int {value}"
-    if type(value) is str:
-        return f"str {value[:40]!r}"
-    return {dict: "object", list: "array", float: "float"}.get(type(value), "other")
 
 
 def rfc3339_ms(text: object) -> int | None:

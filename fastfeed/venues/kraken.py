@@ -36,7 +36,8 @@ from fastfeed.venues.events import (
     new_message,
 )
 from fastfeed.venues.instream import InStreamVenue
-from fastfeed.venues.jsonfields import is_uint, kind, load_object, rfc3339_ms
+from fastfeed.venues.jsonfields import is_uint, load_object, preview, rfc3339_ms
+from fastfeed.venues.shapes import json_kind
 
 __all__ = ["DEPTHS", "KrakenAdapter"]
 
@@ -92,20 +93,22 @@ class KrakenAdapter(InStreamVenue):
         if channel == "status":
             return _status(doc)
         if channel not in ("book", "trade"):
-            return Malformed(f"unknown channel {kind(channel)} at $.channel")
+            return Malformed(f"unknown channel {preview(channel)} at $.channel")
         if doc.get("type") not in ("snapshot", "update"):
-            got = kind(doc.get("type"))
+            got = json_kind(doc.get("type"))
             return Malformed(f"expected 'snapshot' or 'update' at $.type, got {got}")
         data = doc.get("data")
         if type(data) is not list or not data or any(type(e) is not dict for e in data):
-            return Malformed(f"expected a non-empty array of objects at $.data, got {kind(data)}")
+            return Malformed(
+                f"expected a non-empty array of objects at $.data, got {json_kind(data)}"
+            )
         if channel == "book" and len(data) != 1:
             # Kraken: "the book element is always the first and only item" (trades may batch).
             return Malformed(f"expected one object at $.data of a book message, got {len(data)}")
         entry = data[0]
         symbol = entry.get("symbol") if type(entry) is dict else None
         if type(symbol) is not str or not symbol:
-            return Malformed(f"expected str at $.data[0].symbol, got {kind(symbol)}")
+            return Malformed(f"expected str at $.data[0].symbol, got {json_kind(symbol)}")
         if channel == "book":
             return _book(self._book_channel.get(symbol, "book"), symbol, doc, entry)
         return _trades(symbol, doc, data)
@@ -129,7 +132,7 @@ class KrakenAdapter(InStreamVenue):
             return Subscribed(channel or None, symbols, None)
         if method == "unsubscribe":
             return Unsubscribed(channel or None, symbols)
-        return Malformed(f"unknown method {kind(method)} at $.method")
+        return Malformed(f"unknown method {preview(method)} at $.method")
 
     # -- outbound --------------------------------------------------------------------------------
     def subscribe(
@@ -175,7 +178,7 @@ def _status(doc: dict[str, Any]) -> Event:
 
 def _book(channel: str, symbol: str, doc: dict[str, Any], entry: dict[str, Any]) -> Event:
     if not is_uint(entry.get("checksum")) or entry["checksum"] > 0xFFFFFFFF:
-        got = kind(entry.get("checksum"))
+        got = json_kind(entry.get("checksum"))
         return Malformed(f"expected uint32 at $.data[0].checksum, got {got}")
     for side in ("bids", "asks"):
         levels = entry.get(side)

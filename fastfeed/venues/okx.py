@@ -38,7 +38,8 @@ from fastfeed.venues.events import (
     new_message,
 )
 from fastfeed.venues.instream import InStreamVenue
-from fastfeed.venues.jsonfields import is_int, kind, load_object
+from fastfeed.venues.jsonfields import is_int, load_object, preview
+from fastfeed.venues.shapes import json_kind
 
 __all__ = ["OkxAdapter"]
 
@@ -82,15 +83,17 @@ class OkxAdapter(InStreamVenue):
         if "event" in doc:
             return _reply(doc, arg)
         if type(arg) is not dict:
-            return Malformed(f"expected object at $.arg, got {kind(arg)}")
+            return Malformed(f"expected object at $.arg, got {json_kind(arg)}")
         channel, inst = arg.get("channel"), arg.get("instId")
         if channel not in _CHANNELS:
-            return Malformed(f"unknown channel {kind(channel)} at $.arg.channel")
+            return Malformed(f"unknown channel {preview(channel)} at $.arg.channel")
         if type(inst) is not str or not inst:
-            return Malformed(f"expected str at $.arg.instId, got {kind(inst)}")
+            return Malformed(f"expected str at $.arg.instId, got {json_kind(inst)}")
         data = doc.get("data")
         if type(data) is not list or not data or type(data[0]) is not dict:
-            return Malformed(f"expected a non-empty array of objects at $.data, got {kind(data)}")
+            return Malformed(
+                f"expected a non-empty array of objects at $.data, got {json_kind(data)}"
+            )
         if channel == "trades":
             return _trades(inst, doc, data)
         return _book(channel, inst, doc, data[0])
@@ -131,7 +134,7 @@ def _reply(doc: dict[str, Any], arg: object) -> Event:
         code = int(raw) if type(raw) is str and raw.isascii() and raw.isdigit() else -1
         text = msg if type(msg) is str else ""
         return VenueRejected(str(event), code, text, chan, symbols, code in _FATAL_CODES)
-    return Malformed(f"unknown event {kind(event)} at $.event")
+    return Malformed(f"unknown event {preview(event)} at $.event")
 
 
 def _book(channel: str, inst: str, doc: dict[str, Any], data: dict[str, Any]) -> Event:
@@ -141,17 +144,17 @@ def _book(channel: str, inst: str, doc: dict[str, Any], data: dict[str, Any]) ->
             return Malformed(problem)
     ts = _ms(data.get("ts"))
     if ts is None:
-        got = kind(data.get("ts"))
+        got = json_kind(data.get("ts"))
         return Malformed(f"expected a millisecond time string at $.data[0].ts, got {got}")
     if channel != "books":
         return new_message(channel, inst, None, ts, doc, None)
     action, seq, prev = doc.get("action"), data.get("seqId"), data.get("prevSeqId")
     if action not in ("snapshot", "update"):
-        return Malformed(f"expected 'snapshot' or 'update' at $.action, got {kind(action)}")
+        return Malformed(f"expected 'snapshot' or 'update' at $.action, got {json_kind(action)}")
     if not is_int(seq) or seq < 0:
-        return Malformed(f"expected non-negative int64 at $.data[0].seqId, got {kind(seq)}")
+        return Malformed(f"expected non-negative int64 at $.data[0].seqId, got {json_kind(seq)}")
     if not is_int(prev) or prev < -1:
-        return Malformed(f"expected int64 >= -1 at $.data[0].prevSeqId, got {kind(prev)}")
+        return Malformed(f"expected int64 >= -1 at $.data[0].prevSeqId, got {json_kind(prev)}")
     if (action == "snapshot") != (prev == -1):
         return Malformed(f"expected prevSeqId -1 exactly on a snapshot, got {prev} on {action}")
     # An update covers prevSeqId + 1 .. seqId; a snapshot, a keepalive (seqId == prevSeqId) and
@@ -166,7 +169,9 @@ def _trades(inst: str, doc: dict[str, Any], data: list[Any]) -> Event:
             return Malformed(f"expected a trade of {inst!r} at $.data[{i}]")
         for name in ("tradeId", "px", "sz", "side"):
             if type(trade.get(name)) is not str:
-                return Malformed(f"expected str at $.data[{i}].{name}, got {kind(trade.get(name))}")
+                return Malformed(
+                    f"expected str at $.data[{i}].{name}, got {json_kind(trade.get(name))}"
+                )
     ts = _ms(data[-1].get("ts"))
     if ts is None:
         return Malformed("expected a millisecond time string at $.data[-1].ts")
@@ -184,7 +189,7 @@ def _ms(value: object) -> int | None:
 def _levels(levels: object, side: str) -> str | None:
     """OKX levels are ``[price, size, "0", orders]`` strings (the third is deprecated)."""
     if type(levels) is not list:
-        return f"expected array at $.data[0].{side}, got {kind(levels)}"
+        return f"expected array at $.data[0].{side}, got {json_kind(levels)}"
     for i, level in enumerate(levels):
         if type(level) is not list or len(level) != 4 or any(type(x) is not str for x in level):
             return f"expected [price, size, '0', orders] strings at $.data[0].{side}[{i}]"

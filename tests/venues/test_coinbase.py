@@ -52,7 +52,7 @@ def test_heartbeats_and_acks_carry_the_connection_sequence() -> None:
     ("old", "new", "reason"),
     [
         (b'"sequence_num":1', b'"sequence_num":-1', "expected non-negative int64 at $.sequence"),
-        (b'"channel":"l2_data"', b'"channel":"ticker"', "unknown channel str 'ticker'"),
+        (b'"channel":"l2_data"', b'"channel":"ticker"', "unknown channel 'ticker' at $.channel"),
         (b'"type":"update"', b'"type":"delta"', "expected 'snapshot' or 'update' at $.events[0]"),
         (b'"timestamp":"2026-04-07T14:30:01.456789Z"', b'"timestamp":"x"', "expected RFC 3339"),
     ],

@@ -72,7 +72,7 @@ def test_replies_and_keepalives() -> None:
         (b'"checksum":1100635717', b'"checksum":-1', "expected uint32 at $.data[0].checksum"),
         (b'"qty":6597.51731160', b'"qty":"6597.5"', "expected [{price, qty}] numbers"),
         (b'"type":"update"', b'"type":"delta"', "expected 'snapshot' or 'update' at $.type"),
-        (b'"channel":"book"', b'"channel":"ohlc"', "unknown channel str 'ohlc'"),
+        (b'"channel":"book"', b'"channel":"ohlc"', "unknown channel 'ohlc' at $.channel"),
     ],
 )
 def test_malformed(old: bytes, new: bytes, reason: str) -> None:

@@ -56,7 +56,7 @@ def test_replies_and_pong() -> None:
     [
         (b"pon", "expected JSON at $"),
         (b"[]", "expected object at $, got array"),
-        (b'{"arg":{"channel":"tickers","instId":"X"},"data":[{}]}', "unknown channel str"),
+        (b'{"arg":{"channel":"tickers","instId":"X"},"data":[{}]}', "unknown channel 'tickers'"),
         (b'{"arg":{"channel":"books","instId":"X"},"data":[]}', "expected a non-empty array"),
     ],
 )
