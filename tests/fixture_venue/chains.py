@@ -27,7 +27,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
 
 from fastfeed.derive.kraken_book import checksum
 
-__all__ = ["ChainVenue", "Plan"]
+__all__ = ["BybitFrames", "ChainVenue", "CoinbaseFrames", "KrakenFrames", "OkxFrames", "Plan"]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -57,7 +57,7 @@ class _Update:
     ids: tuple[int, int] | None  # the ids this update covers (inclusive), if numbered
 
 
-class _Protocol:
+class VenueFrames:
     """One venue's frames: ack, error, snapshot and numbered updates."""
 
     def __init__(self) -> None:
@@ -76,7 +76,7 @@ class _Protocol:
         raise NotImplementedError
 
 
-class _Okx(_Protocol):
+class OkxFrames(VenueFrames):
     def symbols(self, cmd: dict[str, Any]) -> list[str]:
         return [a["instId"] for a in cmd["args"]] if cmd.get("op") == "subscribe" else []
 
@@ -114,7 +114,7 @@ class _Okx(_Protocol):
         return out
 
 
-class _Bybit(_Protocol):
+class BybitFrames(VenueFrames):
     def symbols(self, cmd: dict[str, Any]) -> list[str]:
         if cmd.get("op") != "subscribe":
             return []
@@ -153,7 +153,7 @@ class _Bybit(_Protocol):
         return out
 
 
-class _Coinbase(_Protocol):
+class CoinbaseFrames(VenueFrames):
     def _numbered(self, doc: dict[str, Any]) -> tuple[bytes, int]:
         seq = self.seq
         self.seq += 1
@@ -186,7 +186,7 @@ class _Coinbase(_Protocol):
         return out
 
 
-class _Kraken(_Protocol):
+class KrakenFrames(VenueFrames):
     def symbols(self, cmd: dict[str, Any]) -> list[str]:
         params = cmd.get("params", {})
         ok = cmd.get("method") == "subscribe" and params.get("channel") == "book"
@@ -254,7 +254,12 @@ def _kraken_levels(text: str, side: str) -> list[tuple[str, str]]:
     return out
 
 
-_PROTOCOLS = {"okx": _Okx, "bybit": _Bybit, "coinbase": _Coinbase, "kraken": _Kraken}
+_PROTOCOLS = {
+    "okx": OkxFrames,
+    "bybit": BybitFrames,
+    "coinbase": CoinbaseFrames,
+    "kraken": KrakenFrames,
+}
 
 
 class _Client(WSListener):

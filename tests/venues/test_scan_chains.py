@@ -22,6 +22,7 @@ from fastfeed.venues.bybit import BybitAdapter, Category
 from fastfeed.venues.coinbase import CoinbaseAdapter
 from fastfeed.venues.events import Message
 from fastfeed.venues.okx import OkxAdapter
+from tests.fixture_venue.chains import BybitFrames, CoinbaseFrames, OkxFrames, Plan
 
 VENUES = Path(__file__).resolve().parents[2] / "fastfeed" / "venues"
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -208,3 +209,20 @@ def test_mutations_never_disagree(
         elif raw:
             del raw[at]
     check_agrees(lib, venue, bytes(raw))
+
+
+def test_every_frame_the_fixture_venues_serve(lib: ctypes.CDLL) -> None:
+    """Renumbered real-shaped streams: every update scanned, everything else declined."""
+    plan = Plan(updates=40, keepalive={5, 17}, reset={23})
+    for venue, protocol in (
+        (OKX, OkxFrames()),
+        (BYBIT, BybitFrames()),
+        (COINBASE, CoinbaseFrames()),
+    ):
+        updates = protocol.stream("BTC-USD", plan)
+        scanned = [u for u in updates if check_agrees(lib, venue, u.frame) is not None]
+        # Scanned: exactly the numbered updates (not snapshots, keepalives or resets).
+        assert [u.index for u in scanned] == [u.index for u in updates if u.ids is not None]
+        for update in scanned:
+            got = scan(lib, venue, update.frame)
+            assert got is not None and update.ids == (got[2], got[3])
