@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -246,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         if exc.errno != errno.EPIPE:  # a reader that went away is not an error worth a line
             print(f"fastfeed: cannot write the output: {exc.strerror}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if argv is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            # The command is over and the process exits: a Ctrl-C now could only land in the
+            # interpreter's own shutdown (threading, atexit) and print a traceback from there.
+            # (`run` leaves its own handler, which stops or exits 130, and keeps it.)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code
 
 
