@@ -45,6 +45,7 @@ __all__ = [
 
 STREAM = "MD"
 STOP_TIMEOUT_S = 20.0
+READ_BACK_DEADLINE_S = 60.0  # reading a stream back: retried until one read succeeds
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,17 @@ def stored(urls: str) -> list[Stored]:
         finally:
             await nc.close()
 
-    result: list[Stored] = _run(go())
-    return result
+    # Right after a node of a cluster restarts, a read may find no leader answering for a
+    # while: read again until one whole read succeeds (bounded like every other wait).
+    end = time.monotonic() + READ_BACK_DEADLINE_S
+    while True:
+        try:
+            result: list[Stored] = _run(go())
+        except Exception:
+            if time.monotonic() > end:
+                raise
+            continue
+        return result
 
 
 def ids_of(messages: list[Stored]) -> list[str]:
