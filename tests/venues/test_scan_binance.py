@@ -8,8 +8,6 @@ The scanner is compiled here into a tiny shared library (a test-only shim around
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +19,8 @@ from hypothesis import strategies as st
 from fastfeed.recorder._sink import Scanner, scanner_venues
 from fastfeed.venues.binance import BinanceAdapter, Market
 from fastfeed.venues.events import Malformed, Message
+from tests.venues.c_shim import compile_shim
 
-VENUES = Path(__file__).resolve().parents[2] / "fastfeed" / "venues"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "binance"
 
 SHIM = r"""
@@ -44,15 +42,7 @@ Scan = tuple[str, int, int, int] | None  # (key, first, last, prev) or None when
 
 @pytest.fixture(scope="module")
 def scanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctypes.CDLL]:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.fail("no C compiler: the journal extension needs one too")
-    work = tmp_path_factory.mktemp("scan")
-    (work / "shim.c").write_text(SHIM)
-    lib = work / "shim.so"
-    flags = ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(VENUES)]
-    subprocess.run([compiler, *flags, "-o", str(lib), str(work / "shim.c")], check=True)
-    yield ctypes.CDLL(str(lib))
+    yield compile_shim(tmp_path_factory.mktemp("scan"), SHIM)
 
 
 def scan(lib: ctypes.CDLL, raw: bytes, market: Market) -> Scan:

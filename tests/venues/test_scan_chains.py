@@ -9,8 +9,6 @@ not decline says exactly what the adapter says.
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,8 +21,8 @@ from fastfeed.venues.coinbase import CoinbaseAdapter
 from fastfeed.venues.events import Message
 from fastfeed.venues.okx import OkxAdapter
 from tests.fixture_venue.chains import BybitFrames, CoinbaseFrames, OkxFrames, Plan
+from tests.venues.c_shim import compile_shim
 
-VENUES = Path(__file__).resolve().parents[2] / "fastfeed" / "venues"
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 SHIM = r"""
@@ -52,15 +50,7 @@ Scan = tuple[str, str, int, int, int] | None  # (key1, key2, first, last, prev)
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctypes.CDLL]:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.fail("no C compiler: the journal extension needs one too")
-    work = tmp_path_factory.mktemp("scan")
-    (work / "shim.c").write_text(SHIM)
-    out = work / "shim.so"
-    flags = ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(VENUES)]
-    subprocess.run([compiler, *flags, "-o", str(out), str(work / "shim.c")], check=True)
-    yield ctypes.CDLL(str(out))
+    yield compile_shim(tmp_path_factory.mktemp("scan"), SHIM)
 
 
 def scan(lib: ctypes.CDLL, venue: int, raw: bytes) -> Scan:
