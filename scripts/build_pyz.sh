@@ -76,8 +76,12 @@ for py in "${PYTHONS[@]}"; do
     fi
     if [ "$ver" = "$LOCAL_VERSION" ]; then venv=.venv; else venv=build/pyz/venv-$ver; fi
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-    # setuptools>=77 reads pyproject.toml's SPDX license; Cython compiles the journal.
-    "$venv/bin/python" -m pip install -q "setuptools>=77" "cython>=3.0" shiv
+    # build_pyz.py builds without isolation in this venv, so it needs the build requirements
+    # pyproject.toml names (setuptools; picows, whose declarations the frame sink cimports),
+    # plus Cython for the extensions and shiv for the archive.
+    mapfile -t requires < <("$venv/bin/python" -c 'import tomllib
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
+    "$venv/bin/python" -m pip install -q "${requires[@]}" "cython>=3.0" shiv
     out=$("$venv/bin/python" scripts/build_pyz.py --out-dir dist)
     if [ "$ver" = "$LOCAL_VERSION" ]; then
         cp -p "$out" dist/fastfeed.pyz
