@@ -252,6 +252,9 @@ def test_three_hundred_symbols_just_work(tmp_path: Path) -> None:
                 return len(streams) == 300 and all(s["records"] >= 3 for s in streams)
 
             rec.until(all_recorded, "300 depth streams recording")
+            # Snapshots are asked once streams buffer; on a loaded machine the first may
+            # still be in flight when every stream has its three records.
+            rec.until(lambda: len(venue.snapshots) > 0, "the first snapshot served")
             assert rec.stop() == 0
     # One connection, subscribed in two paced commands, every stream in order.
     assert venue.connections == 1 and venue.rate_limited == 0
