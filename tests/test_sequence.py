@@ -519,3 +519,47 @@ def test_ranges_survive_a_checkpoint() -> None:
     again = SequenceTracker.from_checkpoint(json.loads(json.dumps(tracker.to_checkpoint())))
     assert again.observe_range(BTC, 105, 111, 3) == tracker.observe_range(BTC, 105, 111, 3)
     assert again.to_checkpoint() == tracker.to_checkpoint()
+
+
+# -- venues that send their snapshot in the feed (OKX, Bybit) -------------------------------------
+RESUBSCRIBED = "not replayable: replaced by the snapshot of a resubscribe"
+
+
+def test_an_in_feed_snapshot_is_the_baseline_and_a_planned_restart_loses_nothing() -> None:
+    tracker = SequenceTracker()
+    assert tracker.restart(BTC, 1000, 1) == ()
+    assert tracker.observe_range(BTC, 1001, 1003, 2) == NEW
+    # A reconnect's snapshot far ahead, with no gap open: the ids between were not sent to us.
+    assert tracker.restart(BTC, 1050, 3) == ()
+    assert tracker.observe_range(BTC, 1051, 1052, 4) == NEW
+    assert tracker.gaps() == []
+    stats = tracker.stream_stats(BTC)
+    assert stats is not None  # snapshots are no records of the stream's messages
+    assert (stats.records, stats.first_seq, stats.last_seq) == (2, 1003, 1052)
+
+
+def test_an_in_feed_snapshot_closes_the_holes_as_lost_up_to_its_id() -> None:
+    tracker = SequenceTracker()
+    tracker.restart(BTC, 1000, 1)
+    tracker.observe_range(BTC, 1001, 1002, 2)
+    tracker.observe_range(BTC, 1006, 1008, 3)  # hole 1003..1005
+    tracker.observe_range(BTC, 1009, 1010, 4)
+    lost = [Gap(1, BTC, 1003, 1005, 3, 5, LOST, RESUBSCRIBED)]
+    # Not received between the last update and the snapshot while a hole was open: lost too.
+    lost.append(Gap(2, BTC, 1011, 1012, 5, 5, LOST, RESUBSCRIBED))
+    assert tracker.restart(BTC, 1012, 5) == tuple(lost)
+    assert tracker.observe_range(BTC, 1013, 1013, 6) == NEW
+    stats = tracker.stream_stats(BTC)
+    assert stats is not None and stats.state is SyncState.SYNCED and stats.open_gaps == 0
+
+
+def test_a_renumbering_is_a_new_epoch_and_loses_only_the_open_holes() -> None:
+    tracker = SequenceTracker()
+    assert tracker.renumber(BTC, 7, 1) is None  # no baseline yet: this is it
+    tracker.observe_range(BTC, 8, 9, 2)
+    tracker.observe_range(BTC, 12, 12, 3)  # hole 10..11
+    assert tracker.renumber(BTC, 3, 4) == 1
+    assert tracker.gaps() == [Gap(1, BTC, 10, 11, 3, 4, LOST, "venue reset")]
+    assert tracker.observe_range(BTC, 4, 5, 5) == NEW  # news in the new epoch, no gap
+    stats = tracker.stream_stats(BTC)
+    assert stats is not None and (stats.epoch, stats.first_seq, stats.last_seq) == (1, 3, 5)

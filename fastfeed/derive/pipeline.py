@@ -22,7 +22,7 @@ from fastfeed.derive.gaptally import GapTally
 from fastfeed.derive.rest_record import decode_rest
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
-from fastfeed.derive.streams import Gap, GapState, StreamKey
+from fastfeed.derive.streams import GapState, StreamKey
 from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import (
@@ -33,6 +33,7 @@ from fastfeed.venues.events import (
     Subscribed,
     VenueRejected,
 )
+from fastfeed.venues.instream import InStreamVenue, Step
 
 __all__ = [
     "FLAG_BINARY",
@@ -127,6 +128,8 @@ class Pipeline:
         self._adapter = adapter
         self._scan = scan
         self._book_channels = adapter.book_channels
+        # Venues that resync in the feed say which messages are snapshots, resets, keepalives.
+        self._step = adapter.step if isinstance(adapter, InStreamVenue) else None
         self._snapshots: list[SnapshotRow] = []
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
@@ -282,7 +285,19 @@ class Pipeline:
             scan_key = self._fast_by_stream.pop(key, None)
             if scan_key is not None:
                 del self._fast[scan_key]  # the tracker decides this one: no longer steady
-            if event.seq is not None:
+            step = Step.UPDATE
+            if event.seq is not None and self._step is not None:
+                step = self._step(event)
+                if step is Step.SNAPSHOT or step is Step.KEEPALIVE:
+                    self._in_feed_state(lsn, recv_ns, payload, key, event.seq, step)
+                    return True
+            if step is Step.RESET:
+                assert event.seq is not None
+                epoch = self._tracker.renumber(key, event.seq, recv_ns)
+                if epoch is not None:
+                    why = f"{REASON_VENUE_RESET}: the venue numbers it anew from {event.seq}"
+                    self._venue_reset(lsn, key, epoch, why)
+            elif event.seq is not None:
                 if event.first_seq is None:
                     obs = self._tracker.observe(key, event.seq, recv_ns)
                 else:
@@ -290,7 +305,7 @@ class Pipeline:
                 if obs.duplicate:
                     return True
                 if obs.reset is not None:
-                    self._venue_reset(lsn, key, obs.reset)
+                    self._venue_reset(lsn, key, obs.reset.epoch, obs.reset.reason)
                 if obs.resync_from is not None:
                     self._actions.gapped.add(key)
             else:
@@ -324,7 +339,7 @@ class Pipeline:
                     key = StreamKey(event.channel, symbol)
                     for gap in self._tracker.on_ack(key, rng.first_seq, rng.head_seq, recv_ns):
                         if gap.reason.startswith(REASON_VENUE_RESET):
-                            self._venue_reset(lsn, key, gap)
+                            self._venue_reset(lsn, key, gap.epoch, gap.reason)
             return False
         if type(event) is Malformed:
             self.malformed += 1
@@ -338,6 +353,20 @@ class Pipeline:
             if event.fatal:
                 self._actions.fatal = Rejection(event.code, event.message)
         return False
+
+    def _in_feed_state(
+        self, lsn: int, recv_ns: int, payload: bytes, key: StreamKey, seq: int, step: Step
+    ) -> None:
+        """A venue's snapshot sent in the feed, or its idle keepalive (no id, no row: the
+        journal keeps it)."""
+        if step is Step.SNAPSHOT:
+            # Kept like a REST snapshot (exported as one, at its id): its id may be that of the
+            # last update received, so it cannot be a message row of the stream.
+            self._tracker.restart(key, seq, recv_ns)
+            self.snapshots += 1
+            self._snapshots.append(
+                SnapshotRow(self.venue, key.channel, key.symbol, seq, recv_ns, lsn, "", payload)
+            )
 
     def _rest(self, lsn: int, recv_ns: int, payload: bytes) -> None:
         """A REST response: a snapshot (HTTP 200) resyncs its stream; others are kept as is."""
@@ -384,18 +413,17 @@ class Pipeline:
         self._streams.setdefault(key.channel, {})[key.symbol] = counts
         return counts
 
-    def _venue_reset(self, lsn: int, key: StreamKey, marker: Gap) -> None:
-        # The marker belongs to the new epoch: the stream's next messages are tagged with it.
+    def _venue_reset(self, lsn: int, key: StreamKey, epoch: int, reason: str) -> None:
+        # The stream's next messages are tagged with the new epoch.
         by_symbol = self._streams.get(key.channel)
         counts = by_symbol.get(key.symbol) if by_symbol is not None else None
         if counts is None:
             counts = self._new_counts(key)
-        counts.epoch = marker.epoch
+        counts.epoch = epoch
         self.venue_resets += 1
         # Rare and important (the stream's numbering started over): always reported.
         self._actions.resets.append(
-            f"{key} at LSN {lsn}: {marker.reason}; recording it as epoch {marker.epoch} of the"
-            " stream"
+            f"{key} at LSN {lsn}: {reason}; recording it as epoch {epoch} of the stream"
         )
 
     def _outbound(self, payload: bytes) -> None:

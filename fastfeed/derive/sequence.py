@@ -77,6 +77,7 @@ REASON_VENUE_RESET = "venue reset"
 REASON_DISCONNECTED = "disconnected (no sequence numbers)"
 REASON_STALLED = "stalled (no sequence numbers)"
 REASON_SNAPSHOT = "not replayable: replaced by a snapshot"
+REASON_RESUBSCRIBED = "not replayable: replaced by the snapshot of a resubscribe"
 
 
 class SyncState(enum.StrEnum):
@@ -392,6 +393,58 @@ class SequenceTracker:
         left alone: those pushes are still on their way.
         """
         return self.lose(key, seq, recv_ns, REASON_SNAPSHOT)
+
+    def restart(self, key: StreamKey, seq: int, recv_ns: int) -> tuple[Gap, ...]:
+        """The venue sent the stream's full state as of ``seq`` in the feed (the snapshot a
+        subscribe or a resubscribe brings); returns the gaps made LOST.
+
+        The chain restarts at ``seq``: every id at or below it is settled. With a gap open,
+        the missing ids up to ``seq`` are LOST (the snapshot replaced them, nothing replays
+        them); with none open, the ids between the last received and ``seq`` were simply not
+        sent to us (a planned reconnect) and nothing is lost.
+        """
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        # Not a record of the stream's messages (a snapshot is kept apart): counters stay.
+        st.last_push = seq
+        if st.base < 0:
+            st.base = seq
+            _advance(st, _T.FIRST)
+            return ()
+        lost = (
+            self._mark_lost(st, st.base + 1, seq, recv_ns, REASON_RESUBSCRIBED) if st.open else ()
+        )
+        _add_range(st, st.base + 1, seq)
+        if not st.open:
+            _advance(st, _T.GAPS_CLOSED)
+        return lost
+
+    def renumber(self, key: StreamKey, seq: int, recv_ns: int) -> int | None:
+        """The venue restarted the stream's numbering at ``seq`` in a message that continues it
+        (OKX ``seqId < prevSeqId``, Bybit ``u = 1``): not a loss, but a new epoch, since the
+        new numbers name other messages than the old ones. Gaps still open in the old
+        numbering can never fill and become LOST. Returns the new epoch (None for a stream
+        with no baseline yet: this is its baseline).
+        """
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        st.records += 1
+        st.last_recv_ns = recv_ns
+        if st.base < 0:
+            st.base = st.first_seq = st.last_seq = st.last_push = seq
+            _advance(st, _T.FIRST)
+            return None
+        for gap in st.open:
+            self._put(replace(gap, to_ns=recv_ns, state=GapState.LOST, reason=REASON_VENUE_RESET))
+        st.epoch += 1
+        st.base = st.first_seq = st.last_seq = st.last_push = seq
+        st.above = []
+        st.open = []
+        st.requested = None
+        _advance(st, _T.RESET)
+        return st.epoch
 
     def lose(self, key: StreamKey, upto: int, recv_ns: int, reason: str) -> tuple[Gap, ...]:
         """Declare every missing id at or below ``upto`` (and the highest received) LOST."""

@@ -46,13 +46,17 @@ cdef extern from "../venues/scan_binance.h":
     int ff_scan_binance(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
     int ff_scan_binance_futures(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
 
+cdef extern from "../venues/scan_okx.h":
+    int ff_scan_okx(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+
 ctypedef int (*scan_fn)(const char *, size_t, ff_scan_t *) noexcept nogil
 
-cdef dict _SCANNERS = {"tickdb": 0, "binance": 1, "binance-futures": 2}
-cdef scan_fn _SCAN_FNS[3]
+cdef dict _SCANNERS = {"tickdb": 0, "binance": 1, "binance-futures": 2, "okx": 3}
+cdef scan_fn _SCAN_FNS[4]
 _SCAN_FNS[0] = ff_scan_tickdb
 _SCAN_FNS[1] = ff_scan_binance
 _SCAN_FNS[2] = ff_scan_binance_futures
+_SCAN_FNS[3] = ff_scan_okx
 
 
 cdef extern from "<time.h>" nogil:

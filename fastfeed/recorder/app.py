@@ -60,7 +60,8 @@ from fastfeed.recorder.shards import ShardedFeed
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
 from fastfeed.venues import adapter_for
-from fastfeed.venues.base import SnapshotVenue
+from fastfeed.venues.base import ShardVenue, SnapshotVenue
+from fastfeed.venues.instream import InStreamVenue
 
 if TYPE_CHECKING:
     from fastfeed.publish.child import PublisherProcess
@@ -276,7 +277,7 @@ class Recorder:
             )
             self.session.connection = self._connection
         else:
-            link = self._feed = self._sharded_feed(cast(SnapshotVenue, self._adapter), endpoint)
+            link = self._feed = self._sharded_feed(cast(ShardVenue, self._adapter), endpoint)
         reporter = StatusReporter(self._status)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -294,8 +295,12 @@ class Recorder:
             raise self._fatal
         return 0
 
-    def _sharded_feed(self, adapter: SnapshotVenue, endpoint: str) -> ShardedFeed:
-        rest = self.config.rest_endpoint or adapter.default_rest_base()
+    def _sharded_feed(self, adapter: ShardVenue, endpoint: str) -> ShardedFeed:
+        rest: str | None = None
+        rotate_after_s: float | None = None  # venues resyncing in the feed keep connections
+        if not isinstance(adapter, InStreamVenue):
+            rest = self.config.rest_endpoint or cast(SnapshotVenue, adapter).default_rest_base()
+            rotate_after_s = self.config.rotate_after_s
         return ShardedFeed(
             adapter,
             endpoint,
@@ -303,13 +308,15 @@ class Recorder:
             self.session.subscriptions,
             self,
             ssl_context=self._ssl_context(endpoint),
-            rest_ssl_context=self._ssl_context(rest.replace("https://", "wss://", 1)),
+            rest_ssl_context=None
+            if rest is None
+            else self._ssl_context(rest.replace("https://", "wss://", 1)),
             stall_timeout_s=self.config.stall_timeout_s,
             # Our pings' pongs are all a quiet Binance connection delivers: a third of the
             # stall timeout leaves room for a heartbeat tick that wakes a hair early and
             # skips its ping (at half, one skip reads as a stall).
             ping_interval_s=min(self.config.ping_interval_s, self.config.stall_timeout_s / 3),
-            rotate_after_s=self.config.rotate_after_s,
+            rotate_after_s=rotate_after_s,
         )
 
     async def _shutdown(self, conn_task: asyncio.Task[None]) -> None:

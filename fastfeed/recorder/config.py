@@ -15,7 +15,7 @@ from fastfeed import defaults
 from fastfeed.errors import ConfigError
 from fastfeed.journal import FsyncMode, segment_bytes_for
 from fastfeed.venues import VENUES, adapter_for
-from fastfeed.venues.base import SnapshotVenue
+from fastfeed.venues.base import ShardVenue
 from fastfeed.venues.tickdb import CHANNELS, validate_symbol
 
 __all__ = [
@@ -80,7 +80,7 @@ def parse_channel_specs(specs: list[str], venue: str = "tickdb") -> Subscription
     """
     adapter = adapter_for(venue) if venue in VENUES else None
     if adapter is not None and not adapter.replays:
-        return _venue_specs(specs, cast(SnapshotVenue, adapter))
+        return _venue_specs(specs, cast(ShardVenue, adapter))
     subs: Subscriptions = {}
     for spec in specs:
         channel, sep, rest = spec.partition(":")
@@ -108,7 +108,7 @@ def parse_channel_specs(specs: list[str], venue: str = "tickdb") -> Subscription
     return subs
 
 
-def _venue_specs(specs: list[str], adapter: SnapshotVenue) -> Subscriptions:
+def _venue_specs(specs: list[str], adapter: ShardVenue) -> Subscriptions:
     subs: Subscriptions = {}
     for spec in specs:
         name, sep, rest = spec.partition(":")
@@ -327,7 +327,7 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
     config = RecorderConfig(channels=parse_channel_specs(specs, venue), config_file=args.config)
     adapter = adapter_for(venue) if venue in VENUES else None
     if adapter is not None and not adapter.replays and "endpoint" not in values:
-        config.endpoint = cast(SnapshotVenue, adapter).default_ws_base()
+        config.endpoint = cast(ShardVenue, adapter).default_ws_base()
     for name, value in values.items():
         if name in ("data_dir", "api_key_file", "ca_file"):
             value = Path(str(value))

@@ -23,6 +23,7 @@ from fastfeed.recorder._sink import FrameSink, Scanner, StreamTable
 from fastfeed.recorder.connection import Connection
 from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import VenueRejected
+from fastfeed.venues.instream import InStreamVenue
 
 __all__ = ["CONNECTION_SLOT", "Feed", "rejection_error"]
 
@@ -31,8 +32,11 @@ log = logging.getLogger("fastfeed.recorder")
 CONNECTION_SLOT = 1  # the journal header's stream field: this recorder's one venue connection
 
 
-def rejection_error(code: int, message: str) -> VenueError:
-    """The error a fatal venue rejection (invalid API key) stops the recorder with."""
+def rejection_error(adapter: VenueAdapter, code: int, message: str) -> VenueError:
+    """The error a fatal venue rejection stops the recorder with: an invalid API key, or (a
+    public feed) a channel or symbol the venue does not have."""
+    if isinstance(adapter, InStreamVenue):
+        return VenueError(message, code=code, hint="check the channel and symbol names")
     return VenueError(message, code=code, hint="check TICKDB_API_KEY / --api-key-file")
 
 
@@ -144,7 +148,7 @@ class Feed:
         self._wake_applier()
         event = self._adapter.parse(payload, recv_ns, binary=binary)
         if type(event) is VenueRejected and event.fatal:
-            self._fail(rejection_error(event.code, event.message))
+            self._fail(rejection_error(self._adapter, event.code, event.message))
 
     # -- the Python path (fragmented messages) -----------------------------------------------
     def on_frame(self, payload: bytes, binary: bool) -> None:

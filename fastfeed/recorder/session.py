@@ -91,7 +91,7 @@ class Session:
         for text in actions.resets:
             log.warning("%s", text)
         if actions.fatal is not None:
-            self._fail(rejection_error(actions.fatal.code, actions.fatal.message))
+            self._fail(rejection_error(self._adapter, actions.fatal.code, actions.fatal.message))
         elif actions.gapped:
             self.resync()
 

@@ -34,7 +34,7 @@ import logging
 import ssl
 import time
 from collections.abc import Coroutine, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -45,7 +45,7 @@ from fastfeed.journal import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.recorder._sink import FrameSink
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.rest import HttpResponse, SnapshotFetcher, safe_url
-from fastfeed.venues.base import SnapshotVenue
+from fastfeed.venues.base import ShardVenue, SnapshotVenue
 from fastfeed.venues.events import Message
 
 __all__ = ["FeedOwner", "ShardedFeed", "split_streams"]
@@ -159,10 +159,11 @@ class _Link:
             adapter = self.feed.adapter
             self.feed.want_snapshots(k for k in _keys(self.shard) if adapter.has_snapshots(k[0]))
         self.divert(self.proving is not None)
+        batch = self.feed.adapter.max_args_per_command
         commands = [
-            self.feed.adapter.subscribe(channel, symbols[i : i + defaults.SUBSCRIBE_BATCH])
+            self.feed.adapter.subscribe(channel, symbols[i : i + batch])
             for channel, symbols in self.shard.items()
-            for i in range(0, len(symbols), defaults.SUBSCRIBE_BATCH)
+            for i in range(0, len(symbols), batch)
         ]
         self._pacer = asyncio.create_task(self._send_paced(connection, commands))
 
@@ -238,9 +239,9 @@ class ShardedFeed:
 
     def __init__(
         self,
-        adapter: SnapshotVenue,
+        adapter: ShardVenue,
         ws_base: str,
-        rest_base: str,
+        rest_base: str | None,
         subscriptions: Subscriptions,
         owner: FeedOwner,
         *,
@@ -248,7 +249,7 @@ class ShardedFeed:
         rest_ssl_context: ssl.SSLContext | None = None,
         stall_timeout_s: float = defaults.STALL_TIMEOUT_S,
         ping_interval_s: float = defaults.PING_INTERVAL_S,
-        rotate_after_s: float = defaults.ROTATE_AFTER_S,
+        rotate_after_s: float | None = defaults.ROTATE_AFTER_S,
         rotation_timeout_s: float = defaults.ROTATION_TIMEOUT_S,
         reorder_grace_s: float = defaults.REORDER_GRACE_S,
     ) -> None:
@@ -263,8 +264,14 @@ class ShardedFeed:
         self._rotate_after = rotate_after_s
         self._rotation_timeout = rotation_timeout_s
         self._grace = reorder_grace_s
-        self._fetcher = SnapshotFetcher(
-            adapter, rest_base, self._on_rest, ssl_context=rest_ssl_context
+        # REST snapshots (``rest_base`` given: a SnapshotVenue); without, a gap is recovered by
+        # resubscribing its stream: the venue sends the book again in the feed.
+        self._fetcher = (
+            None
+            if rest_base is None
+            else SnapshotFetcher(
+                cast(SnapshotVenue, adapter), rest_base, self._on_rest, ssl_context=rest_ssl_context
+            )
         )
         self._links: list[_Link] = []
         self._next_slot = 1
@@ -289,16 +296,15 @@ class ShardedFeed:
     @property
     def banned(self) -> str | None:
         """Why snapshots stopped, if the venue banned us from REST."""
-        return self._fetcher.banned
+        return None if self._fetcher is None else self._fetcher.banned
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect every shard and keep them connected and rotated until ``stop()``."""
         async with asyncio.TaskGroup() as tasks:
-            helpers = [
-                tasks.create_task(self._fetcher.run(), name="snapshots"),
-                tasks.create_task(self._recovery(), name="recovery"),
-            ]
+            helpers = [tasks.create_task(self._recovery(), name="recovery")]
+            if self._fetcher is not None:
+                helpers.append(tasks.create_task(self._fetcher.run(), name="snapshots"))
             for n, shard in enumerate(self._shards):
                 tasks.create_task(self._run_shard(shard), name=f"shard-{n}")
             await self._stopping.wait()
@@ -334,6 +340,9 @@ class ShardedFeed:
             while not self._stopping.is_set():
                 if not current.up.is_set():
                     await _first(self._stopping.wait(), current.up.wait())
+                    continue
+                if self._rotate_after is None:
+                    await self._stopping.wait()  # a venue that keeps connections: no rotation
                     continue
                 left = current.connected_at + self._rotate_after - time.monotonic()
                 if left > 0:
@@ -413,23 +422,42 @@ class ShardedFeed:
                 ):
                     continue
                 self._asked[key] = now
-                if self.adapter.has_snapshots(key.channel) and self._fetcher.banned is None:
+                if self._fetcher is None:
+                    self._resubscribe(key)
+                elif self.adapter.has_snapshots(key.channel) and self._fetcher.banned is None:
                     self._fetcher.request(key)
                 else:
                     self._give_up(key)
             for key, due in list(self._snapshot_due.items()):
-                if now >= due:
+                if now >= due and self._fetcher is not None:
                     del self._snapshot_due[key]
                     self._fetcher.request(key)
+
+    def _resubscribe(self, key: StreamKey) -> None:
+        """Unsubscribe and subscribe the stream on the connection carrying it: the venue
+        sends its book again, which the applier takes as the stream's snapshot."""
+        for link in self._links:
+            if key.symbol in link.shard.get(key.channel, ()) and not link.retiring:
+                if not link.connection.connected:
+                    return  # the reconnect subscribes it again
+                log.warning("gap on %s:%s: resubscribing for a fresh snapshot", *key)
+                for payload in (
+                    self.adapter.unsubscribe(key.channel, [key.symbol]),
+                    self.adapter.subscribe(key.channel, [key.symbol]),
+                ):
+                    self.control_raw(RecordKind.OUTBOUND, payload, link.slot)
+                    link.connection.send(payload)
+                return
 
     def _give_up(self, key: StreamKey) -> None:
         """Nothing can fill this gap (no replay, no snapshot): journal it as lost."""
         upto = self.owner.last_seq(key)
         if upto is None:
             return
+        banned = self.banned
         reason = (
-            "not replayable, no snapshot: " + self._fetcher.banned
-            if self._fetcher.banned
+            "not replayable, no snapshot: " + banned
+            if banned
             else "not replayable and no snapshot for this channel"
         )
         marker = {"event": "lost", "channel": key.channel, "symbol": key.symbol, "upto": upto}

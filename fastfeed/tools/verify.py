@@ -37,6 +37,7 @@ from fastfeed.tools.progress import Progress
 from fastfeed.venues import VENUES, adapter_for
 from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import Message
+from fastfeed.venues.instream import InStreamVenue, Step
 
 __all__ = ["Report", "main", "verify"]
 
@@ -171,7 +172,7 @@ def _check_against_journal(
                 if rec.kind == RecordKind.INBOUND and not rec.flags & FLAG_SHADOW
                 else None
             )
-            if type(event) is not Message:
+            if type(event) is not Message or not _stored_as_message(adapter, event):
                 if here is not None:
                     report.problems.append(
                         f"messages row at LSN {rec.lsn} ({here.channel}:{here.symbol} seq"
@@ -246,7 +247,7 @@ def _check_streams(store: Store, adapter: VenueAdapter, report: Report) -> None:
         if adapter.replays:
             holes = list(_holes(store.seqs(*at)))
         else:
-            holes = list(_range_holes(store, adapter, at[0], at[1]))
+            holes = list(_range_holes(store, adapter, *at))
         report.holes += len(holes)
         gaps = ledger.get(at, [])
         expected = sorted((lo, hi) for lo, hi, state in gaps if state in ("open", "lost"))
@@ -267,19 +268,34 @@ def _holes(seqs: Iterator[int]) -> Iterator[tuple[int, int]]:
         prev = seq
 
 
+def _stored_as_message(adapter: VenueAdapter, event: Message) -> bool:
+    """Whether the pipeline keeps a parsed push as a messages row: a venue's in-feed snapshot
+    is a snapshots row, an idle keepalive no row at all."""
+    if event.seq is None or not isinstance(adapter, InStreamVenue):
+        return True
+    return adapter.step(event) not in (Step.SNAPSHOT, Step.KEEPALIVE)
+
+
 def _range_holes(
-    store: Store, adapter: VenueAdapter, channel: str, symbol: str
+    store: Store, adapter: VenueAdapter, channel: str, symbol: str, epoch: int
 ) -> Iterator[tuple[int, int]]:
     """Missing ids of a stream whose pushes cover ranges (Binance ``U..u``): each stored
-    message is parsed again for the first id it covers; streamed in seq order."""
+    message is parsed again for the first id it covers; streamed in seq order. Ids at or
+    below a snapshot of the stream in the hole are settled by it (a venue that sends its
+    snapshot in the feed restarts the chain there)."""
+    snapshots = sorted(s.seq for s in store.iter_snapshots(channel=channel, symbol=symbol))
     prev = None
     for row in store.iter_messages(channel=channel, symbol=symbol):
+        if row.epoch != epoch:
+            continue
         event = adapter.parse(row.frame, row.recv_ns, binary=row.binary)
         if type(event) is not Message or event.seq is None:
             continue
         first = event.seq if event.first_seq is None else event.first_seq
         if prev is not None and first > prev + 1:
-            yield prev + 1, first - 1
+            lo = max([prev + 1, *(s + 1 for s in snapshots if prev < s < first)])
+            if lo < first:
+                yield lo, first - 1
         prev = event.seq if prev is None else max(prev, event.seq)
 
 

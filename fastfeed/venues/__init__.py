@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VENUES", "adapter_for"]
 
-VENUES = ("tickdb", "sim", "binance", "binance-futures")  # `--venue` choices
+VENUES = ("tickdb", "sim", "binance", "binance-futures", "okx")  # `--venue` choices
 
 
 def adapter_for(venue: str) -> VenueAdapter:
@@ -30,4 +30,8 @@ def adapter_for(venue: str) -> VenueAdapter:
         from fastfeed.venues.binance import BinanceAdapter, Market
 
         return BinanceAdapter(Market(venue))
+    if venue == "okx":
+        from fastfeed.venues.okx import OkxAdapter
+
+        return OkxAdapter()
     raise ValueError(f"unknown venue {venue!r}")

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from fastfeed.venues.events import Event
 
-__all__ = ["SnapshotVenue", "VenueAdapter"]
+__all__ = ["ShardVenue", "SnapshotVenue", "VenueAdapter"]
 
 
 class VenueAdapter(Protocol):
@@ -58,11 +58,10 @@ class VenueAdapter(Protocol):
         ...
 
 
-class SnapshotVenue(VenueAdapter, Protocol):
-    """A venue that cannot replay: gaps are resynced with REST snapshots, streams are split
-    across connections and connections are rotated before the venue closes them."""
-
-    weight_header: str  # response header with the request weight used (lower case)
+class ShardVenue(VenueAdapter, Protocol):
+    """A venue that cannot replay: streams are split across connections, and a gap is
+    recovered by the venue's snapshot (REST for a ``SnapshotVenue``; otherwise a resubscribe
+    makes the venue send it in the feed)."""
 
     def channel(self, name: str) -> str | None:
         """The canonical channel for a command-line name, None if unknown."""
@@ -81,8 +80,34 @@ class SnapshotVenue(VenueAdapter, Protocol):
         ...
 
     def has_snapshots(self, channel: str) -> bool:
-        """Whether a REST snapshot resyncs the channel (else a gap is lost outright)."""
+        """Whether a REST snapshot resyncs the channel."""
         ...
+
+    def default_ws_base(self) -> str:
+        """The venue's WebSocket base URL."""
+        ...
+
+    @property
+    def max_streams(self) -> int:
+        """Streams one connection may carry."""
+        ...
+
+    @property
+    def max_args_per_command(self) -> int:
+        """Streams one subscribe command may carry."""
+        ...
+
+    @property
+    def commands_per_s(self) -> int:
+        """Commands the venue accepts per second per connection."""
+        ...
+
+
+class SnapshotVenue(ShardVenue, Protocol):
+    """A venue whose gaps are resynced with REST snapshots; connections are rotated before the
+    venue closes them."""
+
+    weight_header: str  # response header with the request weight used (lower case)
 
     def snapshot_target(self, symbol: str, limit: int) -> str:
         """Path and query of a snapshot request."""
@@ -96,21 +121,7 @@ class SnapshotVenue(VenueAdapter, Protocol):
         """The venue's REST base URL."""
         ...
 
-    def default_ws_base(self) -> str:
-        """The venue's WebSocket base URL."""
-        ...
-
     @property
     def weight_per_minute(self) -> int:
         """REST request weight allowed per minute."""
-        ...
-
-    @property
-    def max_streams(self) -> int:
-        """Streams one connection may carry."""
-        ...
-
-    @property
-    def commands_per_s(self) -> int:
-        """Commands the venue accepts per second per connection."""
         ...

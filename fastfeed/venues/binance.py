@@ -36,6 +36,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
 
+from fastfeed import defaults
 from fastfeed.venues.events import (
     Event,
     Malformed,
@@ -158,6 +159,7 @@ class BinanceAdapter:
     replays = False  # no replay: gaps are resynced with REST depth snapshots
     book_channels: frozenset[str] = frozenset()  # depth pushes are diffs, not books
     weight_header = "x-mbx-used-weight-1m"  # REST weight used this minute (Binance "LIMITS")
+    max_args_per_command = defaults.SUBSCRIBE_BATCH
 
     def __init__(self, market: Market = Market.SPOT) -> None:
         self.market = market

@@ -7,10 +7,25 @@ book again, so a gap's recovery is a command on the same connection. Their feeds
 
 from __future__ import annotations
 
-from fastfeed.venues.events import Event, Malformed
+import enum
+import re
+
+from fastfeed.venues.events import Event, Malformed, Message
 from fastfeed.venues.jsonfields import base_url
 
-__all__ = ["InStreamVenue"]
+__all__ = ["InStreamVenue", "Step"]
+
+MAX_SYMBOL_LEN = 40  # OKX instIds of options run to about 30 characters
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9_/-]+")  # BTC-USDT, BTCUSDT, BTC-USD, BTC/USD
+
+
+class Step(enum.StrEnum):
+    """What a sequenced message does to its stream's chain of ids (the venue's rule)."""
+
+    UPDATE = "update"  # covers first_seq..seq (or seq alone): continues, jumps or fills
+    SNAPSHOT = "snapshot"  # the whole book as of seq, sent in the feed: the chain restarts
+    RESET = "reset"  # the venue numbers the stream anew from seq: not a loss, a new epoch
+    KEEPALIVE = "keepalive"  # an idle heartbeat in the stream: no id of its own
 
 
 class InStreamVenue:
@@ -20,6 +35,36 @@ class InStreamVenue:
     replays = False  # no replay: a gap is resynced by resubscribing (a new snapshot in-stream)
     default_endpoint: str  # scheme, host and port of the public feed
     ws_path: str  # the path under it
+    channels: tuple[str, ...]  # canonical channel names, for error text
+    max_streams = 100  # streams per connection: a resubscribe storm stays small
+    max_args_per_command = 64  # streams per subscribe command
+    commands_per_s = 3  # commands per second per connection (kept under the venue's rate)
+
+    def channels_help(self) -> str:
+        """The channels accepted, for error text."""
+        return ", ".join((*self.channels, "depth", "trade"))
+
+    def symbol_problem(self, symbol: str) -> str | None:
+        """What is wrong with a symbol as given on the command line, None if fine."""
+        if not symbol:
+            return "empty symbol"
+        if len(symbol) > MAX_SYMBOL_LEN:
+            return f"longer than {MAX_SYMBOL_LEN} characters"
+        if _SYMBOL_RE.fullmatch(symbol) is None:
+            return "expected only letters, digits, _, - and /"
+        return None
+
+    def has_snapshots(self, channel: str) -> bool:
+        """No REST snapshots: a resubscribe re-sends the book in the feed."""
+        return False
+
+    def default_ws_base(self) -> str:
+        """The venue's WebSocket base URL."""
+        return self.default_endpoint
+
+    def step(self, msg: Message) -> Step:
+        """What a sequenced message of this venue does to its chain (venues override)."""
+        return Step.UPDATE
 
     def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
         """No REST snapshots here: the resubscribe re-sends the book in-stream."""

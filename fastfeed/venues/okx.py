@@ -37,7 +37,7 @@ from fastfeed.venues.events import (
     VenueRejected,
     new_message,
 )
-from fastfeed.venues.instream import InStreamVenue
+from fastfeed.venues.instream import InStreamVenue, Step
 from fastfeed.venues.jsonfields import is_int, load_object, preview
 from fastfeed.venues.shapes import json_kind
 
@@ -58,6 +58,7 @@ class OkxAdapter(InStreamVenue):
     name = "okx"
     default_endpoint = "wss://ws.okx.com:8443"
     ws_path = "/ws/v5/public"
+    channels = _CHANNELS
     book_channels = frozenset({"books5", "bbo-tbt"})  # each push is a whole top of book
     max_args_per_command = 64  # keeps an op's args far below OKX's 64 KiB limit
     commands_per_hour = 480
@@ -70,6 +71,22 @@ class OkxAdapter(InStreamVenue):
     def sequenced(self, channel: str) -> bool:
         """Only ``books`` chains its messages."""
         return channel == "books"
+
+    def step(self, msg: Message) -> Step:
+        """The ``books`` rules (OKX API v5, "Order book channel"): ``prevSeqId`` -1 is a
+        snapshot; ``seqId == prevSeqId`` with empty sides an idle keepalive; ``seqId <
+        prevSeqId`` a sequence reset after maintenance; anything else an update."""
+        if msg.channel != "books":
+            return Step.UPDATE
+        data = msg.data["data"][0]
+        prev = data["prevSeqId"]
+        if prev == -1:
+            return Step.SNAPSHOT
+        if msg.seq == prev and not data["asks"] and not data["bids"]:
+            return Step.KEEPALIVE
+        if msg.seq is not None and msg.seq < prev:
+            return Step.RESET
+        return Step.UPDATE
 
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:

@@ -58,10 +58,15 @@ class _Update:
 
 
 class VenueFrames:
-    """One venue's frames: ack, error, snapshot and numbered updates."""
+    """One venue's frames: ack, error, snapshot and numbered updates.
 
-    def __init__(self) -> None:
+    ``ids`` is the venue's, shared by its connections: a symbol's numbering goes on where its
+    last subscription left it (a resubscribe's snapshot is at the last id served).
+    """
+
+    def __init__(self, ids: dict[str, int] | None = None) -> None:
         self.seq = 0
+        self.ids: dict[str, int] = {} if ids is None else ids
 
     def symbols(self, cmd: dict[str, Any]) -> list[str]:
         raise NotImplementedError
@@ -78,7 +83,9 @@ class VenueFrames:
 
 class OkxFrames(VenueFrames):
     def symbols(self, cmd: dict[str, Any]) -> list[str]:
-        return [a["instId"] for a in cmd["args"]] if cmd.get("op") == "subscribe" else []
+        if cmd.get("op") != "subscribe":
+            return []
+        return [a["instId"] for a in cmd["args"] if a["channel"] == "books"]
 
     def ack(self, cmd: dict[str, Any]) -> list[bytes]:
         return [
@@ -94,7 +101,7 @@ class OkxFrames(VenueFrames):
     def stream(self, symbol: str, plan: Plan) -> list[_Update]:
         snap, upd = _fixture("okx", "books_snapshot"), _fixture("okx", "books_update")
         snap["arg"]["instId"] = upd["arg"]["instId"] = symbol
-        last = 1000
+        last = self.ids.get(symbol, 1000)
         snap["data"][0]["seqId"] = last
         out = [_Update(0, orjson.dumps(snap), None)]
         for i in range(1, plan.updates + 1):
@@ -111,6 +118,7 @@ class OkxFrames(VenueFrames):
                 data.update(prevSeqId=last, seqId=last + step)
                 ids, last = (last + 1, last + step), last + step
             out.append(_Update(i, orjson.dumps({**upd, "data": [data]}), ids))
+        self.ids[symbol] = last
         return out
 
 
@@ -266,7 +274,7 @@ class _Client(WSListener):
     def __init__(self, venue: ChainVenue) -> None:
         super().__init__()
         self.venue = venue
-        self.protocol = _PROTOCOLS[venue.name]()
+        self.protocol = _PROTOCOLS[venue.name](venue.ids)
         self.transport: WSTransport | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -303,17 +311,20 @@ class _Client(WSListener):
         for ack in self.protocol.ack(cmd):
             self.send(ack)
         for symbol in self.protocol.symbols(cmd):
-            updates = self.protocol.stream(symbol, plan)
-            self.venue.planned[symbol] = updates
+            # Faults hit a symbol's first subscription only: a resubscribe (the recorder's
+            # recovery) or a reconnect is served cleanly.
+            faults = plan if symbol not in self.venue.planned else Plan(updates=plan.updates)
+            updates = self.protocol.stream(symbol, faults)
+            self.venue.planned.setdefault(symbol, updates)
             held: bytes | None = None
             for update in updates:
-                if update.index in plan.drop:
+                if update.index in faults.drop:
                     continue
-                if update.index in plan.reorder:
+                if update.index in faults.reorder:
                     held = update.frame
                     continue
                 self.send(update.frame)
-                if update.index in plan.duplicate:
+                if update.index in faults.duplicate:
                     self.send(update.frame)
                 if held is not None:
                     self.send(held)
@@ -333,7 +344,8 @@ class ChainVenue:
         self.plan = plan or Plan()
         self.clients: set[_Client] = set()
         self.served: list[bytes] = []  # every frame sent, in order
-        self.planned: dict[str, list[_Update]] = {}  # symbol -> its stream before faults
+        self.planned: dict[str, list[_Update]] = {}  # symbol -> its first stream, before faults
+        self.ids: dict[str, int] = {}  # symbol -> the last id served (VenueFrames.ids)
         self.commands: list[dict[str, Any]] = []
         self.answered = threading.Semaphore(0)  # released once per command fully answered
         self.url = ""
