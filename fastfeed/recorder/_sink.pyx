@@ -49,14 +49,20 @@ cdef extern from "../venues/scan_binance.h":
 cdef extern from "../venues/scan_okx.h":
     int ff_scan_okx(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
 
+cdef extern from "../venues/scan_bybit.h":
+    int ff_scan_bybit(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+
 ctypedef int (*scan_fn)(const char *, size_t, ff_scan_t *) noexcept nogil
 
-cdef dict _SCANNERS = {"tickdb": 0, "binance": 1, "binance-futures": 2, "okx": 3}
-cdef scan_fn _SCAN_FNS[4]
+cdef dict _SCANNERS = {
+    "tickdb": 0, "binance": 1, "binance-futures": 2, "okx": 3, "bybit": 4, "bybit-linear": 4,
+}
+cdef scan_fn _SCAN_FNS[5]
 _SCAN_FNS[0] = ff_scan_tickdb
 _SCAN_FNS[1] = ff_scan_binance
 _SCAN_FNS[2] = ff_scan_binance_futures
 _SCAN_FNS[3] = ff_scan_okx
+_SCAN_FNS[4] = ff_scan_bybit
 
 
 cdef extern from "<time.h>" nogil:

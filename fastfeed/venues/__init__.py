@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = ["VENUES", "adapter_for"]
 
-VENUES = ("tickdb", "sim", "binance", "binance-futures", "okx")  # `--venue` choices
+# `--venue` choices
+VENUES = ("tickdb", "sim", "binance", "binance-futures", "okx", "bybit", "bybit-linear")
 
 
 def adapter_for(venue: str) -> VenueAdapter:
@@ -34,4 +35,8 @@ def adapter_for(venue: str) -> VenueAdapter:
         from fastfeed.venues.okx import OkxAdapter
 
         return OkxAdapter()
+    if venue in ("bybit", "bybit-linear"):
+        from fastfeed.venues.bybit import BybitAdapter, Category
+
+        return BybitAdapter(Category(venue))
     raise ValueError(f"unknown venue {venue!r}")

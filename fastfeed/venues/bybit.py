@@ -30,13 +30,14 @@ import orjson
 from fastfeed.venues.events import (
     Event,
     Malformed,
+    Message,
     Pong,
     Subscribed,
     Unsubscribed,
     VenueRejected,
     new_message,
 )
-from fastfeed.venues.instream import InStreamVenue
+from fastfeed.venues.instream import InStreamVenue, Step
 from fastfeed.venues.jsonfields import is_uint, load_object, preview
 from fastfeed.venues.shapes import json_kind
 
@@ -63,6 +64,7 @@ class BybitAdapter(InStreamVenue):
     default_endpoint = "wss://stream.bybit.com"
     book_channels: frozenset[str] = frozenset()  # snapshots and deltas share a topic
     max_args_per_command = 10  # spot's limit, kept on linear too
+    channels = ("orderbook.1", "orderbook.50", "orderbook.200", "orderbook.1000", "publicTrade")
 
     def __init__(self, category: Category = Category.SPOT) -> None:
         self.category = category
@@ -84,6 +86,14 @@ class BybitAdapter(InStreamVenue):
     def sequenced(self, channel: str) -> bool:
         """Order books chain ``u``; trades do not."""
         return channel.startswith("orderbook.")
+
+    def step(self, msg: Message) -> Step:
+        """The order book rules (Bybit API v5, "Orderbook"): ``type: snapshot`` replaces the
+        book, and with ``u = 1`` it follows a service restart (the numbering starts over);
+        a ``delta`` continues the chain."""
+        if msg.data.get("type") != "snapshot" or not msg.channel.startswith("orderbook."):
+            return Step.UPDATE
+        return Step.RESET if msg.seq == 1 else Step.SNAPSHOT
 
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:

@@ -146,7 +146,7 @@ class BybitFrames(VenueFrames):
     def stream(self, symbol: str, plan: Plan) -> list[_Update]:
         snap, delta = _fixture("bybit", "orderbook_snapshot"), _fixture("bybit", "orderbook_delta")
         topic = f"orderbook.1.{symbol}"
-        u = 5000
+        u = self.ids.get(symbol, 5000)
         snap.update(topic=topic, data={**snap["data"], "s": symbol, "u": u})
         out = [_Update(0, orjson.dumps(snap), None)]
         for i in range(1, plan.updates + 1):
@@ -158,6 +158,7 @@ class BybitFrames(VenueFrames):
             u += 1
             frame = {**delta, "topic": topic, "data": {**delta["data"], "s": symbol, "u": u}}
             out.append(_Update(i, orjson.dumps(frame), (u, u)))
+        self.ids[symbol] = u
         return out
 
 
