@@ -563,3 +563,20 @@ def test_a_renumbering_is_a_new_epoch_and_loses_only_the_open_holes() -> None:
     assert tracker.observe_range(BTC, 4, 5, 5) == NEW  # news in the new epoch, no gap
     stats = tracker.stream_stats(BTC)
     assert stats is not None and (stats.epoch, stats.first_seq, stats.last_seq) == (1, 3, 5)
+
+
+def test_a_shared_sequence_gap_waits_for_a_late_push_or_is_lost_to_a_snapshot() -> None:
+    tracker = SequenceTracker()
+    usd = StreamKey("level2", "BTC-USD")
+    tracker.observe_loose(usd, 4, 1)
+    tracker.observe_loose(usd, 9, 2)  # 5..8 were other streams' pushes: no gap here
+    assert tracker.gaps() == []
+    hole = tracker.suspect(usd, 10, 11, 3, "connection seq jump")
+    other = tracker.suspect(usd, 14, 14, 4, "connection seq jump")
+    filled = Gap(other.gap_id, usd, 14, 14, 4, 5, FILLED, "connection seq jump")
+    assert tracker.resolve(usd, 14, 14, 5, FILLED, "") == (filled,)
+    lost = Gap(hole.gap_id, usd, 10, 11, 3, 6, LOST, RESUBSCRIBED)
+    assert tracker.resolve(usd, 0, 2**63 - 1, 6, LOST, RESUBSCRIBED) == (lost,)
+    stats = tracker.stream_stats(usd)
+    assert stats is not None and stats.state is SyncState.SYNCED
+    assert (stats.records, stats.first_seq, stats.last_seq) == (2, 4, 9)

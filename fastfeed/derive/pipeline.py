@@ -14,17 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
+from fastfeed.derive.continuity import CoinbaseSequence, Verdict
 from fastfeed.derive.gaptally import GapTally
 from fastfeed.derive.rest_record import decode_rest
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
-from fastfeed.derive.sequence import REASON_VENUE_RESET, SequenceTracker, StreamStats
+from fastfeed.derive.sequence import (
+    REASON_CONNECTION_JUMP,
+    REASON_RESUBSCRIBED,
+    REASON_VENUE_RESET,
+    SequenceTracker,
+    StreamStats,
+)
 from fastfeed.derive.streams import GapState, StreamKey
 from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
-from fastfeed.venues.base import VenueAdapter
+from fastfeed.venues.base import ShardVenue, VenueAdapter
 from fastfeed.venues.events import (
     Malformed,
     Message,
@@ -34,6 +41,7 @@ from fastfeed.venues.events import (
     VenueRejected,
 )
 from fastfeed.venues.instream import InStreamVenue, Step
+from fastfeed.venues.jsonfields import INT64_MAX
 
 __all__ = [
     "FLAG_BINARY",
@@ -64,6 +72,8 @@ class Record(Protocol):
     def recv_ns(self) -> int: ...
     @property
     def payload(self) -> bytes: ...
+    @property
+    def stream(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +130,37 @@ class _Fast:
         self.recv_ns = 0
 
 
+class _Connection:
+    """A connection numbering all its messages in one sequence (Coinbase): the chain, and the
+    streams it carried since it connected (a jump may have hidden any of their pushes)."""
+
+    __slots__ = ("sequence", "streams")
+
+    def __init__(self) -> None:
+        self.sequence = CoinbaseSequence()
+        self.streams: set[StreamKey] = set()
+
+
 class Pipeline:
     """Adapter + sequence tracker + the rows waiting for the next cut."""
 
     def __init__(self, venue: str, adapter: VenueAdapter, *, scan: Scan | None = None) -> None:
         self.venue = venue
         self._adapter = adapter
-        self._scan = scan
         self._book_channels = adapter.book_channels
         # Venues that resync in the feed say which messages are snapshots, resets, keepalives.
         self._step = adapter.step if isinstance(adapter, InStreamVenue) else None
+        # ... and some number the messages of a connection, not of a stream: checked per
+        # connection slot, and a scanned key names a connection, not a stream (no fast path).
+        self._sequenced = None
+        if isinstance(adapter, InStreamVenue):
+            self._sequenced = cast(ShardVenue, adapter).sequenced
+        self._connection_seq = None
+        if isinstance(adapter, InStreamVenue) and adapter.numbers_connections:
+            self._connection_seq = adapter.connection_seq
+            scan = None
+        self._connections: dict[int, _Connection] = {}  # slot -> its chain (not checkpointed)
+        self._scan = scan
         self._snapshots: list[SnapshotRow] = []
         self._tracker = SequenceTracker()
         self._messages: list[MessageRow] = []
@@ -212,13 +243,16 @@ class Pipeline:
                         if fast.book:
                             self._books[counts.key] = (payload, recv_ns, counts.epoch)
                         continue
-            self.feed(lsn, record.kind, record.recv_ns, payload, record.flags)
+            self.feed(lsn, record.kind, record.recv_ns, payload, record.flags, record.stream)
             if found is not None:
                 self._take_fast(found[0])
         self._last_lsn = lsn
 
-    def feed(self, lsn: int, kind: int, recv_ns: int, payload: bytes, flags: int = 0) -> None:
-        """Derive whatever one journal record means through the adapter and the tracker.
+    def feed(
+        self, lsn: int, kind: int, recv_ns: int, payload: bytes, flags: int = 0, slot: int = 0
+    ) -> None:
+        """Derive whatever one journal record means through the adapter and the tracker
+        (``slot``: the connection slot of the record header).
 
         Never raises on bad input; what the shell must do is in ``take_actions``.
         """
@@ -228,12 +262,12 @@ class Pipeline:
         if kind == RecordKind.INBOUND:
             if flags & FLAG_SHADOW:
                 return  # the other connection's copy of this frame is the one derived
-            if self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY)):
+            if self._inbound(lsn, recv_ns, payload, bool(flags & FLAG_BINARY), slot):
                 return
         elif kind == RecordKind.OUTBOUND:
             self._outbound(payload)
         elif kind == RecordKind.CONNECTION:
-            self._connection_event(recv_ns, payload)
+            self._connection_event(recv_ns, payload, slot)
         elif kind == RecordKind.REST:
             self._rest(lsn, recv_ns, payload)
         elif kind == RecordKind.GAP:
@@ -270,9 +304,13 @@ class Pipeline:
             self._fast[scan_key] = _Fast(self.venue, counts, next_seq, book)
             self._fast_by_stream[counts.key] = scan_key
 
-    def _inbound(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> bool:
+    def _inbound(self, lsn: int, recv_ns: int, payload: bytes, binary: bool, slot: int) -> bool:
         """Derive one frame; True when it cannot have changed another stream's state."""
         event = self._adapter.parse(payload, recv_ns, binary=binary)
+        if self._connection_seq is not None:
+            number = self._connection_seq()
+            if number is not None and not self._connection_number(slot, number, recv_ns):
+                return False  # a frame of the connection seen already: the journal keeps it
         if type(event) is Message:
             # One key object per stream, found by two str-keyed lookups (str hashes are cached).
             by_symbol = self._streams.get(event.channel)
@@ -285,6 +323,9 @@ class Pipeline:
             scan_key = self._fast_by_stream.pop(key, None)
             if scan_key is not None:
                 del self._fast[scan_key]  # the tracker decides this one: no longer steady
+            if self._connection_seq is not None and event.seq is not None:
+                self._connection_message(lsn, recv_ns, payload, binary, slot, event, counts)
+                return True
             step = Step.UPDATE
             if event.seq is not None and self._step is not None:
                 step = self._step(event)
@@ -353,6 +394,72 @@ class Pipeline:
             if event.fatal:
                 self._actions.fatal = Rejection(event.code, event.message)
         return False
+
+    def _connection_number(self, slot: int, number: int, recv_ns: int) -> bool:
+        """Check a frame's connection-wide number; False for a duplicate. A jump may have
+        hidden a push of any stream the connection carries: each gets the hole as a gap (the
+        recoverable ones wait for the resubscribe's snapshot, the rest are lost now)."""
+        conn = self._connections.get(slot)
+        if conn is None:
+            conn = self._connections[slot] = _Connection()
+        chain = conn.sequence.chain
+        before = chain.holes(CoinbaseSequence.KEY)
+        verdicts = conn.sequence.check(number)
+        if verdicts.verdict is Verdict.DUPLICATE:
+            return False
+        tracker = self._tracker
+        for lo, hi in verdicts.opened:
+            for stream in sorted(conn.streams):
+                tracker.suspect(stream, lo, hi, recv_ns, REASON_CONNECTION_JUMP)
+                if self._sequenced is not None and self._sequenced(stream.channel):
+                    self._actions.gapped.add(stream)
+                else:  # nothing re-sends it
+                    tracker.resolve(stream, lo, hi, recv_ns, GapState.LOST, REASON_CONNECTION_JUMP)
+        after = chain.holes(CoinbaseSequence.KEY)
+        for lo, hi in before:
+            if not any(lo <= a and b <= hi for a, b in after):  # every id of it came late
+                for stream in conn.streams:
+                    tracker.resolve(stream, lo, hi, recv_ns, GapState.FILLED, "")
+        return True
+
+    def _connection_message(
+        self,
+        lsn: int,
+        recv_ns: int,
+        payload: bytes,
+        binary: bool,
+        slot: int,
+        event: Message,
+        counts: StreamCounts,
+    ) -> None:
+        """A push numbered by its connection: a new connection numbers anew (a new epoch of
+        the stream, not a loss); a snapshot closes the stream's gaps as lost."""
+        assert event.seq is not None
+        key = counts.key
+        conn = self._connections[slot]  # made by _connection_number
+        if key in conn.streams:
+            self._tracker.observe_loose(key, event.seq, recv_ns)
+        else:
+            conn.streams.add(key)
+            epoch = self._tracker.renumber(key, event.seq, recv_ns)
+            if epoch is not None:
+                counts.epoch = epoch
+        if self._step is not None and self._step(event) is Step.SNAPSHOT:
+            self._tracker.resolve(key, 0, INT64_MAX, recv_ns, GapState.LOST, REASON_RESUBSCRIBED)
+        self.messages += 1
+        self._messages.append(
+            MessageRow(
+                self.venue,
+                key.channel,
+                key.symbol,
+                counts.epoch,
+                event.seq,
+                recv_ns,
+                lsn,
+                payload,
+                binary,
+            )
+        )
 
     def _in_feed_state(
         self, lsn: int, recv_ns: int, payload: bytes, key: StreamKey, seq: int, step: Step
@@ -439,9 +546,11 @@ class Pipeline:
                 if isinstance(channel, str) and isinstance(seq, int):
                     self._tracker.resume_requested(StreamKey(channel, symbol), seq)
 
-    def _connection_event(self, recv_ns: int, payload: bytes) -> None:
+    def _connection_event(self, recv_ns: int, payload: bytes, slot: int) -> None:
         doc = _loads(payload)
         event = doc.get("event") if isinstance(doc, dict) else None
+        if event in ("connected", "disconnected"):
+            self._connections.pop(slot, None)  # a connection's numbering is its own
         if event == "connected":
             # A reconnect is a connection after the first one of a recorder run.
             if self._connected_since_start:

@@ -63,6 +63,8 @@ from fastfeed.errors import StoreError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "REASON_CONNECTION_JUMP",
+    "REASON_RESUBSCRIBED",
     "Observation",
     "Outcome",
     "SequenceTracker",
@@ -78,6 +80,7 @@ REASON_DISCONNECTED = "disconnected (no sequence numbers)"
 REASON_STALLED = "stalled (no sequence numbers)"
 REASON_SNAPSHOT = "not replayable: replaced by a snapshot"
 REASON_RESUBSCRIBED = "not replayable: replaced by the snapshot of a resubscribe"
+REASON_CONNECTION_JUMP = "connection seq jump: may have held this stream's pushes"
 
 
 class SyncState(enum.StrEnum):
@@ -445,6 +448,55 @@ class SequenceTracker:
         st.requested = None
         _advance(st, _T.RESET)
         return st.epoch
+
+    # -- streams numbered in a sequence they share (Coinbase: one per connection) --------------
+    def observe_loose(self, key: StreamKey, seq: int, recv_ns: int) -> None:
+        """Account for a push numbered in a sequence the stream shares with others (Coinbase's
+        connection-wide ``sequence_num``): counted and kept as the highest seq, but continuity
+        is the shared sequence's business (``suspect`` and ``resolve``)."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        st.records += 1
+        st.last_recv_ns = recv_ns
+        if st.first_seq is None:
+            st.first_seq = seq
+        if st.last_seq is None or seq > st.last_seq:
+            st.last_seq = seq
+        if st.state is SyncState.UNSYNCED:
+            _advance(st, _T.FIRST)
+
+    def suspect(self, key: StreamKey, lo: int, hi: int, recv_ns: int, reason: str) -> Gap:
+        """Ids ``lo..hi`` of the shared sequence went missing and may have held pushes of this
+        stream: an OPEN gap until ``resolve`` closes it (a late arrival or a snapshot)."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        gap = self._new_gap(st, lo, hi, recv_ns, None, GapState.OPEN, reason)
+        st.open.append(gap)
+        _advance(st, _T.GAP_OPENED)
+        return gap
+
+    def resolve(
+        self, key: StreamKey, lo: int, hi: int, recv_ns: int, state: GapState, reason: str
+    ) -> tuple[Gap, ...]:
+        """Close the stream's OPEN gaps lying within ``lo..hi`` as ``state`` (FILLED: the
+        missing ids all came late; LOST: a snapshot replaced them); returns them."""
+        st = self._streams.get(key)
+        if st is None:
+            return ()
+        done = []
+        for gap in list(st.open):
+            g_lo, g_hi = _bounds(gap)
+            if lo <= g_lo and g_hi <= hi:
+                why = reason if state is GapState.LOST else gap.reason
+                closed = replace(gap, to_ns=recv_ns, state=state, reason=why)
+                self._put(closed)
+                st.open.remove(gap)
+                done.append(closed)
+        if done and not st.open:
+            _advance(st, _T.GAPS_CLOSED)
+        return tuple(done)
 
     def lose(self, key: StreamKey, upto: int, recv_ns: int, reason: str) -> tuple[Gap, ...]:
         """Declare every missing id at or below ``upto`` (and the highest received) LOST."""

@@ -160,7 +160,7 @@ class _Link:
             self.feed.want_snapshots(k for k in _keys(self.shard) if adapter.has_snapshots(k[0]))
         self.divert(self.proving is not None)
         batch = self.feed.adapter.max_args_per_command
-        commands = [
+        commands = self.feed.adapter.opening_commands() + [
             self.feed.adapter.subscribe(channel, symbols[i : i + batch])
             for channel, symbols in self.shard.items()
             for i in range(0, len(symbols), batch)

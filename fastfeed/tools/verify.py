@@ -246,6 +246,8 @@ def _check_streams(store: Store, adapter: VenueAdapter, report: Report) -> None:
         name = f"{at[0]}:{at[1]} epoch {at[2]}"
         if adapter.replays:
             holes = list(_holes(store.seqs(*at)))
+        elif isinstance(adapter, InStreamVenue) and adapter.numbers_connections:
+            holes = []  # seqs count the connection's messages: a stream's own skip others'
         else:
             holes = list(_range_holes(store, adapter, *at))
         report.holes += len(holes)
@@ -270,8 +272,11 @@ def _holes(seqs: Iterator[int]) -> Iterator[tuple[int, int]]:
 
 def _stored_as_message(adapter: VenueAdapter, event: Message) -> bool:
     """Whether the pipeline keeps a parsed push as a messages row: a venue's in-feed snapshot
-    is a snapshots row, an idle keepalive no row at all."""
+    is a snapshots row (but where seqs number connections: no id of a stream to collide
+    with), an idle keepalive no row at all."""
     if event.seq is None or not isinstance(adapter, InStreamVenue):
+        return True
+    if adapter.numbers_connections:
         return True
     return adapter.step(event) not in (Step.SNAPSHOT, Step.KEEPALIVE)
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["VENUES", "adapter_for"]
 
 # `--venue` choices
-VENUES = ("tickdb", "sim", "binance", "binance-futures", "okx", "bybit", "bybit-linear")
+VENUES = ("tickdb", "sim", "binance", "binance-futures", "okx", "bybit", "bybit-linear", "coinbase")
 
 
 def adapter_for(venue: str) -> VenueAdapter:
@@ -39,4 +39,8 @@ def adapter_for(venue: str) -> VenueAdapter:
         from fastfeed.venues.bybit import BybitAdapter, Category
 
         return BybitAdapter(Category(venue))
+    if venue == "coinbase":
+        from fastfeed.venues.coinbase import CoinbaseAdapter
+
+        return CoinbaseAdapter()
     raise ValueError(f"unknown venue {venue!r}")

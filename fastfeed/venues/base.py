@@ -87,6 +87,10 @@ class ShardVenue(VenueAdapter, Protocol):
         """The venue's WebSocket base URL."""
         ...
 
+    def opening_commands(self) -> list[bytes]:
+        """What every connection sends before its subscriptions."""
+        ...
+
     @property
     def max_streams(self) -> int:
         """Streams one connection may carry."""

@@ -196,6 +196,10 @@ class BinanceAdapter:
             return True
         return channel == "trade" and self.market is Market.SPOT
 
+    def opening_commands(self) -> list[bytes]:
+        """Nothing: a connection starts with its subscriptions."""
+        return []
+
     def has_snapshots(self, channel: str) -> bool:
         """Diff-depth channels are resynced by a REST depth snapshot; trades cannot be."""
         return channel.startswith("depth")

@@ -30,13 +30,14 @@ import orjson
 from fastfeed.venues.events import (
     Event,
     Malformed,
+    Message,
     Pong,
     Subscribed,
     Unsubscribed,
     VenueRejected,
     new_message,
 )
-from fastfeed.venues.instream import InStreamVenue
+from fastfeed.venues.instream import InStreamVenue, Step
 from fastfeed.venues.jsonfields import is_uint, load_object, preview, rfc3339_ms
 from fastfeed.venues.shapes import json_kind
 
@@ -56,6 +57,8 @@ class CoinbaseAdapter(InStreamVenue):
     default_endpoint = "wss://advanced-trade-ws.coinbase.com"
     ws_path = ""
     book_channels: frozenset[str] = frozenset()
+    channels = ("level2", "market_trades")
+    numbers_connections = True  # sequence_num counts every message of a connection
     commands_per_s = 8
 
     def __init__(self) -> None:
@@ -67,8 +70,19 @@ class CoinbaseAdapter(InStreamVenue):
         return _SUBSCRIBE_AS.get(name)
 
     def sequenced(self, channel: str) -> bool:
-        """Every channel is sequenced, but per connection, not per stream."""
-        return False
+        """Every channel is numbered, but per connection, not per stream: only ``level2`` can
+        be recovered (a resubscribe re-sends the book), so only its gaps wait for recovery."""
+        return channel == "level2"
+
+    def step(self, msg: Message) -> Step:
+        """A ``level2`` message whose events are a ``snapshot`` is the product's whole book."""
+        if msg.channel == "level2" and msg.data["events"][0]["type"] == "snapshot":
+            return Step.SNAPSHOT
+        return Step.UPDATE
+
+    def connection_seq(self) -> int | None:
+        """``sequence_num`` of the frame parsed last (None: it had none)."""
+        return self.sequence_num
 
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:

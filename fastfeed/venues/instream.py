@@ -39,6 +39,7 @@ class InStreamVenue:
     max_streams = 100  # streams per connection: a resubscribe storm stays small
     max_args_per_command = 64  # streams per subscribe command
     commands_per_s = 3  # commands per second per connection (kept under the venue's rate)
+    numbers_connections = False  # one sequence per connection, not per stream (Coinbase)
 
     def channels_help(self) -> str:
         """The channels accepted, for error text."""
@@ -65,6 +66,15 @@ class InStreamVenue:
     def step(self, msg: Message) -> Step:
         """What a sequenced message of this venue does to its chain (venues override)."""
         return Step.UPDATE
+
+    def connection_seq(self) -> int | None:
+        """The connection-wide number of the frame ``parse`` read last, for a venue that
+        numbers every message of a connection rather than each stream (Coinbase); else None."""
+        return None
+
+    def opening_commands(self) -> list[bytes]:
+        """What every connection sends before its subscriptions (venues override)."""
+        return []
 
     def parse_snapshot(self, channel: str, symbol: str, body: bytes) -> Event:
         """No REST snapshots here: the resubscribe re-sends the book in-stream."""
