@@ -580,3 +580,21 @@ def test_a_shared_sequence_gap_waits_for_a_late_push_or_is_lost_to_a_snapshot() 
     stats = tracker.stream_stats(usd)
     assert stats is not None and stats.state is SyncState.SYNCED
     assert (stats.records, stats.first_seq, stats.last_seq) == (2, 4, 9)
+
+
+def test_a_content_checked_stream_is_broken_until_a_snapshot_and_ignores_disconnects() -> None:
+    tracker = SequenceTracker()
+    book = StreamKey("book", "BTC/USD")
+    tracker.observe_checked(book, 10)
+    tracker.connection_lost(11)  # the reconnect's snapshot makes it whole: no time gap
+    tracker.connection_restored(12)
+    tracker.observe_checked(book, 13)
+    assert tracker.gaps() == []
+    gap = tracker.broken(book, 20, "checksum mismatch")
+    assert gap == Gap(1, book, None, None, 13, None, OPEN, "checksum mismatch")
+    assert tracker.broken(book, 21, "checksum mismatch") is None  # still the same break
+    lost = Gap(1, book, None, None, 13, 30, LOST, RESUBSCRIBED)
+    assert tracker.mended(book, 30, RESUBSCRIBED) == lost
+    assert tracker.mended(book, 31, RESUBSCRIBED) is None
+    again = SequenceTracker.from_checkpoint(json.loads(json.dumps(tracker.to_checkpoint())))
+    assert again.to_checkpoint() == tracker.to_checkpoint()

@@ -20,6 +20,7 @@ import orjson
 
 from fastfeed.derive.continuity import CoinbaseSequence, Verdict
 from fastfeed.derive.gaptally import GapTally
+from fastfeed.derive.kraken_book import BookCheck, KrakenBooks
 from fastfeed.derive.rest_record import decode_rest
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.derive.sequence import (
@@ -160,6 +161,13 @@ class Pipeline:
             self._connection_seq = adapter.connection_seq
             scan = None
         self._connections: dict[int, _Connection] = {}  # slot -> its chain (not checkpointed)
+        # ... and some check their books by content (Kraken's checksum): kept per connection
+        # slot here, in the batch part, never on the per-frame path (not checkpointed: a
+        # connection's books start again with its snapshots).
+        self._depth_of: Callable[[str], int] | None = None
+        if isinstance(adapter, InStreamVenue):
+            self._depth_of = adapter.checked_books()
+        self._books_by_slot: dict[int, KrakenBooks] = {}
         self._scan = scan
         self._snapshots: list[SnapshotRow] = []
         self._tracker = SequenceTracker()
@@ -349,6 +357,9 @@ class Pipeline:
                     self._venue_reset(lsn, key, obs.reset.epoch, obs.reset.reason)
                 if obs.resync_from is not None:
                     self._actions.gapped.add(key)
+            elif self._depth_of is not None and event.data.get("channel") == "book":
+                self._check_book(slot, key, recv_ns, payload, event)
+                self._tracker.observe_checked(key, recv_ns)
             else:
                 self._tracker.observe_unsequenced(key, recv_ns)
             self.messages += 1
@@ -394,6 +405,24 @@ class Pipeline:
             if event.fatal:
                 self._actions.fatal = Rejection(event.code, event.message)
         return False
+
+    def _check_book(
+        self, slot: int, key: StreamKey, recv_ns: int, payload: bytes, event: Message
+    ) -> None:
+        """Apply a book message to its connection's copy of the book and check it: a checksum
+        that disagrees (or a crossed book) means a message was lost since the last good one;
+        the stream is resubscribed, and the snapshot that answers closes the gap as lost."""
+        assert self._depth_of is not None
+        books = self._books_by_slot.get(slot)
+        if books is None:
+            books = self._books_by_slot[slot] = KrakenBooks(self._depth_of)
+        for result in books.apply(payload):
+            if result.check is BookCheck.MISMATCH or result.check is BookCheck.CROSSED:
+                why = f"{result.check}: checksum {result.expected}, book gives {result.computed}"
+                self._tracker.broken(key, recv_ns, why)
+                self._actions.gapped.add(key)
+            elif result.check is BookCheck.OK and event.data.get("type") == "snapshot":
+                self._tracker.mended(key, recv_ns, REASON_RESUBSCRIBED)
 
     def _connection_number(self, slot: int, number: int, recv_ns: int) -> bool:
         """Check a frame's connection-wide number; False for a duplicate. A jump may have
@@ -551,6 +580,7 @@ class Pipeline:
         event = doc.get("event") if isinstance(doc, dict) else None
         if event in ("connected", "disconnected"):
             self._connections.pop(slot, None)  # a connection's numbering is its own
+            self._books_by_slot.pop(slot, None)  # ... and its books start with snapshots
         if event == "connected":
             # A reconnect is a connection after the first one of a recorder run.
             if self._connected_since_start:

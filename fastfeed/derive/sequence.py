@@ -175,6 +175,7 @@ class _Stream:
     __slots__ = (
         "above",
         "base",
+        "broken",
         "duplicates",
         "epoch",
         "first_seq",
@@ -207,6 +208,7 @@ class _Stream:
         self.last_recv_ns: int | None = None
         self.head_seq: int | None = None
         self.time_gap: int | None = None  # plain mode: LOST gap waiting for its closing message
+        self.broken: int | None = None  # checked by content: OPEN gap waiting for a snapshot
         self.reported: list[Any] | None = None  # stats as last handed out by changed_stats
 
 
@@ -498,6 +500,43 @@ class SequenceTracker:
             _advance(st, _T.GAPS_CLOSED)
         return tuple(done)
 
+    # -- streams checked by content (Kraken's book checksum) -----------------------------------
+    def observe_checked(self, key: StreamKey, recv_ns: int) -> None:
+        """Account for one push without a seq whose stream is checked by content and comes
+        back whole with a snapshot after any reconnect: SYNCED, so no time gap opens at a
+        disconnect (only ``broken`` opens one)."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        st.records += 1
+        st.last_recv_ns = recv_ns
+        if st.state is SyncState.UNSYNCED:
+            _advance(st, _T.FIRST)
+
+    def broken(self, key: StreamKey, recv_ns: int, reason: str) -> Gap | None:
+        """The stream's content shows a message was lost (a checksum that disagrees): an OPEN
+        gap bounded in time from its last good message, until ``mended``. None when one is
+        open already (the messages since cannot be checked)."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        if st.broken is not None:
+            return None
+        since = st.last_recv_ns if st.last_recv_ns is not None else recv_ns
+        gap = self._new_gap(st, None, None, since, None, GapState.OPEN, reason)
+        st.broken = gap.gap_id
+        return gap
+
+    def mended(self, key: StreamKey, recv_ns: int, reason: str) -> Gap | None:
+        """A snapshot made the stream whole again: its broken gap, if any, is LOST up to here."""
+        st = self._streams.get(key)
+        if st is None or st.broken is None:
+            return None
+        gap = replace(self._gaps[st.broken], to_ns=recv_ns, state=GapState.LOST, reason=reason)
+        self._put(gap)
+        st.broken = None
+        return gap
+
     def lose(self, key: StreamKey, upto: int, recv_ns: int, reason: str) -> tuple[Gap, ...]:
         """Declare every missing id at or below ``upto`` (and the highest received) LOST."""
         st = self._streams.get(key)
@@ -678,6 +717,7 @@ class SequenceTracker:
                     "last_recv_ns": st.last_recv_ns,
                     "head_seq": st.head_seq,
                     "time_gap": st.time_gap,
+                    "broken": st.broken,
                     "reported": st.reported,
                 }
                 for st in self._streams.values()
@@ -731,6 +771,7 @@ class SequenceTracker:
                 st.last_recv_ns = s["last_recv_ns"]
                 st.head_seq = s["head_seq"]
                 st.time_gap = s["time_gap"]
+                st.broken = s.get("broken")  # absent from checkpoints before content checks
                 st.reported = s["reported"]
                 tracker._streams[st.key] = st
         except (KeyError, TypeError, ValueError) as exc:

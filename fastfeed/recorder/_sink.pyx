@@ -55,19 +55,23 @@ cdef extern from "../venues/scan_bybit.h":
 cdef extern from "../venues/scan_coinbase.h":
     int ff_scan_coinbase(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
 
+cdef extern from "../venues/scan_kraken.h":
+    int ff_scan_kraken(const char *buf, size_t n, ff_scan_t *out) noexcept nogil
+
 ctypedef int (*scan_fn)(const char *, size_t, ff_scan_t *) noexcept nogil
 
 cdef dict _SCANNERS = {
     "tickdb": 0, "binance": 1, "binance-futures": 2, "okx": 3, "bybit": 4, "bybit-linear": 4,
-    "coinbase": 5,
+    "coinbase": 5, "kraken": 6,
 }
-cdef scan_fn _SCAN_FNS[6]
+cdef scan_fn _SCAN_FNS[7]
 _SCAN_FNS[0] = ff_scan_tickdb
 _SCAN_FNS[1] = ff_scan_binance
 _SCAN_FNS[2] = ff_scan_binance_futures
 _SCAN_FNS[3] = ff_scan_okx
 _SCAN_FNS[4] = ff_scan_bybit
 _SCAN_FNS[5] = ff_scan_coinbase
+_SCAN_FNS[6] = ff_scan_kraken
 
 
 cdef extern from "<time.h>" nogil:

@@ -14,7 +14,17 @@ if TYPE_CHECKING:
 __all__ = ["VENUES", "adapter_for"]
 
 # `--venue` choices
-VENUES = ("tickdb", "sim", "binance", "binance-futures", "okx", "bybit", "bybit-linear", "coinbase")
+VENUES = (
+    "tickdb",
+    "sim",
+    "binance",
+    "binance-futures",
+    "okx",
+    "bybit",
+    "bybit-linear",
+    "coinbase",
+    "kraken",
+)
 
 
 def adapter_for(venue: str) -> VenueAdapter:
@@ -43,4 +53,8 @@ def adapter_for(venue: str) -> VenueAdapter:
         from fastfeed.venues.coinbase import CoinbaseAdapter
 
         return CoinbaseAdapter()
+    if venue == "kraken":
+        from fastfeed.venues.kraken import KrakenAdapter
+
+        return KrakenAdapter()
     raise ValueError(f"unknown venue {venue!r}")

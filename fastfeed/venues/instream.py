@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 
 from fastfeed.venues.events import Event, Malformed, Message
 from fastfeed.venues.jsonfields import base_url
@@ -70,6 +71,11 @@ class InStreamVenue:
     def connection_seq(self) -> int | None:
         """The connection-wide number of the frame ``parse`` read last, for a venue that
         numbers every message of a connection rather than each stream (Coinbase); else None."""
+        return None
+
+    def checked_books(self) -> Callable[[str], int] | None:
+        """For a venue without ids whose books are checked by content (Kraken's checksum):
+        the depth each symbol's book is kept at; None for the others."""
         return None
 
     def opening_commands(self) -> list[bytes]:

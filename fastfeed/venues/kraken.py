@@ -21,7 +21,7 @@ subscribed at (``depth_of``). Every Message's seq is None.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -56,6 +56,7 @@ class KrakenAdapter(InStreamVenue):
     default_endpoint = "wss://ws.kraken.com"
     ws_path = "/v2"
     book_channels: frozenset[str] = frozenset()
+    channels = ("book", "book-25", "book-100", "book-500", "book-1000", "trade")
 
     def __init__(self) -> None:
         self._next_id = 1
@@ -78,6 +79,10 @@ class KrakenAdapter(InStreamVenue):
     def depth_of(self, symbol: str) -> int:
         """The depth a symbol's book was subscribed at (the checksum truncates to it)."""
         return self._depth.get(symbol, DEFAULT_DEPTH)
+
+    def checked_books(self) -> Callable[[str], int]:
+        """Books are checked by their checksum, at the depth each symbol was subscribed at."""
+        return self.depth_of
 
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:

@@ -202,10 +202,12 @@ class KrakenFrames(VenueFrames):
         return list(params.get("symbol", [])) if ok else []
 
     def ack(self, cmd: dict[str, Any]) -> list[bytes]:
+        if cmd.get("method") == "ping":
+            return [orjson.dumps({"method": "pong", "req_id": cmd.get("req_id")})]
         return [
             orjson.dumps(
                 {
-                    "method": "subscribe",
+                    "method": cmd["method"],
                     "result": {"channel": "book", "depth": 10, "snapshot": True, "symbol": s},
                     "success": True,
                     "req_id": cmd.get("req_id"),
