@@ -62,7 +62,13 @@ async def fresh_stream(js: Any, name: str) -> None:
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_stream(name)
     await js.add_stream(
-        StreamConfig(name=name, subjects=["md.>"], storage=StorageType.FILE, duplicate_window=600.0)
+        StreamConfig(
+            name=name,
+            subjects=["md.>"],
+            storage=StorageType.FILE,
+            duplicate_window=600.0,
+            allow_batched=True,
+        )
     )
 
 

@@ -199,6 +199,7 @@ def create_stream(urls: str, *, replicas: int = 1, duplicate_window: float = 600
                     num_replicas=replicas,
                     duplicate_window=duplicate_window,
                     allow_direct=True,
+                    allow_batched=True,
                 )
             )
         finally:
