@@ -347,12 +347,16 @@ class Publisher:
         if len(parts) != 7 or parts[1] != self._batch:
             return  # about a batch already dropped or committed
         doc = _ack_doc(reply)
-        if doc is None or "error" in doc:
-            # 503 no responders (no stream leader yet), or an API error ending the batch.
-            self._drop_batch(error=True)
+        if doc is None:
+            # A status-only answer: 503 no responders while the stream has no leader.
+            self._drop_batch(f"status {(reply.headers or {}).get('Status', '?')} answer")
             return
         kind = doc.get("type")
         seq = doc.get("seq")
+        if "error" in doc or kind == "err":
+            self._drop_batch(_error_text(doc.get("error")))
+            return
+        self._acked_at = time.monotonic()
         if kind == "ack" and isinstance(seq, int) and isinstance(doc.get("msgs"), int):
             # Messages 1..seq of the batch are stored; the next ack comes after "msgs" more.
             self._started = True
@@ -363,14 +367,14 @@ class Publisher:
             # (0 when every one of them was a duplicate).
             self.max_ack_seq = max(self.max_ack_seq, seq)
             self._acknowledge(doc["count"])
-            if self._sent:  # the server ended the batch short of what was sent
-                self._drop_batch(error=True)
+            if self._sent:
+                self._drop_batch(f"the stream ended the batch after {doc['count']} messages")
                 return
             self.counters.batches += 1
             self._batch = ""
         else:
-            # A gap (the batch is abandoned in "fail" mode), a per-message error, or junk.
-            self._drop_batch(error=True)
+            # A gap: the leader lost messages of the batch and abandoned it ("fail" mode).
+            self._drop_batch(f"answer {reply.data[:200]!r}")
             return
         self._backoff = defaults.PUBLISH_BACKOFF_INITIAL_S
         self._room.set()
@@ -394,13 +398,16 @@ class Publisher:
         if done:
             self._advance()
 
-    def _drop_batch(self, *, error: bool) -> None:
+    def _drop_batch(self, why: str | None) -> None:
         """Forget the open batch; what it did not acknowledge is sent again after a back-off.
 
         A message it may still store later is a duplicate of its re-send: the same id.
+        ``why`` is the stream's answer that ended it (None: silence).
         """
-        if error:
+        if why is not None:
             self.counters.errors += 1
+            if self._backoff == defaults.PUBLISH_BACKOFF_INITIAL_S:  # the first of a run
+                log.warning("batch dropped (%s): its %d unacked go again", why, len(self._sent))
         self._sent.extend(self._retry)
         self._retry, self._sent = self._sent, collections.deque()
         self._batch = ""
@@ -458,7 +465,7 @@ class Publisher:
         self._slowest *= defaults.PUBLISH_ACK_LATENCY_DECAY
         if now - self._acked_at > max(self._ack_timeout, 2 * self._slowest):
             log.warning("no ack for %d publishes: sending them again", len(self._sent))
-            self._drop_batch(error=False)
+            self._drop_batch(None)
 
     async def _save(self) -> None:
         self._dirty = False
@@ -499,6 +506,13 @@ class Publisher:
 
 _OP_START, _OP_APPEND, _OP_COMMIT_EOB = 0, 1, 3  # ADR-50 fast-ingest operations
 _EMPTY = header_block(b"", b"")  # the commit message carries no headers and is not stored
+
+
+def _error_text(error: Any) -> str:
+    """An API error's description and code, for a log line."""
+    if isinstance(error, dict):
+        return f"{error.get('description', 'error')} ({error.get('err_code', '?')})"
+    return "error"
 
 
 def _ack_doc(reply: Msg) -> dict[str, Any] | None:
