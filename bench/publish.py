@@ -2,16 +2,21 @@
 
 One nats-server (JetStream, ``sync_interval: always``) with its store on ``--store-dir`` (default
 tmpfs: the publisher's own cost, not the disk's; pass a disk path to see the disk's), one journal
-of ``--messages`` simulator frames in 4 streams, then three runs over the same frames, subjects
-and headers, each into a fresh stream:
+of ``--messages`` simulator frames in 4 streams, then runs over the same frames, subjects and
+headers, each into a fresh stream (``allow_batched``):
 
 * ``core``: plain NATS publishes, no reply, no ack: the transport ceiling of one Python client;
 * ``publish_async``: nats-py's JetStream ``publish_async`` plus waiting on every future;
+* ``hpub_acks``: HPUB commands built beforehand, one PubAck each through a nats-py subscription,
+  8192 in flight: the per-message-ack design fastfeed used before, without its journal reading;
+* ``fast_batch``: the same commands in one ADR-50 fast-ingest batch (one flow ack per 500, four
+  ahead, then a commit): what this design reaches with nothing to read or derive;
 * ``fastfeed``: ``fastfeed.publish.Publisher`` from reconcile to the last ack, journal reading,
   pipeline and cursor writes included.
 
-Ratios to ``publish_async`` are what to compare across machines. Run:
-``python -m bench.publish [--messages N] [--store-dir DIR]`` (needs requirements-test.txt).
+Each run also records the CPU this process and the server spent per message: on a machine whose
+cores are shared, their sum is what bounds msgs/s. Ratios are what to compare across machines.
+Run: ``python -m bench.publish [--messages N] [--store-dir DIR]`` (needs requirements-test.txt).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +37,13 @@ import orjson
 from nats.js.api import StorageType, StreamConfig
 
 from bench.window import write_result
+from fastfeed import defaults
 from fastfeed.datadir import prepare_data_dir
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.publish.cursor import cursor_path, load_cursor
 from fastfeed.publish.follower import Follower, Outgoing
 from fastfeed.publish.publisher import Publisher
+from fastfeed.publish.wire import header_block, hpub, write
 from fastfeed.sim.content import StreamGenerator
 from tests.publish.nats_servers import Cluster
 
@@ -62,7 +71,13 @@ async def fresh_stream(js: Any, name: str) -> None:
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_stream(name)
     await js.add_stream(
-        StreamConfig(name=name, subjects=["md.>"], storage=StorageType.FILE, duplicate_window=600.0)
+        StreamConfig(
+            name=name,
+            subjects=["md.>"],
+            storage=StorageType.FILE,
+            duplicate_window=600.0,
+            allow_batched=True,
+        )
     )
 
 
@@ -92,6 +107,84 @@ async def run_publish_async(js: Any, msgs: list[Outgoing]) -> float:
     ]
     await asyncio.wait_for(asyncio.gather(*futures), 120)
     return time.perf_counter() - t0
+
+
+async def run_hpub_acks(nc: Any, msgs: list[Outgoing]) -> float:
+    inbox = nc.new_inbox()
+    cmds = [
+        hpub(m.subject, f"{inbox}.{i}".encode(), m.headers, m.payload) for i, m in enumerate(msgs)
+    ]
+    acked = 0
+    room = asyncio.Event()
+
+    async def on_ack(reply: Any) -> None:
+        nonlocal acked
+        acked += 1
+        room.set()
+
+    sub = await nc.subscribe(f"{inbox}.*", cb=on_ack)
+    t0 = time.perf_counter()
+    await _pipeline(nc, cmds, lambda: acked + defaults.PUBLISH_WINDOW, room)
+    await _until(lambda: acked == len(cmds), room)
+    elapsed = time.perf_counter() - t0
+    await sub.unsubscribe()
+    return elapsed
+
+
+async def run_fast_batch(nc: Any, msgs: list[Outgoing]) -> float:
+    inbox = nc.new_inbox()
+    head = f"{inbox}.bench.{defaults.PUBLISH_BATCH_FLOW}.fail.".encode()
+    cmds = [
+        hpub(m.subject, head + b"%d.%d.$FI" % (i + 1, 0 if i == 0 else 1), m.headers, m.payload)
+        for i, m in enumerate(msgs)
+    ]
+    eob = hpub(msgs[-1].subject, head + b"%d.3.$FI" % (len(msgs) + 1), header_block(b"", b""), b"")
+    flow = {"seq": -1, "msgs": defaults.PUBLISH_BATCH_FLOW}
+    final: dict[str, Any] = {}
+    room = asyncio.Event()
+
+    async def on_ack(reply: Any) -> None:
+        doc = orjson.loads(reply.data)
+        if doc.get("type") == "ack":
+            flow.update(doc)
+        else:
+            final.update(doc)
+        room.set()
+
+    sub = await nc.subscribe(f"{inbox}.>", cb=on_ack)
+    t0 = time.perf_counter()
+    await write(nc, cmds[0])
+    await _until(lambda: flow["seq"] >= 0, room)  # ADR-50: wait for the start's answer
+    ahead = defaults.PUBLISH_BATCH_ACKS_AHEAD
+    await _pipeline(nc, cmds, lambda: flow["seq"] + flow["msgs"] * ahead, room, first=1)
+    await write(nc, eob)
+    await _until(lambda: bool(final), room)
+    elapsed = time.perf_counter() - t0
+    await sub.unsubscribe()
+    if final.get("count") != len(msgs):
+        raise RuntimeError(f"fast batch: {final}")
+    return elapsed
+
+
+async def _pipeline(
+    nc: Any, cmds: list[bytes], limit: Callable[[], int], room: asyncio.Event, first: int = 0
+) -> None:
+    """Write ``cmds`` 256 at a time, never past ``limit()`` (the acks' window)."""
+    sent = first
+    while sent < len(cmds):
+        end = min(len(cmds), sent + defaults.PUBLISH_WRITE_BATCH, limit())
+        if end <= sent:
+            room.clear()
+            await asyncio.wait_for(room.wait(), 60)
+            continue
+        await write(nc, b"".join(cmds[sent:end]))
+        sent = end
+
+
+async def _until(done: Callable[[], bool], room: asyncio.Event) -> None:
+    while not done():
+        room.clear()
+        await asyncio.wait_for(room.wait(), 120)
 
 
 async def run_fastfeed(nc: Any, js: Any, data: Path, n: int) -> tuple[float, dict[str, int]]:
@@ -130,31 +223,60 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
+RUNS = ("core", "publish_async", "hpub_acks", "fast_batch", "fastfeed")
+
+
 async def _measure(args: argparse.Namespace, root: Path, data: Path) -> dict[str, Any]:
     build_journal(data, args.messages)
     msgs = outgoing(data)
     cluster = Cluster.start(root, 1)
+    assert cluster.servers[0].proc is not None
+    server_pid = cluster.servers[0].proc.pid
+    results: dict[str, Any] = {
+        "messages": len(msgs),
+        "store_dir": args.store_dir,
+        "load_average_before": os.getloadavg()[0],
+    }
     try:
         nc = await nats.connect(cluster.urls, pending_size=64 * 1024 * 1024)
         js = nc.jetstream(timeout=30, publish_async_max_pending=8192)
-        results: dict[str, Any] = {"messages": len(msgs), "store_dir": args.store_dir}
-        results["core_s"] = await run_core(nc, msgs)
-        await fresh_stream(js, "MD")
-        results["publish_async_s"] = await run_publish_async(js, msgs)
-        await fresh_stream(js, "MD")
-        results["fastfeed_s"], results["fastfeed_counters"] = await run_fastfeed(
-            nc, js, data, args.messages
-        )
+
+        async def fastfeed() -> float:
+            elapsed, results["fastfeed_counters"] = await run_fastfeed(nc, js, data, args.messages)
+            return elapsed
+
+        runs: dict[str, Callable[[], Awaitable[float]]] = {
+            "core": lambda: run_core(nc, msgs),
+            "publish_async": lambda: run_publish_async(js, msgs),
+            "hpub_acks": lambda: run_hpub_acks(nc, msgs),
+            "fast_batch": lambda: run_fast_batch(nc, msgs),
+            "fastfeed": fastfeed,
+        }
+        for name in RUNS:
+            await fresh_stream(js, "MD")
+            cpu, server_cpu = time.process_time(), _cpu_of(server_pid)
+            results[f"{name}_s"] = await runs[name]()
+            per_msg = 1e6 / len(msgs)
+            results[f"{name}_client_cpu_us"] = round((time.process_time() - cpu) * per_msg, 2)
+            results[f"{name}_server_cpu_us"] = round(
+                (_cpu_of(server_pid) - server_cpu) * per_msg, 2
+            )
         await nc.close()
     finally:
         cluster.stop()
-    for name in ("core", "publish_async", "fastfeed"):
+    results["load_average_after"] = os.getloadavg()[0]
+    for name in RUNS:
         results[f"{name}_msgs_per_s"] = round(len(msgs) / results[f"{name}_s"])
-    results["fastfeed_vs_publish_async"] = round(
-        results["publish_async_s"] / results["fastfeed_s"], 2
-    )
-    results["fastfeed_vs_core"] = round(results["core_s"] / results["fastfeed_s"], 2)
+    for name in RUNS[:-1]:
+        results[f"fastfeed_vs_{name}"] = round(results[f"{name}_s"] / results["fastfeed_s"], 2)
     return results
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -185,12 +185,12 @@ async def _main(
                 await metrics.close()
         c = pub.counters
         log.info(
-            "stopped at LSN %d: %d published, %d acks, %d re-sent, %d duplicates, %d reconciled",
+            "stopped at LSN %d: %d published, %d acks, %d re-sent, %d batches, %d reconciled",
             pub.acked_lsn,
             c.published,
             c.acks,
             c.resends,
-            c.duplicates,
+            c.batches,
             c.reconciled,
         )
     finally:
@@ -217,6 +217,7 @@ async def ensure_stream(js: Any, stream: str, replicas: int, max_age_s: float | 
         num_replicas=replicas,
         duplicate_window=defaults.PUBLISH_DUPLICATE_WINDOW_S,
         allow_direct=True,
+        allow_batched=True,
         max_age=max_age_s or 0,
     )
     try:
@@ -266,9 +267,9 @@ def publish_metrics(pub: Publisher) -> Iterator[Metric]:
     c = pub.counters
     for name, doc, value in (
         ("published", "publishes sent (re-sends included)", c.published),
-        ("acks", "acknowledgements received", c.acks),
+        ("acks", "messages acknowledged as stored", c.acks),
         ("resends", "publishes sent again (ack timeout or error answer)", c.resends),
-        ("duplicates", "acks saying the Msg-Id was already stored", c.duplicates),
+        ("batches", "fast-ingest batches committed", c.batches),
         ("errors", "error answers from the stream (503, API errors)", c.errors),
         ("reconciled", "messages found stored at start and not sent again", c.reconciled),
         ("rewinds", "starts that found the stream recreated or regressed", c.rewinds),

@@ -1,10 +1,16 @@
-"""The JetStream side of ``fastfeed publish``: a window of publishes, acks, the cursor, reconcile.
+"""The JetStream side of ``fastfeed publish``: fast-ingest batches, acks, the cursor, reconcile.
 
-Messages leave as plain NATS publishes with a reply subject of ours (``<inbox>.<token>``); the
-stream's leader answers each with a PubAck (``{"stream", "seq", "duplicate"?}``) or an error.
-That is what nats-py's ``publish_async`` does, without its per-message future, whose ack never
-resolves when the server answers an API error (nats-io/nats.py#985): here every publish has
-its own deadline, and an unanswered or refused one is sent again with the same ``Nats-Msg-Id``.
+Messages leave in JetStream fast-ingest batches (ADR-50, nats-server 2.14+, a stream with
+``allow_batched``): plain NATS publishes whose reply subject
+``<inbox>.<batch>.<flow>.fail.<n>.<op>.$FI`` names the batch, each message's place ``n`` in it
+and the operation (0 start, 1 append, 3 commit without storing). The leader answers the start,
+then one flow ack ``{"type":"ack","seq":k,"msgs":m}`` per ``m`` messages, meaning (gap mode
+``fail``) that messages 1..k of the batch are stored, and the commit with a PubAck. One answer
+per few hundred messages instead of one each: the per-message ack was half the publisher's CPU.
+
+Anything else (a gap: the server abandoned the batch; an error; a 503 while there is no leader;
+silence past the ack timeout) drops the batch: what it did not acknowledge is sent again, after
+a back-off, in a new batch with the same ``Nats-Msg-Id`` (the stream drops what it stored already).
 
 Exactly once, whatever stops: the cursor (fastfeed/publish/cursor.py) only moves past a chunk
 of records once every message of it and before it is acknowledged, and a start reconciles the
@@ -22,6 +28,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +42,7 @@ from fastfeed.publish.cursor import Cursor, save_cursor
 from fastfeed.publish.follower import Chunk, Follower, Outgoing
 from fastfeed.publish.reading import StreamReadError, read_stream, stream_info
 from fastfeed.publish.subjects import HDR_MSG_ID
-from fastfeed.publish.wire import hpub, write
+from fastfeed.publish.wire import header_block, hpub, write
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -64,6 +71,7 @@ class _Entry:
     msg: Outgoing
     chunk: _ChunkState
     sent_at: float = 0.0
+    bseq: int = 0  # its place in the batch it was last sent in (0: never sent)
 
 
 @dataclass(slots=True)
@@ -71,10 +79,10 @@ class Counters:
     """What the publisher did since it started (metrics read these)."""
 
     published: int = 0  # publishes sent, re-sends included
-    acks: int = 0  # PubAcks received (duplicates included)
+    acks: int = 0  # messages acknowledged as stored (by a flow ack or a batch's PubAck)
     resends: int = 0  # publishes sent again: ack timeout or an error answer
-    duplicates: int = 0  # PubAcks saying the id was already stored
-    errors: int = 0  # error answers (503 no responders, API errors)
+    batches: int = 0  # fast-ingest batches committed
+    errors: int = 0  # error answers (503 no responders, gaps, API errors)
     reconciled: int = 0  # messages found already stored by reconcile, not sent again
     rewinds: int = 0  # starts that found the stream recreated or regressed
     cursor_writes: int = 0
@@ -119,14 +127,21 @@ class Publisher:
         self.max_ack_seq = 0
         self.caught_up_at = time.monotonic()  # when acked_lsn last reached durable_lsn
         self._chunks: collections.deque[_ChunkState] = collections.deque()
-        self._pending: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
+        self._sent: collections.deque[_Entry] = collections.deque()  # in the batch, not acked
         self._retry: collections.deque[_Entry] = collections.deque()
-        self._token = 0
         self._out: list[bytes] = []  # HPUB commands not yet handed to the connection
-        self._acked_token = 0  # the newest publish acknowledged (tokens count up as sent)
-        self._acked_at = time.monotonic()  # when the last ack arrived
+        self._acked_at = time.monotonic()  # when the last ack arrived (or waiting began)
         self._slowest = 0.0  # the longest recent time from send to ack, seconds (decays)
-        self._inbox = b""
+        self._inbox = ""
+        # The open batch: its id ("" when none), reply subject head, last place sent and acked.
+        self._batch = ""
+        self._reply_head = b""
+        self._bseq = 0
+        self._backed = 0
+        self._started = False  # the server answered its first message (ADR-50: wait for it)
+        self._closing = False  # its commit is sent: nothing more goes into it
+        self._flow = defaults.PUBLISH_BATCH_FLOW  # messages per flow ack, as the server set it
+        self._last_subject = b""
         self._room = asyncio.Event()
         self._backoff = defaults.PUBLISH_BACKOFF_INITIAL_S
         self._paused_until = 0.0
@@ -154,6 +169,11 @@ class Publisher:
                 f"no JetStream stream {self.stream!r}",
                 hint="create it with --create-stream (docs/scale-out.md has the settings)",
             ) from None
+        if not info.config.allow_batched:
+            raise PublishError(
+                f"stream {self.stream!r} does not allow fast-ingest batches",
+                hint="set allow_batched in its config (nats-server 2.14+; docs/scale-out.md)",
+            )
         created = info.created.isoformat() if info.created else None
         last = info.state.last_seq
         floor = self.cursor.floor_seq
@@ -204,15 +224,16 @@ class Publisher:
     # -- the loop --------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop``; then wait a bounded time for acks and save the cursor."""
-        inbox = self._nc.new_inbox()
-        self._inbox = f"{inbox}.".encode()
-        sub = await self._nc.subscribe(f"{inbox}.*", cb=self._on_ack)
+        self._inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(f"{self._inbox}.>", cb=self._on_ack)
         timer = asyncio.create_task(self._timer(stop), name="publish-timer")
         try:
             while not stop.is_set():
                 self.durable_lsn = durable_mark(self._dir)
                 chunk = self.follower.poll(self.durable_lsn, defaults.PUBLISH_CHUNK_RECORDS)
                 if chunk is None:
+                    self._send_retries()
+                    await self._flush()
                     if self.acked_lsn >= self.durable_lsn:
                         self.caught_up_at = time.monotonic()
                     await _wait(stop, defaults.PUBLISH_POLL_S)
@@ -234,12 +255,16 @@ class Publisher:
                 self._skip.discard(msg.msg_id)
                 self.counters.reconciled += 1
                 continue
-            while len(self._pending) >= self._window or self._paused_until:
+            while self._retry or not self._can_send():
+                self._send_retries()
+                if not self._retry and self._can_send():
+                    break
+                self._room.clear()
                 await self._flush()
                 if stop.is_set():
                     return  # never sent_all: the cursor stays before this chunk
-                self._room.clear()
-                await _wait(self._room, defaults.PUBLISH_CURSOR_INTERVAL_S)
+                if not self._can_send():
+                    await _wait(self._room, defaults.PUBLISH_CURSOR_INTERVAL_S)
             if state.floor_seq is None:
                 state.floor_seq = self.max_ack_seq
             state.pending += 1
@@ -252,16 +277,63 @@ class Publisher:
         state.sent_all = True
         self._advance()
 
+    def _can_send(self) -> bool:
+        """Whether one more message may go out now (a new batch is opened if none is)."""
+        if self._paused_until:
+            return False
+        if not self._batch:
+            return True
+        if self._closing or not self._started:
+            return False
+        ahead = min(defaults.PUBLISH_WINDOW, self._flow * defaults.PUBLISH_BATCH_ACKS_AHEAD)
+        return self._bseq - self._backed < ahead
+
+    def _send_retries(self) -> None:
+        """Queue what a dropped batch left unacknowledged, as far as the batch allows."""
+        while self._retry and self._can_send():
+            self._send(self._retry.popleft())
+
     def _send(self, entry: _Entry) -> None:
-        """Queue one publish; ``_flush`` hands the queue to the connection."""
-        self._token += 1
-        entry.sent_at = time.monotonic()
-        self._pending[self._token] = entry
+        """Queue one publish into the open batch (opening one); ``_flush`` sends the queue."""
+        if not self._batch:
+            self._open_batch()
+        if entry.bseq:
+            self.counters.resends += 1
+        self._bseq += 1
+        now = entry.sent_at = time.monotonic()
+        if not self._sent:
+            self._acked_at = now  # silence is counted from the first message awaiting an ack
+        entry.bseq = self._bseq
+        self._sent.append(entry)
         self.counters.published += 1
         msg = entry.msg
-        self._out.append(
-            hpub(msg.subject, b"%b%d" % (self._inbox, self._token), msg.headers, msg.payload)
+        op = _OP_START if self._bseq == 1 else _OP_APPEND
+        self._out.append(hpub(msg.subject, self._reply(op), msg.headers, msg.payload))
+        self._last_subject = msg.subject
+        if self._bseq >= defaults.PUBLISH_BATCH_MESSAGES:
+            self._commit()
+
+    def _open_batch(self) -> None:
+        self._batch = uuid.uuid4().hex
+        self._reply_head = (
+            f"{self._inbox}.{self._batch}.{defaults.PUBLISH_BATCH_FLOW}.fail.".encode()
         )
+        self._bseq = self._backed = 0
+        self._started = self._closing = False
+        self._flow = defaults.PUBLISH_BATCH_FLOW
+
+    def _reply(self, op: int) -> bytes:
+        return b"%b%d.%d.$FI" % (self._reply_head, self._bseq, op)
+
+    def _commit(self) -> None:
+        """End the open batch with a message that is not stored; its PubAck acks the rest."""
+        if not self._batch or self._closing or not self._started:
+            return
+        self._bseq += 1
+        self._closing = True
+        if not self._sent:
+            self._acked_at = time.monotonic()
+        self._out.append(hpub(self._last_subject, self._reply(_OP_COMMIT_EOB), _EMPTY, b""))
 
     async def _flush(self) -> None:
         if self._out:
@@ -270,40 +342,77 @@ class Publisher:
             await write(self._nc, data)
 
     async def _on_ack(self, reply: Msg) -> None:
-        """One answer from the stream: an ack moves the window; an error schedules a re-send."""
-        try:
-            token = int(reply.subject.rpartition(".")[2])
-        except ValueError:
-            return
-        entry = self._pending.pop(token, None)
-        if entry is None:
-            return  # the answer to a publish that timed out and was sent again
+        """One answer about the open batch: acks move the window; anything else drops it."""
+        parts = reply.subject.rsplit(".", 6)
+        if len(parts) != 7 or parts[1] != self._batch:
+            return  # about a batch already dropped or committed
         doc = _ack_doc(reply)
-        seq = doc.get("seq") if doc is not None else None
-        if doc is None or "error" in doc or not isinstance(seq, int):
-            # 503 no responders (no stream leader yet), "in process", or any API error: the
-            # message may or may not be stored; the same Msg-Id makes a re-send safe.
-            self.counters.errors += 1
-            self._retry.append(entry)
-            self._paused_until = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, defaults.PUBLISH_BACKOFF_CAP_S)
-            self._room.set()
+        if doc is None:
+            # A status-only answer: 503 no responders while the stream has no leader.
+            self._drop_batch(f"status {(reply.headers or {}).get('Status', '?')} answer")
+            return
+        kind = doc.get("type")
+        seq = doc.get("seq")
+        if "error" in doc or kind == "err":
+            self._drop_batch(_error_text(doc.get("error")))
+            return
+        self._acked_at = time.monotonic()
+        if kind == "ack" and isinstance(seq, int) and isinstance(doc.get("msgs"), int):
+            # Messages 1..seq of the batch are stored; the next ack comes after "msgs" more.
+            self._started = True
+            self._flow = max(1, doc["msgs"])
+            self._acknowledge(seq)
+        elif kind is None and isinstance(seq, int) and isinstance(doc.get("count"), int):
+            # The commit's PubAck: the batch's "count" messages are stored, the last at "seq"
+            # (0 when every one of them was a duplicate).
+            self.max_ack_seq = max(self.max_ack_seq, seq)
+            self._acknowledge(doc["count"])
+            if self._sent:
+                self._drop_batch(f"the stream ended the batch after {doc['count']} messages")
+                return
+            self.counters.batches += 1
+            self._batch = ""
+        else:
+            # A gap: the leader lost messages of the batch and abandoned it ("fail" mode).
+            self._drop_batch(f"answer {reply.data[:200]!r}")
             return
         self._backoff = defaults.PUBLISH_BACKOFF_INITIAL_S
+        self._room.set()
+
+    def _acknowledge(self, upto: int) -> None:
+        """Messages of the open batch at places up to ``upto`` are stored."""
+        if upto <= self._backed:
+            return
+        self._backed = upto
         now = self._acked_at = time.monotonic()
-        if now - entry.sent_at > self._slowest:
-            self._slowest = now - entry.sent_at
-        if token > self._acked_token:
-            self._acked_token = token
-        self.counters.acks += 1
-        if doc.get("duplicate"):
-            self.counters.duplicates += 1
-        if seq > self.max_ack_seq:
-            self.max_ack_seq = seq
-        state = entry.chunk
-        state.pending -= 1
-        if state.pending == 0 and state.sent_all:
+        last = None
+        done = False
+        while self._sent and self._sent[0].bseq <= upto:
+            last = self._sent.popleft()
+            state = last.chunk
+            state.pending -= 1
+            done = done or (state.pending == 0 and state.sent_all)
+            self.counters.acks += 1
+        if last is not None and now - last.sent_at > self._slowest:
+            self._slowest = now - last.sent_at
+        if done:
             self._advance()
+
+    def _drop_batch(self, why: str | None) -> None:
+        """Forget the open batch; what it did not acknowledge is sent again after a back-off.
+
+        A message it may still store later is a duplicate of its re-send: the same id.
+        ``why`` is the stream's answer that ended it (None: silence).
+        """
+        if why is not None:
+            self.counters.errors += 1
+            if self._backoff == defaults.PUBLISH_BACKOFF_INITIAL_S:  # the first of a run
+                log.warning("batch dropped (%s): its %d unacked go again", why, len(self._sent))
+        self._sent.extend(self._retry)
+        self._retry, self._sent = self._sent, collections.deque()
+        self._batch = ""
+        self._paused_until = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, defaults.PUBLISH_BACKOFF_CAP_S)
         self._room.set()
 
     def _advance(self) -> None:
@@ -325,46 +434,38 @@ class Publisher:
             self.caught_up_at = time.monotonic()
 
     async def _timer(self, stop: asyncio.Event) -> None:
-        """Re-send what timed out or was refused; save the cursor at most every interval."""
+        """End back-offs, commit a batch whose tail waits, drop a silent one; save the cursor."""
         while True:
             await asyncio.sleep(defaults.PUBLISH_CURSOR_INTERVAL_S)
-            if self._paused_until and time.monotonic() >= self._paused_until:
+            now = time.monotonic()
+            if self._paused_until and now >= self._paused_until:
                 self._paused_until = 0.0
                 self._room.set()
-            if not self._paused_until:
-                await self._resend_due()
+            if not self._paused_until and self._nc.is_connected:
+                # nats-py keeps what was written while disconnected and sends it on reconnect:
+                # no timeouts meanwhile, or re-sends would only pile up in its buffer.
+                self._check_batch(now)
+                await self._flush()
             if self._dirty:
                 await self._save()
 
-    async def _resend_due(self) -> None:
-        """Send again what is overdue: passed over by a later ack, or the stream went silent.
-
-        A slow stream (one fsync per message on a plain disk) acks late but in order: its
-        publishes are not re-sent while acks keep coming for ones sent before them.
-        """
-        if not self._nc.is_connected:
-            # nats-py keeps what was written while disconnected and sends it on reconnect;
-            # re-sends queued meanwhile would only pile up in its buffer, one window a round.
+    def _check_batch(self, now: float) -> None:
+        # Flow acks come every few hundred messages: when everything durable is sent and the
+        # oldest message has waited a whole interval, commit to have the rest acknowledged
+        # (a slow feed would otherwise wait for messages yet to be recorded); the next
+        # message opens a new batch.
+        caught_up = self.follower.next_lsn > self.durable_lsn and not self._retry
+        waited = self._sent and now - self._sent[0].sent_at > defaults.PUBLISH_CURSOR_INTERVAL_S
+        if caught_up and waited:
+            self._commit()
+        if not (self._sent or self._closing):
             return
-        now = time.monotonic()
         # A stream that took long to ack lately gets as long again before we call it silent:
         # a server fsyncing each message on a busy disk acks a backlog late, not never.
         self._slowest *= defaults.PUBLISH_ACK_LATENCY_DECAY
-        timeout = max(self._ack_timeout, 2 * self._slowest)
-        silent = now - self._acked_at > timeout
-        due: list[_Entry] = []
-        while self._pending:
-            token, entry = next(iter(self._pending.items()))
-            if entry.sent_at + timeout > now or not (silent or token < self._acked_token):
-                break
-            del self._pending[token]
-            due.append(entry)
-        due.extend(self._retry)
-        self._retry.clear()
-        for entry in due:
-            self.counters.resends += 1
-            self._send(entry)
-        await self._flush()
+        if now - self._acked_at > max(self._ack_timeout, 2 * self._slowest):
+            log.warning("no ack for %d publishes: sending them again", len(self._sent))
+            self._drop_batch(None)
 
     async def _save(self) -> None:
         self._dirty = False
@@ -378,9 +479,12 @@ class Publisher:
             self.counters.cursor_writes += 1
 
     async def _drain(self) -> None:
-        """At stop: give the acks of what was sent a bounded time to arrive (the timer re-sends)."""
+        """At stop: commit the open batch and give acks a bounded time (the timer re-sends)."""
         deadline = time.monotonic() + defaults.PUBLISH_DRAIN_TIMEOUT_S
         while self.in_flight and time.monotonic() < deadline:
+            self._send_retries()
+            self._commit()
+            await self._flush()
             self._room.clear()
             await _wait(self._room, defaults.PUBLISH_CURSOR_INTERVAL_S)
         if self.in_flight:
@@ -397,7 +501,18 @@ class Publisher:
     @property
     def in_flight(self) -> int:
         """Publishes sent and not yet acknowledged."""
-        return len(self._pending) + len(self._retry)
+        return len(self._sent) + len(self._retry)
+
+
+_OP_START, _OP_APPEND, _OP_COMMIT_EOB = 0, 1, 3  # ADR-50 fast-ingest operations
+_EMPTY = header_block(b"", b"")  # the commit message carries no headers and is not stored
+
+
+def _error_text(error: Any) -> str:
+    """An API error's description and code, for a log line."""
+    if isinstance(error, dict):
+        return f"{error.get('description', 'error')} ({error.get('err_code', '?')})"
+    return "error"
 
 
 def _ack_doc(reply: Msg) -> dict[str, Any] | None:

@@ -187,7 +187,9 @@ async def _connect(urls: str) -> Any:
     )
 
 
-def create_stream(urls: str, *, replicas: int = 1, duplicate_window: float = 600.0) -> None:
+def create_stream(
+    urls: str, *, replicas: int = 1, duplicate_window: float = 600.0, batched: bool = True
+) -> None:
     async def go() -> None:
         nc = await _connect(urls)
         try:
@@ -199,6 +201,7 @@ def create_stream(urls: str, *, replicas: int = 1, duplicate_window: float = 600
                     num_replicas=replicas,
                     duplicate_window=duplicate_window,
                     allow_direct=True,
+                    allow_batched=batched,
                 )
             )
         finally:

@@ -10,8 +10,10 @@ import pytest
 
 from fastfeed.datadir import prepare_data_dir
 from tests.e2e.harness import REPO, cli
+from tests.recording import build
 
-from .nats_servers import free_port
+from .helpers import STREAM, create_stream
+from .nats_servers import Cluster, free_port
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -73,3 +75,12 @@ def test_no_journal_yet(tmp_path: Path) -> None:
     result = cli("publish", "--data-dir", str(data), "--nats", "nats://127.0.0.1:1")
     assert result.returncode == 2
     assert "start the recorder first" in one_line(result)
+
+
+def test_stream_without_batched_publishes_is_refused(tmp_path: Path, nats1: Cluster) -> None:
+    data = build(tmp_path / "data", {("trade", "BTC.CC"): 10})
+    create_stream(nats1.urls, batched=False)  # made by hand, not by --create-stream
+    result = cli("publish", "--data-dir", str(data), "--nats", nats1.urls, "--stream", STREAM)
+    assert result.returncode == 1
+    assert "allow_batched" in one_line(result)
+    assert not (data / "publish").exists(), "refused before any cursor was written"
