@@ -151,6 +151,33 @@ def test_oversized_frame_trips_the_client_limit() -> None:
     run(body)
 
 
+def test_an_oversized_push_keeps_its_seq_and_is_resent_on_resume() -> None:
+    async def body() -> None:
+        plan = FaultPlan(oversize_bytes=70_000, oversize_pushes=(("trade", "A.US", 3),))
+        server = await serve(SimConfig(rate=5000, faults=plan))
+        try:
+            want = reference(1, "trade", "A.US", 5)
+            async with connect(server, max_size=None) as ws:
+                await subscribe(ws, "trade", ["A.US"])
+                live = await pushes(ws, 4)
+            async with connect(server, max_size=None) as ws:
+                await subscribe(ws, "trade", ["A.US"], {"A.US": 2})
+                resent = await pushes(ws, 4)
+            for big in (live[2], resent[1]):
+                assert len(big) == 70_000 and seq_of(big) == 3
+                assert big.startswith(want[2][:-1] + b',"pad":"xxx') and big.endswith(b'x"}')
+            assert live[:2] + live[3:] == want[:2] + want[3:4] and resent[2:] == want[3:5]
+            async with connect(server, max_size=65_536) as ws:  # a client with a frame limit
+                await subscribe(ws, "trade", ["A.US"], {"A.US": 3})
+                with pytest.raises(websockets.ConnectionClosedError) as info:
+                    await recv(ws)
+                assert info.value.sent is not None and info.value.sent.code == 1009
+        finally:
+            await server.close()
+
+    run(body)
+
+
 def test_stall_withholds_data_and_pongs_then_carries_on() -> None:
     async def body() -> None:
         plan = FaultPlan(stall_after=3, stall_s=0.3)
