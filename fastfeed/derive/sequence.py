@@ -77,6 +77,7 @@ REASON_VENUE_RESET = "venue reset"
 REASON_DISCONNECTED = "disconnected (no sequence numbers)"
 REASON_STALLED = "stalled (no sequence numbers)"
 REASON_SNAPSHOT = "not replayable: replaced by a snapshot"
+REASON_OVERSIZED = "frame over the size limit"
 
 
 class SyncState(enum.StrEnum):
@@ -400,6 +401,17 @@ class SequenceTracker:
             return ()  # nothing received yet: the first push will be the baseline
         top = st.above[-1][1] if st.above else st.base
         lost = self._mark_lost(st, st.base + 1, min(upto, top), recv_ns, reason)
+        if not st.open:
+            _advance(st, _T.GAPS_CLOSED)
+        return lost
+
+    def lose_seq(self, key: StreamKey, seq: int, recv_ns: int, reason: str) -> tuple[Gap, ...]:
+        """Declare one seq not received LOST (a frame the recorder could not take: over the
+        size limit); returns the gaps made LOST. The next resume asks past it."""
+        st = self._streams.get(key)
+        if st is None or st.base < 0:
+            return ()  # no baseline: a live subscribe starts past it anyway
+        lost = self._mark_lost(st, seq, seq, recv_ns, reason)
         if not st.open:
             _advance(st, _T.GAPS_CLOSED)
         return lost

@@ -3,7 +3,9 @@
 ``Session`` is the connection's ``FeedHandler``: it journals every command before sending it
 (so after a crash the journal shows what was asked and when), subscribes each stream from where
 the pipeline says it stands, re-subscribes gapped streams as the resync scheduler allows, and
-acts on what the applier derived (fastfeed/derive/pipeline.py ``Actions``).
+acts on what the applier derived (fastfeed/derive/pipeline.py ``Actions``). A frame over the
+size limit that a resume keeps asking for is found (fastfeed/recorder/oversize.py), journaled
+as a GAP ``oversized`` marker (its seq then LOST) and skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 
 from fastfeed import defaults
 from fastfeed.derive.pipeline import Actions, Pipeline
+from fastfeed.derive.sequence import SyncState
 from fastfeed.derive.streams import StreamKey
 from fastfeed.errors import FastfeedError
 from fastfeed.journal import RecordKind
@@ -25,6 +28,7 @@ from fastfeed.logs import RateLimiter
 from fastfeed.recorder.config import Subscriptions
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.feed import Feed, rejection_error
+from fastfeed.recorder.oversize import Found, OversizeSearch, Phase, Verdict
 from fastfeed.recorder.resync import ResyncScheduler
 from fastfeed.venues.base import VenueAdapter
 
@@ -54,6 +58,11 @@ class Session:
         self.connection: Connection | None = None
         self.down_since: float | None = time.monotonic()  # None while connected (/healthz)
         self.started = False  # the "started" control record, with the subscriptions, is written
+        self._oversize = OversizeSearch()
+        # This connection's resumes: stream -> (the seq asked, LSN of the subscribe asking it).
+        self._asked: dict[StreamKey, tuple[int, int]] = {}
+        self._oversized: tuple[int | None, dict[StreamKey, int]] | None = None  # to judge
+        self._skip: dict[StreamKey, int] = {}  # resume at least here (a skipped frame's seq + 1)
 
     def journal_control(self, doc: dict[str, object]) -> None:
         """Journal a control record (subscription set changes, start-up)."""
@@ -92,7 +101,15 @@ class Session:
             log.warning("%s", text)
         if actions.fatal is not None:
             self._fail(rejection_error(actions.fatal.code, actions.fatal.message))
-        elif actions.gapped:
+            return
+        conn = self.connection
+        if self._oversize.phase is not Phase.IDLE and conn is not None and conn.connected:
+            verdict, released = self._oversize.progress(self._passed)
+            if verdict is not None:
+                self._skip_frame(verdict)
+            for channel, symbols in _by_channel(released).items():
+                self._subscribe(conn, channel, symbols)
+        if actions.gapped:
             self.resync()
 
     def resync(self) -> None:
@@ -112,23 +129,82 @@ class Session:
                 await asyncio.wait_for(stop.wait(), defaults.RESYNC_MIN_INTERVAL_S)
             self.resync()
 
-    def _send(self, connection: Connection, payload: bytes) -> None:
+    def _send(self, connection: Connection, payload: bytes) -> int | None:
         # Journal first: after a crash the journal shows what we asked for and when.
-        self._feed.append(RecordKind.OUTBOUND, payload)
+        lsn = self._feed.append(RecordKind.OUTBOUND, payload)
         connection.send(payload)
+        return lsn
 
     def _subscribe(self, connection: Connection, channel: str, symbols: list[str]) -> None:
-        resume = {
-            s: point
-            for s in symbols
-            if (point := self._pipeline.resume_point(StreamKey(channel, s))) is not None
-        }
-        self._send(connection, self._adapter.subscribe(channel, symbols, resume or None))
+        symbols = [s for s in symbols if self._oversize.allows(StreamKey(channel, s))]
+        if not symbols:
+            return
+        resume = {}
+        for symbol in symbols:
+            key = StreamKey(channel, symbol)
+            point = self._pipeline.resume_point(key)
+            skip = self._skip.get(key)
+            if skip is not None:
+                if point is not None and point >= skip:
+                    del self._skip[key]  # the marker is derived: the pipeline knows
+                else:
+                    point = skip
+            if point is not None:
+                resume[symbol] = point
+        lsn = self._send(connection, self._adapter.subscribe(channel, symbols, resume or None))
+        for symbol, point in resume.items():
+            self._asked[StreamKey(channel, symbol)] = (point, lsn or 0)
+
+    # -- a frame over the size limit -------------------------------------------------------------
+    def _passed(self, key: StreamKey, seq: int) -> bool:
+        """Whether ``key`` got past resume point ``seq``: the seq arrived, or the venue's ack
+        (to the latest subscribe of it, derived) says it has nothing at ``seq`` yet."""
+        point = self._pipeline.resume_point(key)
+        if point is not None and point > seq:
+            return True
+        asked = self._asked.get(key)
+        if asked is None or asked[0] != seq or self._pipeline.derived_lsn <= asked[1]:
+            return False
+        stats = self._pipeline.stream_stats(key)
+        return (
+            stats is not None
+            and stats.state is not SyncState.RESYNCING
+            and stats.head_seq is not None
+            and stats.head_seq < seq
+        )
+
+    def _skip_frame(self, verdict: Verdict) -> None:
+        """Journal the frame over the limit (the applier counts it, and LOSES its seq if known);
+        resume its stream past it."""
+        doc: dict[str, object] = {"event": "oversized", "size": verdict.size}
+        what = f"{verdict.size} bytes" if verdict.size is not None else "size unknown"
+        limit = defaults.MAX_FRAME_BYTES
+        if isinstance(verdict, Found):
+            key = verdict.key
+            doc.update(channel=key.channel, symbol=key.symbol, seq=verdict.seq)
+            self._skip[key] = verdict.seq + 1
+            log.error(
+                "%s seq %d is a frame over the %d-byte limit (%s): recorded as lost, skipped",
+                key,
+                verdict.seq,
+                limit,
+                what,
+            )
+        else:
+            log.error("a frame over the %d-byte limit (%s) was not resent: counted", limit, what)
+        self._feed.append(RecordKind.GAP, orjson.dumps(doc))
 
     # -- FeedHandler ---------------------------------------------------------------------------
     def on_connected(self, connection: Connection) -> None:
         self.down_since = None
         self._feed.append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
+        if self._oversized is not None:
+            # Judged now, not at the close: by now the applier has derived what came before it.
+            (size, asked), self._oversized = self._oversized, None
+            verdict = self._oversize.oversized(size, asked, self._passed)
+            if verdict is not None:
+                self._skip_frame(verdict)
+        self._asked = {}
         for channel, symbols in self.subscriptions.items():
             self._subscribe(connection, channel, symbols)
         keys = [StreamKey(c, s) for c, syms in self.subscriptions.items() for s in syms]
@@ -147,6 +223,17 @@ class Session:
         ping = self._adapter.ping()
         if ping is not None:
             self._send(connection, ping)
+
+    def on_oversized(self, size: int | None) -> None:
+        self._oversized = (size, {k: seq for k, (seq, _) in self._asked.items()})
+
+
+def _by_channel(keys: list[StreamKey]) -> dict[str, list[str]]:
+    """Streams grouped as a subscribe names them: channel -> symbols."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        out.setdefault(key.channel, []).append(key.symbol)
+    return out
 
 
 def describe(subs: Subscriptions) -> str:
