@@ -59,9 +59,12 @@ class Session:
         self.down_since: float | None = time.monotonic()  # None while connected (/healthz)
         self.started = False  # the "started" control record, with the subscriptions, is written
         self._oversize = OversizeSearch()
-        # This connection's resumes: stream -> (the seq asked, LSN of the subscribe asking it).
-        self._asked: dict[StreamKey, tuple[int, int]] = {}
-        self._oversized: tuple[int | None, dict[StreamKey, int]] | None = None  # to judge
+        # This connection's subscribes: stream -> (resume seq asked or None: live, its LSN).
+        self._asked: dict[StreamKey, tuple[int | None, int]] = {}
+        self._oversized = False  # the last connection ended on a frame over the limit ...
+        self._oversized_size: int | None = None  # ... of this size (if its header said) ...
+        self._oversized_lsn = 0  # ... judged once the applier derived its disconnect record
+        self._unsubscribed: Connection | None = None  # connected, subscribes wait on that
         self._skip: dict[StreamKey, int] = {}  # resume at least here (a skipped frame's seq + 1)
 
     def journal_control(self, doc: dict[str, object]) -> None:
@@ -103,7 +106,12 @@ class Session:
             self._fail(rejection_error(actions.fatal.code, actions.fatal.message))
             return
         conn = self.connection
-        if self._oversize.phase is not Phase.IDLE and conn is not None and conn.connected:
+        waiting = self._unsubscribed
+        if waiting is not None and self._pipeline.derived_lsn >= self._oversized_lsn:
+            self._unsubscribed = None
+            self._judge_oversized()
+            self._subscribe_all(waiting)
+        elif self._oversize.phase is not Phase.IDLE and conn is not None and conn.connected:
             verdict, released = self._oversize.progress(self._passed)
             if verdict is not None:
                 self._skip_frame(verdict)
@@ -115,7 +123,7 @@ class Session:
     def resync(self) -> None:
         """Re-subscribe gapped streams with resume, as the scheduler allows."""
         conn = self.connection
-        if conn is None or not conn.connected:
+        if conn is None or not conn.connected or self._unsubscribed is not None:
             return
         due = self._resyncs.due(self._pipeline.gapped_streams(), time.monotonic())
         for channel, symbols in due.items():
@@ -152,8 +160,8 @@ class Session:
             if point is not None:
                 resume[symbol] = point
         lsn = self._send(connection, self._adapter.subscribe(channel, symbols, resume or None))
-        for symbol, point in resume.items():
-            self._asked[StreamKey(channel, symbol)] = (point, lsn or 0)
+        for symbol in symbols:
+            self._asked[StreamKey(channel, symbol)] = (resume.get(symbol), lsn or 0)
 
     # -- a frame over the size limit -------------------------------------------------------------
     def _passed(self, key: StreamKey, seq: int) -> bool:
@@ -172,6 +180,27 @@ class Session:
             and stats.head_seq is not None
             and stats.head_seq < seq
         )
+
+    def _judge_oversized(self) -> None:
+        """The last connection ended on a frame over the limit: judged at the next connect,
+        when the applier has derived what came before it. A stream subscribed live held it
+        if anything: its resume point now is the seq in question."""
+        self._oversized = False
+        points: dict[StreamKey, int] = {}
+        live: set[StreamKey] = set()
+        for key, (seq, _) in self._asked.items():
+            if seq is None:
+                seq = self._pipeline.resume_point(key)
+                live.add(key)
+            if seq is not None:
+                points[key] = seq
+        verdict = self._oversize.oversized(
+            self._oversized_size,
+            points,
+            lambda key, seq: key not in live and self._passed(key, seq),
+        )
+        if verdict is not None:
+            self._skip_frame(verdict)
 
     def _skip_frame(self, verdict: Verdict) -> None:
         """Journal the frame over the limit (the applier counts it, and LOSES its seq if known);
@@ -198,12 +227,16 @@ class Session:
     def on_connected(self, connection: Connection) -> None:
         self.down_since = None
         self._feed.append(RecordKind.CONNECTION, orjson.dumps({"event": "connected"}))
-        if self._oversized is not None:
-            # Judged now, not at the close: by now the applier has derived what came before it.
-            (size, asked), self._oversized = self._oversized, None
-            verdict = self._oversize.oversized(size, asked, self._passed)
-            if verdict is not None:
-                self._skip_frame(verdict)
+        if self._oversized:
+            if self._pipeline.derived_lsn < self._oversized_lsn:
+                # The streams' resume points must include all that came before the frame.
+                self._unsubscribed = connection  # subscribed by on_actions, once derived
+                self._feed.wake_applier()
+                return
+            self._judge_oversized()
+        self._subscribe_all(connection)
+
+    def _subscribe_all(self, connection: Connection) -> None:
         self._asked = {}
         for channel, symbols in self.subscriptions.items():
             self._subscribe(connection, channel, symbols)
@@ -216,8 +249,12 @@ class Session:
     def on_disconnected(self, reason: str) -> None:
         if self.down_since is None:
             self.down_since = time.monotonic()
+        self._unsubscribed = None
         doc = {"event": "disconnected", "reason": reason}
-        self._feed.append(RecordKind.CONNECTION, orjson.dumps(doc))
+        lsn = self._feed.append(RecordKind.CONNECTION, orjson.dumps(doc))
+        if self._oversized and lsn is not None:
+            self._oversized_lsn = lsn
+            self._feed.wake_applier()
 
     def on_heartbeat(self, connection: Connection) -> None:
         ping = self._adapter.ping()
@@ -225,7 +262,7 @@ class Session:
             self._send(connection, ping)
 
     def on_oversized(self, size: int | None) -> None:
-        self._oversized = (size, {k: seq for k, (seq, _) in self._asked.items()})
+        self._oversized, self._oversized_size = True, size
 
 
 def _by_channel(keys: list[StreamKey]) -> dict[str, list[str]]:
