@@ -112,7 +112,13 @@ class Session:
             self._judge_oversized()
             self._subscribe_all(waiting)
         elif self._oversize.phase is not Phase.IDLE and conn is not None and conn.connected:
-            verdict, released = self._oversize.progress(self._passed)
+            # A stream SIGHUP took away cannot pass any more: it holds the search up no longer.
+            verdict, released = self._oversize.progress(
+                lambda key, seq: (
+                    key.symbol not in self.subscriptions.get(key.channel, ())
+                    or self._passed(key, seq)
+                )
+            )
             if verdict is not None:
                 self._skip_frame(verdict)
             for channel, symbols in _by_channel(released).items():
