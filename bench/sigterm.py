@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.buildcheck import require_release_build
 from bench.load import DEPTH_LEVELS, channels
 from bench.window import write_result
@@ -53,18 +55,49 @@ def run_once(mode: str) -> dict[str, Any]:
             at_load = end_of_log(data / "journal").last_lsn
             time.sleep(LOAD_S)  # the load window: the feed keeps saturating the recorder
             at_signal = end_of_log(data / "journal").last_lsn
-            t0 = time.monotonic()
+            sent_at, t0 = time.time(), time.monotonic()
             code = rec.stop(signal.SIGTERM)
             took = time.monotonic() - t0
-            slow = any("graceful shutdown took" in m for m in rec.log_messages())
+            phases = _phases(rec.log(), sent_at, took)
         return {
             "mode": mode,
             "sigterm_exit_s": took,
             "exit_code": code,
             "records_per_s": (at_signal - at_load) / LOAD_S,
             "records_at_exit": end_of_log(data / "journal").last_lsn,
-            "over_shutdown_timeout": slow,
+            **phases,
         }
+
+
+# The recorder's log lines that mark the steps of a graceful stop (fastfeed/recorder/app.py).
+_STEPS = (
+    ("signal_handled_s", "SIGTERM: stopping"),  # the event loop took the signal
+    ("connection_closed_s", "disconnected from"),  # the frames in hand journaled, socket closed
+    ("journal_and_sqlite_s", "stopped: journal durable"),  # journal synced, final snapshot
+)
+
+
+def _phases(log: str, sent_at: float, took: float) -> dict[str, Any]:
+    """Seconds each step of the stop took, from the JSON log's timestamps (wall clock)."""
+    stamps: dict[str, float] = {}
+    slow = False
+    for line in log.splitlines():
+        if not line.startswith("{"):
+            continue
+        doc = orjson.loads(line)
+        msg = str(doc.get("msg", ""))
+        slow = slow or msg.startswith("graceful shutdown took")
+        for name, prefix in _STEPS:
+            if msg.startswith(prefix) and doc["ts"] >= sent_at and name not in stamps:
+                stamps[name] = doc["ts"]
+    out: dict[str, Any] = {"over_shutdown_timeout": slow}
+    last = sent_at
+    for name, _ in _STEPS:
+        if name in stamps:
+            out[name] = stamps[name] - last
+            last = stamps[name]
+    out["process_exit_s"] = took - (last - sent_at)
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -91,19 +124,21 @@ def main() -> None:
             )
     summary = {}
     for mode in MODES:
-        times = [r["sigterm_exit_s"] for r in runs if r["mode"] == mode]
+        mine = [r for r in runs if r["mode"] == mode]
+        times = [r["sigterm_exit_s"] for r in mine]
         summary[mode] = {
             "runs": len(times),
             "p50_s": statistics.median(times),
             "p99_s": percentile(times, 99),
             "max_s": max(times),
-            "all_exit_0": all(r["exit_code"] == 0 for r in runs if r["mode"] == mode),
+            "all_exit_0": all(r["exit_code"] == 0 for r in mine),
+            # Median seconds of each step of the stop.
+            **{
+                f"p50_{name}": statistics.median(r[name] for r in mine if name in r)
+                for name in (*(n for n, _ in _STEPS), "process_exit_s")
+            },
         }
-        print(
-            f"{mode:>6}: p50 {summary[mode]['p50_s']:.2f} s, p99 {summary[mode]['p99_s']:.2f} s"
-            f" over {len(times)} runs",
-            flush=True,
-        )
+        print(f"{mode:>6}: {summary[mode]}", flush=True)
     summary["always_over_group_p50"] = summary["always"]["p50_s"] / summary["group"]["p50_s"]
     write_result(
         args.out,
