@@ -77,6 +77,8 @@ def test_a_resent_oversized_push_is_found_lost_alone_and_skipped(
         assert got == want[: len(rows)], (channel, symbol)
     # Counted in status and metrics; verify accepts the hole (it is in the ledger) and says so.
     assert status(data_dir)["counters"]["oversized"] == 1
+    text = cli("status", "--data-dir", str(data_dir)).stdout
+    assert "frames over the size limit skipped: 1 (their seqs: `gaps`)" in text, text
     assert metrics[("fastfeed_oversized_frames_total", ())] == 1
     proc = cli("verify", "--data-dir", str(data_dir))
     assert proc.returncode == 0, proc.stdout + proc.stderr
