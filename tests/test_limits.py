@@ -160,20 +160,22 @@ class _Oversized(picows.WSListener):
 
 
 OVERSIZE = 5000  # bytes: over the limit the connection under test is given
+PROMPT = defaults.OVERSIZED_PROMPT_RECONNECTS
 REFUSED = "Received frame with payload size exceeding max allowed size,"  # picows 2.3
 
 
 class _Reports:
-    """Notes what the connection reports, in order; ``third`` is set by the third connect."""
+    """Notes what the connection reports, in order; ``enough`` is set once past the prompt
+    reconnects (each connection: connected, oversized, disconnected)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
-        self.third = asyncio.Event()
+        self.enough = asyncio.Event()
 
     def on_connected(self, connection: Connection) -> None:
         self.calls.append(("connected", None))
-        if len(self.calls) >= 7:  # connected, oversized, disconnected twice; then the third
-            self.third.set()
+        if len(self.calls) >= 3 * (PROMPT + 2):
+            self.enough.set()
 
     def on_frame(self, payload: bytes, binary: bool) -> None:
         self.calls.append(("frame", payload))
@@ -187,19 +189,20 @@ class _Reports:
     def on_heartbeat(self, connection: Connection) -> None: ...
 
 
-def test_a_frame_over_the_limit_is_reported_with_its_size_and_the_reconnect_is_prompt() -> None:
+def test_a_frame_over_the_limit_is_reported_with_its_size_and_a_run_reconnects_promptly() -> None:
     reports, delays = asyncio.run(_run_against_oversized_frames())
     first = reports.calls[:3]
     assert first[:2] == [("connected", None), ("oversized", OVERSIZE)]
     assert first[2] == ("disconnected", f"protocol error: {REFUSED} {OVERSIZE} > {OVERSIZE - 1}")
     assert reports.calls[3:6] == first
-    # No backoff growth: the frame was data the handler can skip, so each reconnect is prompt.
-    assert delays == ["after_data", "after_data"]
+    # No backoff while the handler finds and skips the frame: a run of prompt reconnects; a
+    # venue that sends one on every connection past that run gets the backoff.
+    assert delays == ["after_data"] * PROMPT + ["next_delay"]
 
 
 class _NotingBackoff(Backoff):
     def __init__(self) -> None:
-        super().__init__(after_data_s=(0.0, 0.0))
+        super().__init__(initial_s=0.01, after_data_s=(0.0, 0.0))
         self.calls: list[str] = []
 
     def next_delay(self) -> float:
@@ -221,10 +224,10 @@ async def _run_against_oversized_frames() -> tuple[_Reports, list[str]]:
     task = asyncio.create_task(connection.run())
     try:
         async with asyncio.timeout(60):
-            await reports.third.wait()
+            await reports.enough.wait()
     finally:
         connection.stop()
         await task
         server.close()
         await server.wait_closed()
-    return reports, backoff.calls[:2]
+    return reports, backoff.calls[: PROMPT + 1]

@@ -118,6 +118,7 @@ class Connection:
         self._transport: picows.WSTransport | None = None
         self._stopping = asyncio.Event()
         self._close_reason = ""
+        self._oversized_run = 0  # connections in a row that ended on a frame over the limit
         self.reconnects = 0
         self.connected = False
 
@@ -195,9 +196,12 @@ class Connection:
                     self._listener = cast(Activity, listener)  # both listeners count frames
                     oversized = await self._serve(transport)
                     # Subscribed and delivering: the sink took data continuing a known stream.
-                    # A frame over the limit was data too: the handler skips it, so reconnect
-                    # promptly (it may be the first frame of every connection until skipped).
-                    productive = self._listener.steady > 0 or oversized
+                    steady = self._listener.steady > 0
+                    # A frame over the limit was data too, which the handler finds and skips
+                    # in a few connections, each ending on it: those reconnect promptly too.
+                    self._oversized_run = self._oversized_run + 1 if oversized else 0
+                    prompt = 0 < self._oversized_run <= defaults.OVERSIZED_PROMPT_RECONNECTS
+                    productive = steady or prompt
             if self._stopping.is_set():
                 return
             delay = self._backoff.after_data() if productive else self._backoff.next_delay()
