@@ -21,6 +21,10 @@ BACKOFF_CAP_S = 60.0  # reconnect delay never exceeds this
 # After a productive connection (subscribed, delivered data) ends: reconnect at once, but
 # spread over this window so a fleet that lost the venue together does not stampede it.
 RECONNECT_AFTER_DATA_S = (0.1, 0.5)
+# Connections in a row that may end on a frame over MAX_FRAME_BYTES and still reconnect at once
+# (finding its stream takes ~2 + log2(streams): 12 for 1000); past it, a venue that sends one
+# every time gets the backoff, not a reconnect twice a second.
+OVERSIZED_PROMPT_RECONNECTS = 16
 PING_INTERVAL_S = 5.0  # app-level {"cmd":"ping"} cadence
 STALL_TIMEOUT_S = 10.0  # no frame at all for this long: drop and reconnect
 RESYNC_RETRY_S = 1.0  # ask again for a gapped stream after this long (acks can be refused or lost)

@@ -9,6 +9,7 @@ import picows
 import pytest
 
 from fastfeed import defaults
+from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.connection import Connection
 
 __all__: list[str] = []
@@ -149,3 +150,84 @@ async def _read_a_flood() -> int:
         server.close()
         await server.wait_closed()
     return counter.most_in_a_turn
+
+
+class _Oversized(picows.WSListener):
+    """A venue whose first frame on every connection is over the client's frame limit."""
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        transport.send(picows.WSMsgType.TEXT, b"x" * OVERSIZE)
+
+
+OVERSIZE = 5000  # bytes: over the limit the connection under test is given
+PROMPT = defaults.OVERSIZED_PROMPT_RECONNECTS
+REFUSED = "Received frame with payload size exceeding max allowed size,"  # picows 2.3
+
+
+class _Reports:
+    """Notes what the connection reports, in order; ``enough`` is set once past the prompt
+    reconnects (each connection: connected, oversized, disconnected)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.enough = asyncio.Event()
+
+    def on_connected(self, connection: Connection) -> None:
+        self.calls.append(("connected", None))
+        if len(self.calls) >= 3 * (PROMPT + 2):
+            self.enough.set()
+
+    def on_frame(self, payload: bytes, binary: bool) -> None:
+        self.calls.append(("frame", payload))
+
+    def on_disconnected(self, reason: str) -> None:
+        self.calls.append(("disconnected", reason))
+
+    def on_oversized(self, size: int | None) -> None:
+        self.calls.append(("oversized", size))
+
+    def on_heartbeat(self, connection: Connection) -> None: ...
+
+
+def test_a_frame_over_the_limit_is_reported_with_its_size_and_a_run_reconnects_promptly() -> None:
+    reports, delays = asyncio.run(_run_against_oversized_frames())
+    first = reports.calls[:3]
+    assert first[:2] == [("connected", None), ("oversized", OVERSIZE)]
+    assert first[2] == ("disconnected", f"protocol error: {REFUSED} {OVERSIZE} > {OVERSIZE - 1}")
+    assert reports.calls[3:6] == first
+    # No backoff while the handler finds and skips the frame: a run of prompt reconnects; a
+    # venue that sends one on every connection past that run gets the backoff.
+    assert delays == ["after_data"] * PROMPT + ["next_delay"]
+
+
+class _NotingBackoff(Backoff):
+    def __init__(self) -> None:
+        super().__init__(initial_s=0.01, after_data_s=(0.0, 0.0))
+        self.calls: list[str] = []
+
+    def next_delay(self) -> float:
+        self.calls.append("next_delay")
+        return super().next_delay()
+
+    def after_data(self) -> float:
+        self.calls.append("after_data")
+        return super().after_data()
+
+
+async def _run_against_oversized_frames() -> tuple[_Reports, list[str]]:
+    server = await picows.ws_create_server(lambda request: _Oversized(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reports = _Reports()
+    backoff = _NotingBackoff()
+    url = f"ws://127.0.0.1:{port}/"
+    connection = Connection(url, url, reports, max_frame_bytes=OVERSIZE - 1, backoff=backoff)
+    task = asyncio.create_task(connection.run())
+    try:
+        async with asyncio.timeout(60):
+            await reports.enough.wait()
+    finally:
+        connection.stop()
+        await task
+        server.close()
+        await server.wait_closed()
+    return reports, backoff.calls[: PROMPT + 1]

@@ -120,6 +120,38 @@ def test_malformed_frames_are_kept_counted_and_skipped(tmp_path: Path) -> None:
     assert b"\xff\xfe not json" in kept
 
 
+def test_an_oversized_marker_loses_its_seq_and_is_counted_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    journal, pipeline, snap = open_all(tmp_path)
+    replay_into(journal, pipeline, snap)
+    pushes = frames("AAPL.US", 5)
+    for f in pushes[:2]:
+        record(journal, pipeline, RecordKind.INBOUND, f)
+    marker = {"event": "oversized", "size": 17_000_000, "channel": "depth"}
+    marker |= {"symbol": "AAPL.US", "seq": 3}
+    record(journal, pipeline, RecordKind.GAP, orjson.dumps(marker))
+    asyncio.run(snap.flush())
+    for f in pushes[3:]:  # after the skip: journaled, not yet in SQLite
+        record(journal, pipeline, RecordKind.INBOUND, f)
+    snap.close()
+    journal.close()
+    journal, pipeline, snap = open_all(tmp_path)
+    replay_into(journal, pipeline, snap)
+    try:
+        counters, gaps = snap.store.counters(), snap.store.gaps()
+        assert pipeline.resume_point(StreamKey("depth", "AAPL.US")) == 6
+    finally:
+        snap.close()
+        journal.close()
+    assert counters["oversized"] == 1
+    reason = "frame over the size limit (17000000 bytes)"
+    assert [(g["from_seq"], g["to_seq"], g["state"], g["reason"]) for g in gaps] == [
+        (3, 3, "lost", reason)
+    ]
+    assert [r[1] for r in exported(tmp_path)] == [1, 2, 4, 5]
+
+
 def test_a_read_only_view_derives_a_crashed_recorders_tail(tmp_path: Path) -> None:
     (tmp_path / "FORMAT").write_text("1\n")
     journal, pipeline, snap = open_all(tmp_path)

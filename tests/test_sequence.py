@@ -153,6 +153,35 @@ def test_reconnect_past_the_venue_history_loses_the_unseen_range() -> None:
     assert tracker.open_gap_count() == 0
 
 
+def test_a_seq_lost_alone_moves_the_resume_point_past_it_and_nothing_else() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2])
+    lost = Gap(1, AAPL, 3, 3, 300, 300, LOST, "too big")
+    assert tracker.lose_seq(AAPL, 3, 300, "too big") == (lost,)
+    assert tracker.resume_point(AAPL) == 4
+    assert tracker.lose_seq(AAPL, 2, 300, "too big") == ()  # received: not lost
+    assert tracker.lose_seq(TSLA, 1, 300, "too big") == ()  # no baseline: nothing to skip
+    tracker.resume_requested(AAPL, 4)
+    assert tracker.on_ack(AAPL, 4, 9, 400) == ()
+    assert feed(tracker, AAPL, [4, 5]) == [NEW, NEW]
+    assert tracker.gaps() == [lost] and tracker.open_gap_count() == 0
+
+
+def test_a_seq_lost_inside_an_open_gap_splits_it() -> None:
+    tracker = SequenceTracker()
+    feed(tracker, AAPL, [1, 2, 6])
+    tracker.changed_gaps()
+    assert tracker.lose_seq(AAPL, 4, 700, "too big") == (
+        Gap(2, AAPL, 4, 4, 600, 700, LOST, "too big"),
+    )
+    assert sorted((g.from_seq, g.to_seq, g.state) for g in tracker.gaps()) == [
+        (3, 3, OPEN),
+        (4, 4, LOST),
+        (5, 5, OPEN),
+    ]
+    assert tracker.resume_point(AAPL) == 3
+
+
 def test_first_seq_with_a_resume_point_opens_a_gap_from_it() -> None:
     tracker = SequenceTracker()
     tracker.resume_requested(AAPL, 100)

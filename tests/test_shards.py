@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import StreamKey
 from fastfeed.journal import FLAG_SHADOW, RecordKind
 from fastfeed.recorder._sink import FrameSink
@@ -39,11 +40,13 @@ class Owner:
 
     def __init__(self) -> None:
         self.records: list[tuple[int, int, int]] = []  # (kind, flags, slot)
+        self.payloads: list[bytes] = []
         self.gapped: set[StreamKey] = set()
         self.wakes = 0
 
     def journal_record(self, kind: RecordKind, payload: bytes, flags: int, slot: int) -> int:
         self.records.append((kind, flags, slot))
+        self.payloads.append(payload)
         return len(self.records)
 
     def wake_applier(self) -> None:
@@ -88,3 +91,19 @@ def test_a_rotating_link_is_proven_by_what_the_applier_derived() -> None:
     assert link.proving is None and link.proven.is_set()
     link.on_frame(book, False)  # proven: its own frames are derived now
     assert owner.records[-1] == (RecordKind.INBOUND, 0, 2)
+
+
+def test_a_frame_over_the_limit_on_a_link_is_journaled_and_counted_without_a_loss() -> None:
+    owner = Owner()
+    subs = {"depth": ["NKNUSDT"]}
+    feed = ShardedFeed(BinanceAdapter(), "ws://127.0.0.1:1", "http://127.0.0.1:1", subs, owner)
+    link = _Link(feed, 3, subs, rotation=False)
+    link.on_oversized(17_000_000)
+    assert owner.records == [(RecordKind.GAP, 0, 3)]
+    assert owner.payloads == [b'{"event":"oversized","size":17000000}']
+    # No stream named: counted, and the ids it held are the next push's gap (a snapshot's).
+    pipeline = Pipeline("binance", BinanceAdapter())
+    pipeline.feed(1, RecordKind.GAP, 10, owner.payloads[0])
+    batch = pipeline.cut()
+    assert batch is not None and batch.counters is not None
+    assert batch.counters["oversized"] == 1 and batch.gaps == []

@@ -25,12 +25,13 @@ from fastfeed.derive.rest_record import decode_rest
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, StreamCheckpoint
 from fastfeed.derive.sequence import (
     REASON_CONNECTION_JUMP,
+    REASON_OVERSIZED,
     REASON_RESUBSCRIBED,
     REASON_VENUE_RESET,
     SequenceTracker,
     StreamStats,
 )
-from fastfeed.derive.streams import GapState, StreamKey
+from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.venues.base import ShardVenue, VenueAdapter
 from fastfeed.venues.events import (
@@ -189,6 +190,7 @@ class Pipeline:
         self.rejected = 0
         self.reconnects = 0
         self.venue_resets = 0
+        self.oversized = 0  # frames over the size limit skipped (GAP "oversized" markers)
         self.snapshots = 0  # REST snapshots applied (this process)
         self._connected_since_start = False
 
@@ -205,6 +207,7 @@ class Pipeline:
         self.rejected = counters.get("rejected", 0)
         self.reconnects = counters.get("reconnects", 0)
         self.venue_resets = counters.get("venue_resets", 0)
+        self.oversized = counters.get("oversized", 0)
         self._last_lsn = self._cut_lsn = applied_lsn
         self.gap_tally = GapTally(self._tracker.gaps())
 
@@ -528,8 +531,12 @@ class Pipeline:
         )
 
     def _gap_marker(self, recv_ns: int, payload: bytes) -> None:
-        """The recorder gave up on a gap nothing can fill: the ids up to ``upto`` are LOST."""
+        """The recorder gave up on a gap nothing can fill: the ids up to ``upto`` are LOST; or
+        a frame over the size limit was skipped: counted, and the seq it held (if known) LOST."""
         doc = _loads(payload)
+        if isinstance(doc, dict) and doc.get("event") == "oversized":
+            self._oversized(recv_ns, doc)
+            return
         if not isinstance(doc, dict) or doc.get("event") != "lost":
             return
         channel, symbol, upto = doc.get("channel"), doc.get("symbol"), doc.get("upto")
@@ -537,6 +544,14 @@ class Pipeline:
         if isinstance(channel, str) and isinstance(symbol, str) and type(upto) is int:
             why = reason if isinstance(reason, str) else "lost"
             self._tracker.lose(StreamKey(channel, symbol), upto, recv_ns, why)
+
+    def _oversized(self, recv_ns: int, doc: dict[str, Any]) -> None:
+        self.oversized += 1
+        channel, symbol, seq, size = (doc.get(k) for k in ("channel", "symbol", "seq", "size"))
+        if isinstance(channel, str) and isinstance(symbol, str) and type(seq) is int:
+            what = f"{size} bytes" if type(size) is int else "size unknown"
+            reason = f"{REASON_OVERSIZED} ({what})"
+            self._tracker.lose_seq(StreamKey(channel, symbol), seq, recv_ns, reason)
 
     def _malformed(self, lsn: int, reason: str) -> None:
         self.malformed += 1
@@ -655,6 +670,7 @@ class Pipeline:
                 "rejected": self.rejected,
                 "reconnects": self.reconnects,
                 "venue_resets": self.venue_resets,
+                "oversized": self.oversized,
             },
         )
         self._messages = []

@@ -81,6 +81,7 @@ REASON_STALLED = "stalled (no sequence numbers)"
 REASON_SNAPSHOT = "not replayable: replaced by a snapshot"
 REASON_RESUBSCRIBED = "not replayable: replaced by the snapshot of a resubscribe"
 REASON_CONNECTION_JUMP = "connection seq jump: may have held this stream's pushes"
+REASON_OVERSIZED = "frame over the size limit"
 
 
 class SyncState(enum.StrEnum):
@@ -544,6 +545,17 @@ class SequenceTracker:
             return ()  # nothing received yet: the first push will be the baseline
         top = st.above[-1][1] if st.above else st.base
         lost = self._mark_lost(st, st.base + 1, min(upto, top), recv_ns, reason)
+        if not st.open:
+            _advance(st, _T.GAPS_CLOSED)
+        return lost
+
+    def lose_seq(self, key: StreamKey, seq: int, recv_ns: int, reason: str) -> tuple[Gap, ...]:
+        """Declare one seq not received LOST (a frame the recorder could not take: over the
+        size limit); returns the gaps made LOST. The next resume asks past it."""
+        st = self._streams.get(key)
+        if st is None or st.base < 0:
+            return ()  # no baseline: a live subscribe starts past it anyway
+        lost = self._mark_lost(st, seq, seq, recv_ns, reason)
         if not st.open:
             _advance(st, _T.GAPS_CLOSED)
         return lost

@@ -18,7 +18,8 @@ class RecordKind(enum.IntEnum):
     INBOUND = 1  # a WebSocket frame received (text or binary: see FLAG_BINARY)
     OUTBOUND = 2  # a command we sent
     CONNECTION = 3  # connection event (JSON payload)
-    GAP = 4  # the recorder gave up a gap nothing can fill: {"event":"lost","upto":..} (JSON)
+    GAP = 4  # the recorder gave up a gap nothing can fill: {"event":"lost","upto":..}, or
+    # skipped a frame over the size limit: {"event":"oversized","size":..,"channel","symbol","seq"}
     SNAPSHOT = 5  # reserved: marks a snapshot reaching an LSN
     CONTROL = 6  # recorder control info (subscription set changes, stream registry)
     REST = 7  # a REST response (venue snapshot): fastfeed/derive/rest_record.py

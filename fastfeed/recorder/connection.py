@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import ssl
 import time
@@ -27,12 +28,17 @@ log = logging.getLogger("fastfeed.connection")
 
 
 class FeedHandler(Protocol):
-    """What the connection tells the recorder. All calls happen on the event loop thread."""
+    """What the connection tells the recorder. All calls happen on the event loop thread.
+
+    ``on_oversized`` comes just before the ``on_disconnected`` of a connection that ended on a
+    frame over ``max_frame_bytes`` (close 1009), with the size its header announced if known.
+    """
 
     def on_connected(self, connection: Connection) -> None: ...
     def on_frame(self, payload: bytes, binary: bool) -> None: ...
     def on_disconnected(self, reason: str) -> None: ...
     def on_heartbeat(self, connection: Connection) -> None: ...
+    def on_oversized(self, size: int | None) -> None: ...
 
 
 class _Listener(picows.WSListener):
@@ -112,6 +118,7 @@ class Connection:
         self._transport: picows.WSTransport | None = None
         self._stopping = asyncio.Event()
         self._close_reason = ""
+        self._oversized_run = 0  # connections in a row that ended on a frame over the limit
         self.reconnects = 0
         self.connected = False
 
@@ -187,9 +194,14 @@ class Connection:
                     self._connect_failed("closed before the WebSocket handshake")
                 else:
                     self._listener = cast(Activity, listener)  # both listeners count frames
-                    await self._serve(transport)
+                    oversized = await self._serve(transport)
                     # Subscribed and delivering: the sink took data continuing a known stream.
-                    productive = self._listener.steady > 0
+                    steady = self._listener.steady > 0
+                    # A frame over the limit was data too, which the handler finds and skips
+                    # in a few connections, each ending on it: those reconnect promptly too.
+                    self._oversized_run = self._oversized_run + 1 if oversized else 0
+                    prompt = 0 < self._oversized_run <= defaults.OVERSIZED_PROMPT_RECONNECTS
+                    productive = steady or prompt
             if self._stopping.is_set():
                 return
             delay = self._backoff.after_data() if productive else self._backoff.next_delay()
@@ -202,7 +214,9 @@ class Connection:
         self._handler.on_disconnected(f"connect failed: {why}")
         log.warning("cannot connect to %s: %s", self._log_url, why)
 
-    async def _serve(self, transport: picows.WSTransport) -> None:
+    async def _serve(self, transport: picows.WSTransport) -> bool:
+        """Serve one connection until it ends; True when it ended on a frame over the limit."""
+        oversized = False
         self._transport = transport
         self._close_reason = ""
         self.connected = True
@@ -216,6 +230,9 @@ class Connection:
             # never the recorder: what was received before it is journaled, the rest is
             # resumed on the next connection.
             self._close_reason = f"protocol error: {_describe(exc)}"
+            if getattr(exc, "code", None) == picows.WSCloseCode.MESSAGE_TOO_BIG:
+                oversized = True
+                self._handler.on_oversized(_announced_size(exc))
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -224,6 +241,7 @@ class Connection:
             reason = self._close_reason or "connection lost"
             log.info("disconnected from %s: %s", self._log_url, reason)
             self._handler.on_disconnected(reason)
+        return oversized
 
     def _activity(self) -> int:
         """Frames taken so far on this connection (no clock is read per frame)."""
@@ -293,3 +311,15 @@ class Connection:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+# picows 2.3 refuses a data frame from its header, before any payload is read, with
+# WSProtocolError(MESSAGE_TOO_BIG, "... exceeding max allowed size, {length} > {max_frame_size}")
+# (picows.pyx, WSProtocol._get_next_frame_impl): the announced length is only in that text.
+_ANNOUNCED = re.compile(r"(\d+) > \d+\s*$")
+
+
+def _announced_size(exc: picows.WSError) -> int | None:
+    """The payload length a refused frame's header announced, if picows said it."""
+    match = _ANNOUNCED.search(str(exc.args[-1])) if exc.args else None
+    return int(match.group(1)) if match else None

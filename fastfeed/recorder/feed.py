@@ -133,6 +133,10 @@ class Feed:
             self.on_journal_error(exc)
             return None
 
+    def wake_applier(self) -> None:
+        """Have the applier derive what is journaled now (a decision is waiting on it)."""
+        self._wake_applier()
+
     # -- the sink's handler --------------------------------------------------------------------
     def on_journal_error(self, exc: JournalError) -> None:
         """The journal refused a record: stop taking any (recording ends, in one line)."""

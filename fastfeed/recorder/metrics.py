@@ -136,6 +136,11 @@ class RecorderCollector(Collector):
         yield _counter(
             "malformed_frames", "Frames the venue adapter could not read (kept)", s.malformed
         )
+        yield _counter(
+            "oversized_frames",
+            "Frames over the size limit, skipped (the seq each held is a lost gap)",
+            self._pipeline.oversized,
+        )
         yield from self._streams()
 
     def _streams(self) -> Iterator[Metric]:

@@ -222,6 +222,12 @@ class _Link:
             doc.update(event="disconnected", reason=reason)
         self.feed.control(RecordKind.CONNECTION, doc, self.slot)
 
+    def on_oversized(self, size: int | None) -> None:
+        # No resume by seq here: the reconnect subscribes live, the frame is not resent, and the
+        # ids it held open a gap at the next push that a snapshot recovers. Only counted.
+        log.error("a frame over the size limit (%s bytes) ended connection %d", size, self.slot)
+        self.feed.control(RecordKind.GAP, {"event": "oversized", "size": size}, self.slot)
+
     def on_heartbeat(self, connection: Connection) -> None:
         ping = self.feed.adapter.ping()
         if ping is None:

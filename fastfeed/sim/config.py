@@ -72,6 +72,15 @@ def _streams(text: str) -> list[tuple[str, str]]:
     return [(channel, s) for s in symbols.split(",") if s]
 
 
+def _oversize_push(text: str) -> tuple[str, str, int]:
+    """``depth:AAPL.US:500`` -> ("depth", "AAPL.US", 500)."""
+    head, _, seq = text.rpartition(":")
+    channel, sep, symbol = head.partition(":")
+    if not sep or channel not in CHANNELS or not symbol or not seq.isdigit() or int(seq) < 1:
+        raise argparse.ArgumentTypeError(f"expected CHANNEL:SYM:SEQ (SEQ >= 1), got {text!r}")
+    return channel, symbol, int(seq)
+
+
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every simulator option (server, content, faults) to ``parser``."""
     add = parser.add_argument
@@ -121,6 +130,14 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     fadd("--fault-garbage-rate", type=float, default=0.0, help="fraction preceded by garbage")
     fadd("--fault-garbage-kinds", default=",".join(GARBAGE_KINDS), help="comma separated")
     fadd("--fault-oversize-bytes", type=int, default=MAX_FRAME_BYTES + 1)
+    fadd(
+        "--fault-oversize-push",
+        type=_oversize_push,
+        action="append",
+        default=[],
+        metavar="CHANNEL:SYM:SEQ",
+        help="send that push padded to --fault-oversize-bytes, every time (repeatable)",
+    )
     fadd("--fault-stall-after", type=int, metavar="N", help="stall after N push frames ...")
     fadd("--fault-stall-seconds", type=float, default=0.0, help="... for S seconds")
     fadd("--fault-reject-symbols", default="", help="comma separated symbols to refuse")
@@ -143,6 +160,7 @@ def sim_config_from_args(ns: argparse.Namespace) -> SimConfig:
             garbage_rate=ns.fault_garbage_rate,
             garbage_kinds=tuple(k for k in ns.fault_garbage_kinds.split(",") if k),
             oversize_bytes=ns.fault_oversize_bytes,
+            oversize_pushes=tuple(ns.fault_oversize_push),
             stall_after=ns.fault_stall_after,
             stall_s=ns.fault_stall_seconds,
             reject_symbols=frozenset(s for s in ns.fault_reject_symbols.split(",") if s),

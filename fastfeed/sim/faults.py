@@ -18,10 +18,11 @@ from fastfeed.defaults import MAX_FRAME_BYTES, SIM_SEED
 from fastfeed.sim.wire import OP_BINARY, OP_TEXT
 from fastfeed.venues.tickdb import CODE_UNKNOWN_NAME
 
-__all__ = ["GARBAGE_KINDS", "Action", "ConnectionFaults", "FaultPlan"]
+__all__ = ["GARBAGE_KINDS", "Action", "ConnectionFaults", "FaultPlan", "oversize_pushes"]
 
 GARBAGE_KINDS = ("text", "binary", "truncated", "shape", "oversized")
 _WRONG_SHAPE = b'{"cmd":"depth","data":["not","an","object"]}'
+_PAD_OPEN = b',"pad":"'  # a padded push: the push's last "}" replaced by this, x..., '"}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,10 @@ class FaultPlan:
     reorder_rate: float = 0.0  # fraction of push frames swapped with the next one
     garbage_rate: float = 0.0  # fraction of push frames preceded by a garbage frame
     garbage_kinds: tuple[str, ...] = GARBAGE_KINDS
-    oversize_bytes: int = MAX_FRAME_BYTES + 1  # size of an "oversized" garbage frame
+    oversize_bytes: int = MAX_FRAME_BYTES + 1  # size of an "oversized" frame (garbage or push)
+    # (channel, symbol, seq): that push is held padded to ``oversize_bytes``, so every send of
+    # it (live or resumed, on any connection) is over the size limit
+    oversize_pushes: tuple[tuple[str, str, int], ...] = ()
     stall_after: int | None = None  # after N push frames send nothing, not even pongs ...
     stall_s: float = 0.0  # ... for this many seconds, then carry on where it stopped
     reject_symbols: frozenset[str] = frozenset()  # subscribing any of these is refused ...
@@ -53,6 +57,8 @@ class FaultPlan:
         unknown = set(self.garbage_kinds) - set(GARBAGE_KINDS)
         if unknown or not self.garbage_kinds:
             raise ValueError(f"garbage kinds must be among {', '.join(GARBAGE_KINDS)}")
+        if any(seq < 1 for _, _, seq in self.oversize_pushes):
+            raise ValueError("an oversized push needs a seq of at least 1")
 
     def applies_to(self, connection_index: int) -> bool:
         """Whether frame faults apply to the connection accepted as number ``connection_index``."""
@@ -143,3 +149,21 @@ class ConnectionFaults:
         if kind == "shape":
             return OP_TEXT, _WRONG_SHAPE
         return OP_TEXT, b"x" * self.plan.oversize_bytes
+
+
+def oversize_pushes(
+    plan: FaultPlan, channel: str, symbol: str, from_seq: int, batch: list[bytes]
+) -> list[bytes]:
+    """``batch`` (seqs from ``from_seq`` of one stream) with the plan's oversized pushes padded.
+
+    The push keeps its JSON and gains a ``"pad"`` string that makes it ``oversize_bytes`` long,
+    like a venue message that really is that big.
+    """
+    last = from_seq + len(batch) - 1
+    for ch, sym, seq in plan.oversize_pushes:
+        if ch == channel and sym == symbol and from_seq <= seq <= last:
+            batch = list(batch)
+            frame = batch[seq - from_seq]
+            pad = max(plan.oversize_bytes - len(frame) - len(_PAD_OPEN) - 1, 0)
+            batch[seq - from_seq] = frame[:-1] + _PAD_OPEN + b"x" * pad + b'"}'
+    return batch

@@ -31,7 +31,7 @@ from fastfeed.defaults import (
 from fastfeed.sim.commands import Error, Ping, Subscribe, Unsubscribe, interpret, read_command
 from fastfeed.sim.config import SimConfig
 from fastfeed.sim.content import stamp
-from fastfeed.sim.faults import Action, ConnectionFaults
+from fastfeed.sim.faults import Action, ConnectionFaults, oversize_pushes
 from fastfeed.sim.history import Stream, StreamSource
 from fastfeed.sim.wire import OP_TEXT, Deflate, frame_header
 from fastfeed.venues.tickdb import CODE_BAD_REQUEST, CODE_INVALID_KEY, CODE_RATE_LIMITED
@@ -267,6 +267,10 @@ class Session(WSListener):
             batch = history.slice(cursor.next_seq, limit)
             if not batch:
                 continue
+            if server.config.faults.oversize_pushes:
+                batch = oversize_pushes(
+                    server.config.faults, stream.channel, stream.symbol, cursor.next_seq, batch
+                )
             if sent_ns is not None:
                 batch = [stamp(m, sent_ns) for m in batch]
             if self._faults is None:

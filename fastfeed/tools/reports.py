@@ -72,6 +72,9 @@ def _status_text(status: dict[str, Any]) -> str:
             f" {_dash(s['last_seq']):>10} {s['gaps_open']:>5}"
         )
     lines.append(f"gaps open: {status['gaps_open']}, lost: {status['gaps_lost']}")
+    oversized = status["counters"].get("oversized", 0)
+    if oversized:
+        lines.append(f"frames over the size limit skipped: {oversized} (their seqs: `gaps`)")
     return "\n".join(lines) + "\n"
 
 

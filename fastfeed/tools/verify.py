@@ -103,6 +103,12 @@ def verify(data_dir: Path) -> Report:
         _check_journal(data_dir / JOURNAL_DIR, report)
         _check_against_journal(store, data_dir / JOURNAL_DIR, store.venue(), report)
         _check_streams(store, _adapter(store.venue()), report)
+        oversized = store.counters().get("oversized", 0)
+        if oversized:
+            report.notes.append(
+                f"{oversized} frame{'s' if oversized > 1 else ''} over the size limit skipped"
+                " (the seq each held, when known, is a lost gap in the ledger)"
+            )
         if store.changed():
             report.problems.append(
                 f"{db_path} was written while verify read it (a recorder started?): run it again"

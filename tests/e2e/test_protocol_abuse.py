@@ -264,6 +264,7 @@ def test_oversized_frame_drops_the_connection_and_recording_resumes(
     with ScriptedVenue(script) as venue, Recorder(tmp_path, data_dir, venue.url, CHANNELS) as rec:
         rec.start()
         rec.until(lambda: watch.poll().max_seq.get(STREAM, 0) >= 200, "seq 200 after reconnect")
+        rec.until(lambda: _gap_records(data_dir), "the oversized frame's marker")
         assert watch.connected == 2 and watch.garbage == 0
         assert rec.stop(signal.SIGTERM) == 0
     first = disconnect_reasons(data_dir)[0]
@@ -274,6 +275,18 @@ def test_oversized_frame_drops_the_connection_and_recording_resumes(
     row = stream_status(data_dir)
     assert (row["records"], row["duplicates"], row["last_seq"]) == (200, 0, 200)
     assert status(data_dir)["counters"]["reconnects"] == 1
+    # Not resent (the resume at 101 passed it): counted, with its size, and nothing lost.
+    assert status(data_dir)["counters"]["oversized"] == 1
+    assert _gap_records(data_dir) == [
+        b'{"event":"oversized","size":%d}' % (defaults.MAX_FRAME_BYTES + 1)
+    ]
+    assert "a frame over the 16777216-byte limit (16777217 bytes) was not resent: counted" in (
+        rec.log_messages()
+    )
+
+
+def _gap_records(data_dir: Path) -> list[bytes]:
+    return [r.payload for r in read_journal(data_dir / "journal") if r.kind == RecordKind.GAP]
 
 
 # -- (b) a flood of pings ------------------------------------------------------------------------

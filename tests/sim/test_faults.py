@@ -140,11 +140,39 @@ def test_oversized_frame_trips_the_client_limit() -> None:
         plan = FaultPlan(garbage_rate=1.0, garbage_kinds=("oversized",), oversize_bytes=70_000)
         server = await serve(SimConfig(rate=5000, faults=plan))
         try:
-            async with connect(server, max_size=65_536) as ws:
+            await _closed_as_too_big(server)
+        finally:
+            await server.close()
+
+    run(body)
+
+
+async def _closed_as_too_big(server: SimServer, resume: dict[str, int] | None = None) -> None:
+    """A client whose frame limit is 64 KiB subscribes and closes with 1009 (message too big)."""
+    async with connect(server, max_size=65_536) as ws:
+        await subscribe(ws, "trade", ["A.US"], resume)
+        with pytest.raises(websockets.ConnectionClosedError) as info:
+            await recv(ws)
+        assert info.value.sent is not None and info.value.sent.code == 1009
+
+
+def test_an_oversized_push_keeps_its_seq_and_is_resent_on_resume() -> None:
+    async def body() -> None:
+        plan = FaultPlan(oversize_bytes=70_000, oversize_pushes=(("trade", "A.US", 3),))
+        server = await serve(SimConfig(rate=5000, faults=plan))
+        try:
+            want = reference(1, "trade", "A.US", 5)
+            async with connect(server, max_size=None) as ws:
                 await subscribe(ws, "trade", ["A.US"])
-                with pytest.raises(websockets.ConnectionClosedError) as info:
-                    await recv(ws)
-                assert info.value.sent is not None and info.value.sent.code == 1009
+                live = await pushes(ws, 4)
+            async with connect(server, max_size=None) as ws:
+                await subscribe(ws, "trade", ["A.US"], {"A.US": 2})
+                resent = await pushes(ws, 4)
+            for big in (live[2], resent[1]):
+                assert len(big) == 70_000 and seq_of(big) == 3
+                assert big.startswith(want[2][:-1] + b',"pad":"xxx') and big.endswith(b'x"}')
+            assert live[:2] + live[3:] == want[:2] + want[3:4] and resent[2:] == want[3:5]
+            await _closed_as_too_big(server, {"A.US": 3})
         finally:
             await server.close()
 

@@ -1,0 +1,98 @@
+"""The search for the stream whose resume meets a frame over the size limit (recorder/oversize)."""
+
+from __future__ import annotations
+
+from fastfeed.derive.streams import StreamKey
+from fastfeed.recorder.oversize import Found, GiveUp, OversizeSearch, Phase
+
+__all__: list[str] = []
+
+KEYS = [StreamKey("depth", f"S{i:02d}") for i in range(16)]
+
+
+class Venue:
+    """Streams' resume points on a venue where ``culprit`` is stuck at ``at``. A connection
+    sends the streams in key order: those after the culprit never arrive before its frame."""
+
+    def __init__(self, culprit: StreamKey, at: int = 50) -> None:
+        self.culprit = culprit
+        self.points = {k: 40 + i for i, k in enumerate(KEYS)}
+        self.points[culprit] = at
+        self.reached: set[StreamKey] = set()
+
+    def passed(self, key: StreamKey, seq: int) -> bool:
+        return key in self.reached
+
+    def connection(self, search: OversizeSearch) -> dict[StreamKey, int]:
+        """One connection until the culprit's frame ends it; returns the resumes it asked."""
+        asked = {k: r for k, r in self.points.items() if search.allows(k)}
+        while self.culprit not in asked:  # each batch of a probe passes: the next is sent
+            self.reached = set(asked)
+            verdict, released = search.progress(self.passed)
+            assert verdict is None and released  # the culprit is never given up
+            asked |= {k: self.points[k] for k in released}
+        self.reached = {k for k in asked if k < self.culprit}
+        return asked
+
+
+def find(culprit: StreamKey) -> tuple[Found | GiveUp | None, int]:
+    venue = Venue(culprit)
+    search = OversizeSearch()
+    verdict = None
+    connections = 0
+    while verdict is None:
+        asked = venue.connection(search)
+        connections += 1
+        verdict = search.oversized(17_000_000, asked, venue.passed)
+        assert connections <= 2 + len(KEYS).bit_length()
+    return verdict, connections
+
+
+def test_the_culprit_is_found_at_its_resume_point_in_about_log2_connections() -> None:
+    for culprit in (KEYS[0], KEYS[7], KEYS[15]):
+        verdict, connections = find(culprit)
+        assert verdict == Found(culprit, 50, 17_000_000)
+        # the first, the confirming retry, then a probe per halving of the suspects
+        assert connections <= 2 + (16 - KEYS.index(culprit)).bit_length()
+
+
+def test_a_second_hit_on_the_same_resume_point_with_one_suspect_is_found_at_once() -> None:
+    search = OversizeSearch()
+    key = KEYS[3]
+    assert search.oversized(None, {key: 9, KEYS[4]: 5}, lambda k, s: k != key) is None
+    assert search.phase is Phase.RETRY
+    assert search.oversized(20_000_000, {key: 9, KEYS[4]: 6}, lambda k, s: k != key) == Found(
+        key, 9, 20_000_000
+    )
+    assert search.phase is Phase.IDLE and search.allows(KEYS[4])
+
+
+def test_a_frame_that_is_not_resent_gives_up_with_its_size() -> None:
+    search = OversizeSearch()
+    assert search.oversized(17_000_000, {}, lambda k, s: False) == GiveUp(17_000_000)
+    assert search.oversized(None, {KEYS[0]: 3}, lambda k, s: False) is None
+    assert search.progress(lambda k, s: False) == (None, [])
+    assert search.progress(lambda k, s: True) == (GiveUp(None), [])
+    assert search.phase is Phase.IDLE
+
+
+def test_a_different_resume_point_is_a_new_incident_not_a_confirmation() -> None:
+    search = OversizeSearch()
+    assert search.oversized(None, {KEYS[0]: 3}, lambda k, s: False) is None
+    assert search.oversized(None, {KEYS[0]: 4}, lambda k, s: False) is None  # it moved on
+    assert search.phase is Phase.RETRY
+    assert search.oversized(None, {KEYS[0]: 4}, lambda k, s: False) == Found(KEYS[0], 4, None)
+
+
+def test_a_probe_withholds_only_the_suspects_outside_its_batch() -> None:
+    search = OversizeSearch()
+    suspects = {k: 7 for k in KEYS[:4]}
+    search.oversized(None, suspects | {KEYS[9]: 2}, lambda k, s: k == KEYS[9])
+    search.oversized(None, suspects, lambda k, s: False)
+    assert search.phase is Phase.PROBE
+    assert [k for k in KEYS if search.allows(k)] == KEYS[:2] + KEYS[4:]
+    verdict, released = search.progress(lambda k, s: True)
+    assert (verdict, released) == (None, [KEYS[2]])
+    assert search.progress(lambda k, s: True) == (None, [KEYS[3]])
+    assert search.progress(lambda k, s: True) == (GiveUp(None), [])
+    assert all(search.allows(k) for k in KEYS)
