@@ -14,7 +14,7 @@ import picows
 import pytest
 
 from fastfeed.journal import FsyncMode, Journal, RecordKind, read_journal
-from fastfeed.recorder._sink import FrameSink, Scanner, StreamTable
+from fastfeed.recorder._sink import AcceptTimes, FrameSink, Scanner, StreamTable
 from fastfeed.sim.content import StreamGenerator
 
 TIMEOUT_S = 30.0
@@ -63,7 +63,11 @@ def burst() -> list[bytes]:
 
 
 async def record(
-    journal: Journal, frames: list[bytes], always: bool, control: Control | None = None
+    journal: Journal,
+    frames: list[bytes],
+    always: bool,
+    control: Control | None = None,
+    timing: AcceptTimes | None = None,
 ) -> tuple[Handler, Any]:
     handler = Handler(journal)
 
@@ -82,6 +86,7 @@ async def record(
             journal.writer, Scanner("tickdb"), StreamTable(), handler, control or Control(), 1, sync
         )
         sink.divert = control is not None
+        sink.timing = timing
         sink_of.append(sink)
         return sink
 
@@ -136,6 +141,17 @@ def test_a_diverted_sink_hands_every_data_frame_to_python_unjournaled(tmp_path: 
     assert list(read_journal(tmp_path / "journal")) == []  # Python journals these itself
     assert control.diverted == [(frame, False) for frame in frames]
     assert handler.calls == [] and sink.steady == 0 and sink.frames == len(frames)
+
+
+def test_a_timed_sink_counts_each_journaled_frame_once(tmp_path: Path) -> None:
+    frames = burst()
+    times = AcceptTimes()
+    with Journal.open(tmp_path / "journal") as journal:
+        _, sink = asyncio.run(record(journal, frames, False, timing=times))
+    counts = times.buckets()
+    # Steady and unusual frames alike: the histogram times the journal append of each.
+    assert sum(counts) == sink.frames == len(frames)
+    assert times.max_ns > 0 and len(counts) * times.bucket_ns == 100_000
 
 
 def test_table_keys_cover_a_thousand_streams() -> None:

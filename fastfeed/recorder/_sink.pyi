@@ -8,7 +8,7 @@ from typing_extensions import Buffer
 from fastfeed.errors import JournalError
 from fastfeed.journal._wal import WalWriter
 
-__all__ = ["FrameSink", "Scanner", "StreamTable", "scanner_venues"]
+__all__ = ["AcceptTimes", "FrameSink", "Scanner", "StreamTable", "scanner_venues"]
 
 def scanner_venues() -> list[str]: ...
 
@@ -24,6 +24,12 @@ class StreamTable:
     def __init__(self, capacity: int = ...) -> None: ...
     def register(self, key: bytes, last: int) -> bool: ...
     def last(self, key: bytes) -> int | None: ...
+
+class AcceptTimes:
+    max_ns: int
+    bucket_ns: int
+    def __init__(self) -> None: ...
+    def buckets(self) -> list[int]: ...
 
 class SinkHandler(Protocol):
     def on_unusual_frame(
@@ -41,6 +47,7 @@ class FrameSink(picows.WSListener):
     frames: int
     steady: int
     divert: bool
+    timing: AcceptTimes | None
     def __init__(
         self,
         journal: WalWriter,

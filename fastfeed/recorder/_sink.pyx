@@ -23,7 +23,7 @@ from fastfeed.journal._wal cimport WalWriter
 
 from fastfeed.errors import JournalError
 
-__all__ = ["FrameSink", "Scanner", "StreamTable", "scanner_venues"]
+__all__ = ["AcceptTimes", "FrameSink", "Scanner", "StreamTable", "scanner_venues"]
 
 
 cdef extern from "../venues/scan.h":
@@ -218,6 +218,36 @@ cdef class StreamTable:
         return steady
 
 
+cdef enum:
+    _TIMING_BUCKET_NS = 50  # AcceptTimes' resolution
+    _TIMING_BUCKETS = 2000  # 50 ns each: up to 100 us; slower frames land in the last one
+
+
+cdef class AcceptTimes:
+    """Histogram of callback -> accepted (the journal append returned) per journaled frame.
+
+    What the sink adds to a frame's latency, timed in C: set as a sink's ``timing`` (the
+    benchmark does; the recorder leaves it None, which costs one comparison a frame).
+    """
+
+    cdef uint64_t counts[_TIMING_BUCKETS]
+    cdef readonly int64_t max_ns
+    cdef readonly int bucket_ns
+
+    def __cinit__(self):
+        self.bucket_ns = _TIMING_BUCKET_NS
+
+    cdef inline void add(self, int64_t ns) noexcept:
+        cdef int64_t i = ns // _TIMING_BUCKET_NS
+        if ns > self.max_ns:
+            self.max_ns = ns
+        self.counts[i if 0 <= i < _TIMING_BUCKETS else (0 if i < 0 else _TIMING_BUCKETS - 1)] += 1
+
+    def buckets(self):
+        """Frames per bucket: bucket i counts times in [i, i + 1) x ``bucket_ns``."""
+        return [self.counts[i] for i in range(_TIMING_BUCKETS)]
+
+
 cdef class FrameSink(WSListener):
     """picows listener: data frames to the journal from picows' buffer, the rest to Python.
 
@@ -243,6 +273,7 @@ cdef class FrameSink(WSListener):
     cdef readonly uint64_t frames
     cdef readonly uint64_t steady
     cdef public bint divert
+    cdef public AcceptTimes timing  # None unless a benchmark times the sink
 
     def __init__(self, WalWriter journal, Scanner scanner, StreamTable table, handler, control,
                  int slot, sync_per_read):
@@ -283,6 +314,8 @@ cdef class FrameSink(WSListener):
             except JournalError as exc:
                 self._handler.on_journal_error(exc)
                 return
+            if self.timing is not None:
+                self.timing.add(_now_ns() - recv_ns)
             self.frames += 1
             self._appended = True
             if (not binary and self._scanner.fn(frame.payload_ptr, <size_t>frame.payload_size,
