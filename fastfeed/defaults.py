@@ -33,6 +33,10 @@ APPLY_BATCH_RECORDS = 20_000
 DERIVE_CHUNK_RECORDS = 2_000  # derived per turn of the event loop (~2 ms): the socket keeps
 # being read while the applier catches up
 SQLITE_CACHE_KIB = 64 * 1024  # the writer's page cache: the seq index of ~1,000 streams stays in it
+# Messages per INSERT statement: Python's sqlite3 releases the GIL around each statement step,
+# so one step per 100 rows rather than per row lets the frame path run while SQLite inserts
+# (and costs ~30 % less CPU a row). 900 parameters: under the oldest SQLite limit (999).
+SQLITE_ROWS_PER_INSERT = 100
 SQLITE_ABORT_CHECK_OPCODES = 10_000  # SQLite VM steps between checks for a shutdown abort
 LOCK_WAIT_S = 5.0  # how long start-up waits for the journal lock (a recorder still stopping)
 LOCK_POLL_S = 0.05  # re-try interval while waiting for the journal lock
