@@ -184,11 +184,28 @@ def one_rate(rate: int, seconds: float) -> dict[str, Any]:
     return doc
 
 
+def table(doc: dict[str, Any]) -> str:
+    """The medians as the markdown table docs/benchmarks.md shows (µs)."""
+    lines = [
+        "| msgs/s | measure | p50 | p90 | p99 | p99.9 | max |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rate, parts in doc["median"].items():
+        for part in ("callback_to_accepted", "send_to_callback", "send_to_durable"):
+            m = parts[part]
+            cells = " | ".join(
+                f"{m[k]:,.1f}" for k in ("p50_us", "p90_us", "p99_us", "p99.9_us", "max_us")
+            )
+            lines.append(f"| {int(rate):,} | {part.replace('_', ' ')} | {cells} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sink_latency")
     parser.add_argument("--rates", default="10000,500000", help="msgs/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=4.0, help="frames sent per run, in s")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--table", action="store_true", help="print the last run's table")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--channels", action="append", help=argparse.SUPPRESS)
@@ -199,6 +216,9 @@ def main() -> None:
     if args.one:
         args.work_dir.mkdir(parents=True, exist_ok=True)
         write_result(args.out, uvloop.run(record(args)))
+        return
+    if args.table:
+        print(table(orjson.loads((REPO / "bench" / "results" / "sink_latency.json").read_bytes())))
         return
     require_release_build()
     rates = [int(r) for r in args.rates.split(",")]

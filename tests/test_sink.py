@@ -7,12 +7,14 @@ them in a few socket reads of many frames each.
 from __future__ import annotations
 
 import asyncio
+import errno
 from pathlib import Path
 from typing import Any
 
 import picows
 import pytest
 
+from fastfeed.errors import JournalSyncError
 from fastfeed.journal import FsyncMode, Journal, RecordKind, read_journal
 from fastfeed.recorder._sink import AcceptTimes, FrameSink, Scanner, StreamTable
 from fastfeed.sim.content import StreamGenerator
@@ -27,12 +29,13 @@ class Handler:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.calls: list[tuple[int, bytes, bool]] = []
+        self.errors: list[Exception] = []
 
     def on_unusual_frame(self, lsn: int, recv_ns: int, payload: bytes, binary: bool) -> None:
         self.calls.append((lsn, payload, self.journal.durable_lsn >= lsn))
 
     def on_journal_error(self, exc: Exception) -> None:
-        raise AssertionError(f"journal refused a frame: {exc}")
+        self.errors.append(exc)
 
 
 class Control:
@@ -68,6 +71,7 @@ async def record(
     always: bool,
     control: Control | None = None,
     timing: AcceptTimes | None = None,
+    handed_over: int = 0,
 ) -> tuple[Handler, Any]:
     handler = Handler(journal)
 
@@ -78,12 +82,18 @@ async def record(
 
     server = await picows.ws_create_server(lambda _: Sender(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    sync = journal.sync if always else None
+    durability = journal if always else None
     sink_of: list[FrameSink] = []
 
     def make() -> FrameSink:
         sink = FrameSink(
-            journal.writer, Scanner("tickdb"), StreamTable(), handler, control or Control(), 1, sync
+            journal.writer,
+            Scanner("tickdb"),
+            StreamTable(),
+            handler,
+            control or Control(),
+            1,
+            durability,
         )
         sink.divert = control is not None
         sink.timing = timing
@@ -93,7 +103,10 @@ async def record(
     transport, _ = await picows.ws_connect(make, f"ws://127.0.0.1:{port}/")
     try:
         async with asyncio.timeout(TIMEOUT_S):
-            while sink_of[0].frames < len(frames):
+            # With --fsync always the frames for Python follow their read's sync.
+            while sink_of[0].frames < len(frames) or len(handler.calls) < handed_over:
+                if handler.errors:
+                    break
                 await asyncio.sleep(0.001)
     finally:
         transport.disconnect()
@@ -114,8 +127,11 @@ def test_steady_frames_never_reach_python_and_every_byte_is_journaled(
         return 0
 
     with Journal.open(tmp_path / "journal", fsync=mode, sync_hook=hook) as journal:
-        handler, sink = asyncio.run(record(journal, frames, mode is FsyncMode.ALWAYS))
+        handler, sink = asyncio.run(
+            record(journal, frames, mode is FsyncMode.ALWAYS, handed_over=4)
+        )
         syncs_during = len(syncs)
+    assert handler.errors == []
     records = list(read_journal(tmp_path / "journal"))
     assert [r.payload for r in records] == frames
     assert {(r.kind, r.stream, r.flags) for r in records} == {(RecordKind.INBOUND, 1, 0)}
@@ -133,6 +149,21 @@ def test_steady_frames_never_reach_python_and_every_byte_is_journaled(
         # Nothing is handed over before it is durable, and a read of many frames is one sync.
         assert all(durable for _, _, durable in handler.calls)
         assert 0 < syncs_during < len(frames) // 20, syncs_during
+
+
+def test_with_fsync_always_a_failed_sync_hands_nothing_over(tmp_path: Path) -> None:
+    frames = burst()
+
+    def fail(path: str, start: int, end: int) -> int:
+        return errno.EIO
+
+    with Journal.open(tmp_path / "journal", fsync=FsyncMode.ALWAYS, sync_hook=fail) as journal:
+        handler, _ = asyncio.run(record(journal, frames, True, handed_over=1))
+        with pytest.raises(JournalSyncError):
+            journal.sync()
+    # The first read's frames for Python waited on its sync, which failed: the error instead.
+    assert handler.calls == []
+    assert handler.errors and isinstance(handler.errors[0], JournalSyncError)
 
 
 def test_a_diverted_sink_hands_every_data_frame_to_python_unjournaled(tmp_path: Path) -> None:

@@ -1,11 +1,12 @@
 """Types of the recorder's Cython hot path (fastfeed/recorder/_sink.pyx)."""
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import picows
 from typing_extensions import Buffer
 
 from fastfeed.errors import JournalError
+from fastfeed.journal import Journal
 from fastfeed.journal._wal import WalWriter
 
 __all__ = ["AcceptTimes", "FrameSink", "Scanner", "StreamTable", "scanner_venues"]
@@ -56,6 +57,6 @@ class FrameSink(picows.WSListener):
         handler: SinkHandler,
         control: SinkControl,
         slot: int,
-        sync_per_read: Any,
+        always: Journal | None,
     ) -> None: ...
     def end_of_read(self) -> None: ...

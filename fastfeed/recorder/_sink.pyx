@@ -6,7 +6,8 @@ the venue's C scanner (``fastfeed/venues/scan.h``). A frame of a stream the sink
 sequence number continues it needs nothing more: no Python call. Any other frame (first of a
 stream, a jump, a duplicate, an ack, an error, a pong, anything the scanner declines) is copied
 and handed to the Python handler once the socket read it came in has been journaled (and, with
-``--fsync always``, synced once for the whole read). What a frame *means* is decided later, in
+``--fsync always``, synced once for the whole read: by the journal's commit thread, while the
+loop takes in the next read). What a frame *means* is decided later, in
 batches, by the venue adapter and the sequence tracker reading the journal
 (fastfeed/derive/pipeline.py): the sink only decides whether Python must look at it now.
 While ``divert`` is set, data frames go to Python unjournaled and Python journals them itself.
@@ -20,6 +21,8 @@ from libc.string cimport memcmp, memcpy
 from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport
 
 from fastfeed.journal._wal cimport WalWriter
+
+from functools import partial
 
 from fastfeed.errors import JournalError
 
@@ -265,9 +268,10 @@ cdef class FrameSink(WSListener):
     cdef Scanner _scanner
     cdef object _handler
     cdef object _control
-    cdef object _sync
+    cdef object _always
     cdef int _slot
     cdef bint _appended
+    cdef uint64_t _last_lsn
     cdef int64_t _read_ns  # receive time of the socket read being handled; 0 between reads
     cdef list _unusual
     cdef readonly StreamTable table
@@ -277,14 +281,14 @@ cdef class FrameSink(WSListener):
     cdef public AcceptTimes timing  # None unless a benchmark times the sink
 
     def __init__(self, WalWriter journal, Scanner scanner, StreamTable table, handler, control,
-                 int slot, sync_per_read):
+                 int slot, always):
         self._journal = journal
         self._scanner = scanner
         self.table = table
         self._handler = handler
         self._control = control
         self._slot = slot
-        self._sync = sync_per_read  # None, or the journal's sync: --fsync always
+        self._always = always  # None, or the Journal: --fsync always (sync_soon, when_durable)
         self._unusual = []
 
     cpdef on_ws_connected(self, WSTransport transport):
@@ -325,6 +329,7 @@ cdef class FrameSink(WSListener):
                 self.timing.add(_now_ns() - started)
             self.frames += 1
             self._appended = True
+            self._last_lsn = lsn
             if (not binary and self._scanner.fn(frame.payload_ptr, <size_t>frame.payload_size,
                                                 &sc) == FF_SCAN_DATA
                     and self.table.advance(&sc)):
@@ -339,17 +344,32 @@ cdef class FrameSink(WSListener):
             self.end_of_read()
 
     cpdef end_of_read(self):
-        """The read is journaled: sync it once (``--fsync always``), then hand over the rest."""
-        if self._sync is not None and self._appended:
+        """The read is journaled: hand over the rest, with ``--fsync always`` once the commit
+        thread has synced the read (one sync per read; the loop reads on meanwhile)."""
+        if self._always is not None and self._appended:
             self._appended = False
-            try:
-                self._sync()
-            except JournalError as exc:
-                self._unusual = []
-                self._handler.on_journal_error(exc)
-                return
+            self._always.sync_soon()
+            if self._unusual:
+                unusual, self._unusual = self._unusual, []
+                try:
+                    durable = self._always.when_durable(self._last_lsn)
+                except JournalError as exc:
+                    self._handler.on_journal_error(exc)
+                    return
+                durable.add_done_callback(partial(self._hand_over, unusual))
+            return
         if not self._unusual:
             return
         unusual, self._unusual = self._unusual, []
+        self._hand_over(unusual, None)
+
+    def _hand_over(self, list unusual, durable):
+        """Give Python the frames it must look at (``durable``: their read's sync, done)."""
+        if durable is not None:
+            if durable.cancelled():
+                return  # the loop is closing: the applier derives them at the next start
+            if durable.exception() is not None:
+                self._handler.on_journal_error(durable.exception())
+                return
         for lsn, recv_ns, payload, binary in unusual:
             self._handler.on_unusual_frame(lsn, recv_ns, payload, binary)
