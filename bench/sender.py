@@ -6,6 +6,10 @@ buffer, then serves one client: answers
 the upgrade (§4.2.2), waits for its first frame (the subscribe), and writes the buffer with
 ``sendall`` from a blocking socket, so sending costs the kernel's copy and nothing else. It
 prints ``ws://127.0.0.1:PORT/`` once listening and exits when the client disconnects.
+
+With ``--rate R`` it paces instead: every millisecond it writes the frames due by then, each
+stamped with ``"sent_ns"`` (``CLOCK_REALTIME``, the clock of the journal's ``recv_ns``) taken
+just before that write, for latency runs (bench/sink_latency.py).
 """
 
 from __future__ import annotations
@@ -16,10 +20,17 @@ import hashlib
 import socket
 import struct
 import sys
+import time
+from collections.abc import Callable
 
-from fastfeed.sim.content import StreamGenerator
+from fastfeed.sim.content import StreamGenerator, stamp
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+# The stamp every paced frame is built with and that each write replaces with the time: 19
+# digits like every CLOCK_REALTIME ns until 2286, so frame lengths never change.
+PLACEHOLDER_NS = 10**18
+_PLACEHOLDER = b'"sent_ns":%d' % PLACEHOLDER_NS
+TICK_S = 0.001  # paced mode: one write per millisecond
 
 
 def frame(payload: bytes) -> bytes:
@@ -40,10 +51,29 @@ def payloads(frames: int, streams: int, levels: int) -> list[bytes]:
     return [gens[i % streams].next() for i in range(frames)]
 
 
-def serve(buffer: bytes) -> None:
+def paced(frames: list[bytes], rate: float) -> Callable[[socket.socket], None]:
+    """A writer of ``frames`` at ``rate`` per second, stamping each write's frames."""
+
+    def write(conn: socket.socket) -> None:
+        start = time.monotonic()
+        sent = 0
+        while sent < len(frames):
+            due = min(len(frames), int((time.monotonic() - start) * rate) + 1)
+            if due > sent:
+                chunk = b"".join(frames[sent:due])
+                conn.sendall(chunk.replace(_PLACEHOLDER, b'"sent_ns":%d' % time.time_ns()))
+                sent = due
+            time.sleep(TICK_S)
+
+    return write
+
+
+def serve(write: Callable[[socket.socket], None]) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         print(f"ws://127.0.0.1:{server.getsockname()[1]}/", flush=True)
         conn, _ = server.accept()
+        # Paced writes are small: without this, Nagle holds each one for the client's ACK.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn:
             request = b""
             while b"\r\n\r\n" not in request:
@@ -59,7 +89,7 @@ def serve(buffer: bytes) -> None:
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
             )
             conn.recv(65536)  # the subscribe: the client is ready
-            conn.sendall(buffer)
+            write(conn)
             while conn.recv(65536):  # until the client closes
                 pass
 
@@ -69,10 +99,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, required=True)
     parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--levels", type=int, default=3, help="book levels: ~205-byte frames")
+    parser.add_argument("--rate", type=float, help="msgs/s, stamped (default: one burst)")
     args = parser.parse_args()
-    buffer = b"".join(frame(p) for p in payloads(args.frames, args.streams, args.levels))
+    texts = payloads(args.frames, args.streams, args.levels)
+    if args.rate:
+        write = paced([frame(stamp(p, PLACEHOLDER_NS)) for p in texts], args.rate)
+    else:
+        buffer = b"".join(frame(p) for p in texts)
+        write = lambda conn: conn.sendall(buffer)  # noqa: E731
     try:
-        serve(buffer)
+        serve(write)
     except (BrokenPipeError, ConnectionResetError):
         sys.exit(0)
 

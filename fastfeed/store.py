@@ -14,7 +14,8 @@ import contextlib
 import heapq
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -79,6 +80,28 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS snapshots_by_lsn ON snapshots (lsn);
 """
+
+
+_MESSAGE_VALUES = "(?,?,?,?,?,?,?,?,?)"
+# OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
+_INSERT_MESSAGE = f"INSERT OR IGNORE INTO messages VALUES {_MESSAGE_VALUES}"
+_INSERT_MESSAGES = "INSERT OR IGNORE INTO messages VALUES " + ",".join(
+    [_MESSAGE_VALUES] * defaults.SQLITE_ROWS_PER_INSERT
+)
+
+
+def _insert_messages(c: sqlite3.Connection, rows: Sequence[MessageRow]) -> None:
+    """Insert message rows in order, ``SQLITE_ROWS_PER_INSERT`` to a statement, the rest singly.
+
+    MessageRow's fields are the table's columns in order: a row's fields are its parameters.
+    """
+    n = defaults.SQLITE_ROWS_PER_INSERT
+    whole = len(rows) - len(rows) % n
+    c.executemany(
+        _INSERT_MESSAGES,
+        (tuple(chain.from_iterable(rows[i : i + n])) for i in range(0, whole, n)),
+    )
+    c.executemany(_INSERT_MESSAGE, rows[whole:])
 
 
 class Store:
@@ -201,11 +224,7 @@ class Store:
             if batch.applied_lsn < current:
                 raise StoreError(f"batch reaches LSN {batch.applied_lsn}, behind applied {current}")
             c.execute("BEGIN IMMEDIATE")
-            # OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
-            # MessageRow's fields are the table's columns in order: rows bind as they are.
-            c.executemany(
-                "INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?)", batch.messages
-            )
+            _insert_messages(c, batch.messages)
             c.executemany(
                 "INSERT INTO books VALUES (?,?,?,?,?,?,?,?,?)",
                 [

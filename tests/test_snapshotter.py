@@ -1,10 +1,14 @@
-"""Snapshotter: overlapping flushes commit in LSN order (the periodic one and shutdown's)."""
+"""Snapshotter: overlapping flushes commit in LSN order (the periodic one and shutdown's); the
+live applier holds off a burst only within its bounds."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from fastfeed import defaults
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.recorder.snapshotter import Snapshotter
@@ -80,3 +84,39 @@ def test_abandon_aborts_the_sqlite_commit_in_flight_and_starts_no_other(tmp_path
         snap.close()
         journal.close()
     assert (started, journal_applied) == (1, 0)
+
+
+def test_the_live_flush_holds_off_a_burst_until_its_lag_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every look counts as a burst and the time bound never runs out: only lag ends a hold-off.
+    monkeypatch.setattr(defaults, "DERIVE_DEFER_RATE", 0)
+    monkeypatch.setattr(defaults, "DERIVE_DEFER_MAX_S", 3600.0)
+    monkeypatch.setattr(defaults, "DERIVE_DEFER_MAX_RECORDS", 50)
+    journal = Journal.open(tmp_path / "journal", fsync=FsyncMode.NONE)
+    pipeline = Pipeline("sim", TickDBAdapter())
+    snap = Snapshotter(
+        journal, pipeline, tmp_path / "fastfeed.db", fsync=FsyncMode.NONE, venue="sim"
+    )
+    gen = StreamGenerator(1, "trade", "BTC.CC")
+
+    def append(n: int) -> None:
+        for _ in range(n):
+            journal.append(RecordKind.INBOUND, 1, 1_000, gen.next())
+
+    async def scenario() -> None:
+        append(10)
+        live = asyncio.create_task(snap.flush(defer=True))
+        for _ in range(3):  # without a hold-off the first turn derives all ten
+            await asyncio.sleep(0)
+        assert pipeline.derived_lsn == 0 and not live.done()
+        append(50)  # 60 behind: past the bound, the rest is derived at once
+        assert await asyncio.wait_for(live, 30) == 60
+        append(10)  # shutdown's flush never holds off
+        assert await asyncio.wait_for(snap.flush(), 30) == 70
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        snap.close()
+        journal.close()

@@ -9,13 +9,17 @@ Durability modes (``FsyncMode``):
 * GROUP (default): a commit thread syncs what was appended every ``group_commit_ms`` (sooner
   when more than ``group_commit_bytes`` are waiting, at once after an idle spell) and publishes
   ``durable_lsn``; ``wait_durable`` resolves from it.
-* ALWAYS: ``append`` syncs before it returns: slow, but every returned LSN is durable.
+* ALWAYS: ``append`` syncs before it returns: slow, but every returned LSN is durable. The
+  frame sink appends a socket read's frames unsynced and calls ``sync_soon``: the commit thread
+  syncs the read while the loop takes in the next one, and ``when_durable`` tells the sink when
+  the read's frames may be processed.
 * NONE: never syncs until ``sync()``/``close()``. Survives a process crash (the kernel still has
   the pages), not a power loss.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import errno
 import os
@@ -222,6 +226,8 @@ class Journal:
                 self._event.clear()
                 if self._mode is FsyncMode.NONE:
                     self._release_retired()
+                elif self._w.unsynced_bytes and not self._stopping:
+                    self._commit_here()  # ALWAYS: a read the sink asked to have synced
                 continue
             w = self._w
             if w.unsynced_bytes == 0:
@@ -238,14 +244,18 @@ class Journal:
             w._arm(_NEVER)
             if self._stopping:
                 break
-            try:
-                self._commit()
-            except JournalError:
-                pass  # recorded in self._failure; appends and waiters now raise it
-            except Exception as exc:  # a bug must not silently stop durability
-                self._set_failure(
-                    JournalSyncError(f"journal commit thread failed: {exc!r}", errno=errno.EIO)
-                )
+            self._commit_here()
+
+    def _commit_here(self) -> None:
+        """Commit on the commit thread: a failure is recorded, never raised out of the thread."""
+        try:
+            self._commit()
+        except JournalError:
+            pass  # recorded in self._failure; appends and waiters now raise it
+        except Exception as exc:  # a bug must not silently stop durability
+            self._set_failure(
+                JournalSyncError(f"journal commit thread failed: {exc!r}", errno=errno.EIO)
+            )
 
     def _set_failure(self, exc: JournalError) -> None:
         """Make ``exc`` the answer to every later append, sync and wait_durable."""
@@ -373,14 +383,29 @@ class Journal:
             JournalSyncError: a sync failed (before or while waiting).
             JournalError: the journal closed before ``lsn`` became durable.
         """
+        if lsn > self._durable or self._failure is not None:
+            await self.when_durable(lsn)
+
+    def when_durable(self, lsn: int) -> asyncio.Future[None]:
+        """A future on the running loop, completed once ``durable_lsn >= lsn``.
+
+        It fails with JournalSyncError when a sync fails, JournalError when the journal closes
+        first.
+
+        Raises:
+            JournalSyncError: a sync failed already.
+        """
         if self._failure is not None:
             raise self._failure
-        if lsn <= self._durable:
-            return
         fut = self._waiters.add(lsn)
-        # A commit may have published between the check above and the push.
+        # A commit may have published before the push: complete what it covers now.
         self._notify_waiters()
-        await fut
+        return fut
+
+    def sync_soon(self) -> None:
+        """ALWAYS mode: have the commit thread sync everything accepted so far, without
+        waiting for it (``when_durable`` says when it is done)."""
+        self._event.set()
 
     # --- public surface ---------------------------------------------------------------------
 

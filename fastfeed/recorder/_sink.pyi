@@ -1,14 +1,15 @@
 """Types of the recorder's Cython hot path (fastfeed/recorder/_sink.pyx)."""
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import picows
 from typing_extensions import Buffer
 
 from fastfeed.errors import JournalError
+from fastfeed.journal import Journal
 from fastfeed.journal._wal import WalWriter
 
-__all__ = ["FrameSink", "Scanner", "StreamTable", "scanner_venues"]
+__all__ = ["AcceptTimes", "FrameSink", "Scanner", "StreamTable", "scanner_venues"]
 
 def scanner_venues() -> list[str]: ...
 
@@ -24,6 +25,12 @@ class StreamTable:
     def __init__(self, capacity: int = ...) -> None: ...
     def register(self, key: bytes, last: int) -> bool: ...
     def last(self, key: bytes) -> int | None: ...
+
+class AcceptTimes:
+    max_ns: int
+    bucket_ns: int
+    def __init__(self) -> None: ...
+    def buckets(self) -> list[int]: ...
 
 class SinkHandler(Protocol):
     def on_unusual_frame(
@@ -41,6 +48,7 @@ class FrameSink(picows.WSListener):
     frames: int
     steady: int
     divert: bool
+    timing: AcceptTimes | None
     def __init__(
         self,
         journal: WalWriter,
@@ -49,6 +57,6 @@ class FrameSink(picows.WSListener):
         handler: SinkHandler,
         control: SinkControl,
         slot: int,
-        sync_per_read: Any,
+        always: Journal | None,
     ) -> None: ...
     def end_of_read(self) -> None: ...

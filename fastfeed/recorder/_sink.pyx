@@ -6,7 +6,8 @@ the venue's C scanner (``fastfeed/venues/scan.h``). A frame of a stream the sink
 sequence number continues it needs nothing more: no Python call. Any other frame (first of a
 stream, a jump, a duplicate, an ack, an error, a pong, anything the scanner declines) is copied
 and handed to the Python handler once the socket read it came in has been journaled (and, with
-``--fsync always``, synced once for the whole read). What a frame *means* is decided later, in
+``--fsync always``, synced once for the whole read: by the journal's commit thread, while the
+loop takes in the next read). What a frame *means* is decided later, in
 batches, by the venue adapter and the sequence tracker reading the journal
 (fastfeed/derive/pipeline.py): the sink only decides whether Python must look at it now.
 While ``divert`` is set, data frames go to Python unjournaled and Python journals them itself.
@@ -21,9 +22,11 @@ from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport
 
 from fastfeed.journal._wal cimport WalWriter
 
+from functools import partial
+
 from fastfeed.errors import JournalError
 
-__all__ = ["FrameSink", "Scanner", "StreamTable", "scanner_venues"]
+__all__ = ["AcceptTimes", "FrameSink", "Scanner", "StreamTable", "scanner_venues"]
 
 
 cdef extern from "../venues/scan.h":
@@ -237,6 +240,36 @@ cdef class StreamTable:
         return steady
 
 
+cdef enum:
+    _TIMING_BUCKET_NS = 50  # AcceptTimes' resolution
+    _TIMING_BUCKETS = 2000  # 50 ns each: up to 100 us; slower frames land in the last one
+
+
+cdef class AcceptTimes:
+    """Histogram of callback -> accepted (the journal append returned) per journaled frame.
+
+    What the sink adds to a frame's latency, timed in C: set as a sink's ``timing`` (the
+    benchmark does; the recorder leaves it None, which costs one comparison a frame).
+    """
+
+    cdef uint64_t counts[_TIMING_BUCKETS]
+    cdef readonly int64_t max_ns
+    cdef readonly int bucket_ns
+
+    def __cinit__(self):
+        self.bucket_ns = _TIMING_BUCKET_NS
+
+    cdef inline void add(self, int64_t ns) noexcept:
+        cdef int64_t i = ns // _TIMING_BUCKET_NS
+        if ns > self.max_ns:
+            self.max_ns = ns
+        self.counts[i if 0 <= i < _TIMING_BUCKETS else (0 if i < 0 else _TIMING_BUCKETS - 1)] += 1
+
+    def buckets(self):
+        """Frames per bucket: bucket i counts times in [i, i + 1) x ``bucket_ns``."""
+        return [self.counts[i] for i in range(_TIMING_BUCKETS)]
+
+
 cdef class FrameSink(WSListener):
     """picows listener: data frames to the journal from picows' buffer, the rest to Python.
 
@@ -254,24 +287,27 @@ cdef class FrameSink(WSListener):
     cdef Scanner _scanner
     cdef object _handler
     cdef object _control
-    cdef object _sync
+    cdef object _always
     cdef int _slot
     cdef bint _appended
+    cdef uint64_t _last_lsn
+    cdef int64_t _read_ns  # receive time of the socket read being handled; 0 between reads
     cdef list _unusual
     cdef readonly StreamTable table
     cdef readonly uint64_t frames
     cdef readonly uint64_t steady
     cdef public bint divert
+    cdef public AcceptTimes timing  # None unless a benchmark times the sink
 
     def __init__(self, WalWriter journal, Scanner scanner, StreamTable table, handler, control,
-                 int slot, sync_per_read):
+                 int slot, always):
         self._journal = journal
         self._scanner = scanner
         self.table = table
         self._handler = handler
         self._control = control
         self._slot = slot
-        self._sync = sync_per_read  # None, or the journal's sync: --fsync always
+        self._always = always  # None, or the Journal: --fsync always (sync_soon, when_durable)
         self._unusual = []
 
     cpdef on_ws_connected(self, WSTransport transport):
@@ -281,7 +317,7 @@ cdef class FrameSink(WSListener):
         cdef WSMsgType t = frame.msg_type
         cdef ff_scan_t sc
         cdef uint64_t lsn
-        cdef int64_t recv_ns
+        cdef int64_t recv_ns, started
         cdef bint binary
         if not (frame.fin and (t == WSMsgType.TEXT or t == WSMsgType.BINARY)):
             self._control.ws_other_frame(transport, frame)
@@ -293,17 +329,26 @@ cdef class FrameSink(WSListener):
             )
         else:
             binary = t == WSMsgType.BINARY
-            recv_ns = _now_ns()
+            if not self._read_ns:
+                # One clock read per socket read (~70 ns here, a sixth of a frame's cost): its
+                # frames arrived together, so each is stamped when the sink began on the read.
+                self._read_ns = _now_ns()
+            recv_ns = self._read_ns
+            started = _now_ns() if self.timing is not None else 0
             try:
                 lsn = self._journal.append_raw(
                     1, self._slot, recv_ns, <const unsigned char *>frame.payload_ptr,
                     <size_t>frame.payload_size, 1 if binary else 0, False,
                 )
             except JournalError as exc:
+                self._read_ns = 0
                 self._handler.on_journal_error(exc)
                 return
+            if self.timing is not None:
+                self.timing.add(_now_ns() - started)
             self.frames += 1
             self._appended = True
+            self._last_lsn = lsn
             if (not binary and self._scanner.fn(frame.payload_ptr, <size_t>frame.payload_size,
                                                 &sc) == FF_SCAN_DATA
                     and self.table.advance(&sc)):
@@ -314,20 +359,36 @@ cdef class FrameSink(WSListener):
                     PyBytes_FromStringAndSize(frame.payload_ptr, frame.payload_size), binary,
                 ))
         if frame.last_in_buffer:
+            self._read_ns = 0
             self.end_of_read()
 
     cpdef end_of_read(self):
-        """The read is journaled: sync it once (``--fsync always``), then hand over the rest."""
-        if self._sync is not None and self._appended:
+        """The read is journaled: hand over the rest, with ``--fsync always`` once the commit
+        thread has synced the read (one sync per read; the loop reads on meanwhile)."""
+        if self._always is not None and self._appended:
             self._appended = False
-            try:
-                self._sync()
-            except JournalError as exc:
-                self._unusual = []
-                self._handler.on_journal_error(exc)
-                return
+            self._always.sync_soon()
+            if self._unusual:
+                unusual, self._unusual = self._unusual, []
+                try:
+                    durable = self._always.when_durable(self._last_lsn)
+                except JournalError as exc:
+                    self._handler.on_journal_error(exc)
+                    return
+                durable.add_done_callback(partial(self._hand_over, unusual))
+            return
         if not self._unusual:
             return
         unusual, self._unusual = self._unusual, []
+        self._hand_over(unusual, None)
+
+    def _hand_over(self, list unusual, durable):
+        """Give Python the frames it must look at (``durable``: their read's sync, done)."""
+        if durable is not None:
+            if durable.cancelled():
+                return  # the loop is closing: the applier derives them at the next start
+            if durable.exception() is not None:
+                self._handler.on_journal_error(durable.exception())
+                return
         for lsn, recv_ns, payload, binary in unusual:
             self._handler.on_unusual_frame(lsn, recv_ns, payload, binary)

@@ -89,7 +89,7 @@ class Feed:
             self,
             connection,
             CONNECTION_SLOT,
-            self._journal.sync if self._fsync is FsyncMode.ALWAYS else None,
+            self._journal if self._fsync is FsyncMode.ALWAYS else None,
         )
         if self._sink is not None:
             self._earlier_frames += self._sink.frames
@@ -108,7 +108,7 @@ class Feed:
             _LinkFrames(self._scanner, self._wake_applier, self.on_journal_error),
             connection,
             slot,
-            self._journal.sync if self._fsync is FsyncMode.ALWAYS else None,
+            self._journal if self._fsync is FsyncMode.ALWAYS else None,
         )
         self.release(slot)
         self._link_sinks[slot] = sink

@@ -5,6 +5,10 @@ most ``batch_records`` records at a time, feeds them to the pipeline, cuts a bat
 it on SQLite's own thread. When ingest outruns SQLite the journal holds the difference: rows
 exist in memory for one batch only, whatever the lag.
 
+While the feed bursts, the live applier holds off for a bounded time and lag
+(``DERIVE_DEFER_*`` in fastfeed/defaults.py): deriving shares the event loop (and the GIL) with
+the frame sink, so the burst is taken in first and derived right after it.
+
 Ordering argument: a batch is cut on the event loop (so it is exactly the pipeline's state after
 LSN N), then the applier waits until the journal is durable up to N, and only then commits
 the batch together with ``applied_lsn = N``. SQLite therefore never claims an LSN the journal
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -68,6 +73,10 @@ class Snapshotter:
         # for durability, and batches must reach SQLite in the order they were cut.
         self._flushing = asyncio.Lock()
         self._abandoned = False
+        # Burst deferral: the journal's accepted LSN when last looked at, and when; whether a
+        # hold-off ran out of time or lag (none again until the applier has caught up).
+        self._seen = (time.monotonic(), journal.accepted_lsn)
+        self._held_out = False
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run ``fn(*args)`` on the store's thread and wait (for start-up and shutdown only)."""
@@ -92,7 +101,7 @@ class Snapshotter:
                     waking.cancel()
                 self._wake.clear()
                 if not stop.is_set():
-                    await self.flush()
+                    await self.flush(defer=True)
         finally:
             stopping.cancel()
 
@@ -108,17 +117,45 @@ class Snapshotter:
             out = out[:have] + list(islice(self._reader, limit - have))
         return out
 
-    async def derive(self) -> None:
+    def _ingest_rate(self) -> float:
+        """Records/s journaled since the last call."""
+        now, accepted = time.monotonic(), self._journal.accepted_lsn
+        then, before = self._seen
+        self._seen = (now, accepted)
+        return (accepted - before) / max(now - then, 1e-6)
+
+    async def _hold_off_burst(self) -> None:
+        """While records arrive faster than ``DERIVE_DEFER_RATE``, leave the loop to the frame
+        sink; at most ``DERIVE_DEFER_MAX_S`` and ``DERIVE_DEFER_MAX_RECORDS`` behind."""
+        if self._held_out or self._ingest_rate() < defaults.DERIVE_DEFER_RATE:
+            return
+        until = time.monotonic() + defaults.DERIVE_DEFER_MAX_S
+        while not self._abandoned:
+            behind = self._journal.accepted_lsn - self._pipeline.derived_lsn
+            if not behind:
+                return  # nothing to derive yet
+            if time.monotonic() >= until or behind >= defaults.DERIVE_DEFER_MAX_RECORDS:
+                self._held_out = True
+                return
+            await asyncio.sleep(defaults.DERIVE_DEFER_CHECK_S)
+            if self._ingest_rate() < defaults.DERIVE_DEFER_RATE:
+                return
+
+    async def derive(self, *, defer: bool = False) -> None:
         """Feed the pipeline the next journal records, at most one batch of them.
 
         In chunks with a turn of the event loop between them: the socket keeps being read.
+        With ``defer`` (the live applier), each chunk first waits out a burst.
         """
         fed = 0
         while fed < self._batch_records:
+            if defer:
+                await self._hold_off_burst()
             records = self._next_records(
                 min(defaults.DERIVE_CHUNK_RECORDS, self._batch_records - fed)
             )
             if not records:
+                self._held_out = False  # caught up: the next burst may be held off again
                 break
             self._pipeline.feed_records(records)
             fed += len(records)
@@ -127,14 +164,15 @@ class Snapshotter:
                 self._on_actions(actions)
             await asyncio.sleep(0)
 
-    async def flush(self) -> int:
+    async def flush(self, *, defer: bool = False) -> int:
         """Derive and commit batches until SQLite has every record journaled so far.
 
-        Returns the applied LSN.
+        ``defer``: hold off while the feed bursts (the live applier; shutdown's final flush
+        never does). Returns the applied LSN.
         """
         async with self._flushing:
             while not self._abandoned:
-                await self.derive()
+                await self.derive(defer=defer)
                 batch = self._pipeline.cut()
                 if batch is None:
                     break
