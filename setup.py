@@ -58,6 +58,8 @@ def extension(name: str, pyx: str) -> Extension:
         name,
         [source],
         include_dirs=INCLUDE_DIRS,
+        # Cython only tracks the headers a .pyx names; these include others (scan_json.h).
+        depends=sorted(str(h) for d in INCLUDE_DIRS for h in Path(d).glob("*.h")),
         extra_compile_args=compile_args,
         define_macros=macros,
     )

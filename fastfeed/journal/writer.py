@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from fastfeed.defaults import (
     COMMIT_LATENCY_BUCKETS_S,
@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 __all__ = ["FsyncMode", "Journal", "SyncHook"]
 
 SyncHook = Callable[[str, int, int], int]
+_P = ParamSpec("_P")
+_J = TypeVar("_J", bound="Journal")
 _NEVER = 2**64 - 1  # wake threshold meaning "do not wake the commit thread"
 
 
@@ -82,36 +84,13 @@ class Journal:
     recovery: RecoveryReport
 
     @classmethod
-    def open(
-        cls,
-        directory: Path,
-        *,
-        segment_bytes: int = SEGMENT_BYTES,
-        fsync: FsyncMode | str = FsyncMode.GROUP,
-        group_commit_ms: float = GROUP_COMMIT_MS,
-        group_commit_bytes: int = GROUP_COMMIT_BYTES,
-        min_free_bytes: int = MIN_FREE_BYTES,
-        repair: bool = False,
-        sync_hook: SyncHook | None = None,
-    ) -> Journal:
-        """Lock ``directory``, recover the log in it and start the commit thread.
+    def open(cls: Callable[_P, _J], *args: _P.args, **kwargs: _P.kwargs) -> _J:
+        """Open the journal in a directory: ``Journal(...)`` under the name callers read.
 
-        Raises:
-            JournalLocked: another process is writing this journal.
-            JournalCorrupt: damage followed by valid records, and ``repair`` is False.
-            JournalFormatError: a segment of another format version.
-            DiskFull: no segment exists yet and there is no room to create one.
+        ``__init__`` owns the options, their defaults and what is raised; this takes exactly
+        its parameters (checked by mypy), so the list is written once.
         """
-        return cls(
-            directory,
-            segment_bytes=segment_bytes,
-            fsync=fsync,
-            group_commit_ms=group_commit_ms,
-            group_commit_bytes=group_commit_bytes,
-            min_free_bytes=min_free_bytes,
-            repair=repair,
-            sync_hook=sync_hook,
-        )
+        return cls(*args, **kwargs)
 
     def __init__(
         self,
@@ -125,7 +104,14 @@ class Journal:
         repair: bool = False,
         sync_hook: SyncHook | None = None,
     ) -> None:
-        """See ``Journal.open``, the documented way to call this."""
+        """Lock ``directory``, recover the log in it and start the commit thread.
+
+        Raises:
+            JournalLocked: another process is writing this journal.
+            JournalCorrupt: damage followed by valid records, and ``repair`` is False.
+            JournalFormatError: a segment of another format version.
+            DiskFull: no segment exists yet and there is no room to create one.
+        """
         if segment_bytes % 8 or not 4096 <= segment_bytes < 2**32:
             raise ValueError(
                 f"segment_bytes {segment_bytes} must be a multiple of 8 in [4 KiB, 4 GiB)"

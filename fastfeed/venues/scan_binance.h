@@ -16,85 +16,9 @@
 #ifndef FASTFEED_SCAN_BINANCE_H
 #define FASTFEED_SCAN_BINANCE_H
 
-#include <string.h>
-
-#include "scan.h"
+#include "scan_json.h"
 
 #define FF_BN_MAX_SYMBOL 32 /* the adapter's longest symbol */
-
-/* A JSON string without escapes at p (the opening quote); returns the byte after the closing
- * quote and its content span, or NULL. */
-static const char *ff_bn_string(const char *p, const char *end, const char **s, size_t *len)
-{
-    if (p >= end || *p != '"')
-        return NULL;
-    const char *start = ++p;
-    while (p < end && *p != '"') {
-        unsigned char c = (unsigned char)*p;
-        if (c == '\\' || c < 0x20 || c >= 0x80)
-            return NULL;
-        p++;
-    }
-    if (p >= end)
-        return NULL;
-    *s = start;
-    *len = (size_t)(p - start);
-    return p + 1;
-}
-
-/* A non-negative JSON integer of at most 18 digits (so it fits int64); NULL otherwise. */
-static const char *ff_bn_uint(const char *p, const char *end, int64_t *out)
-{
-    int64_t v = 0;
-    int n = 0;
-    if (p + 1 < end && p[0] == '0' && p[1] >= '0' && p[1] <= '9')
-        return NULL; /* a leading zero is not JSON */
-    while (p < end && *p >= '0' && *p <= '9') {
-        if (++n > 18)
-            return NULL;
-        v = v * 10 + (*p - '0');
-        p++;
-    }
-    if (n == 0 || (p < end && (*p == '.' || *p == 'e' || *p == 'E')))
-        return NULL;
-    *out = v;
-    return p;
-}
-
-/* An array of [price, quantity] string pairs. */
-static const char *ff_bn_levels(const char *p, const char *end)
-{
-    const char *s;
-    size_t len;
-    if (p >= end || *p++ != '[')
-        return NULL;
-    if (p < end && *p == ']')
-        return p + 1;
-    for (;;) {
-        if (p >= end || *p++ != '[')
-            return NULL;
-        if ((p = ff_bn_string(p, end, &s, &len)) == NULL || p >= end || *p++ != ',')
-            return NULL;
-        if ((p = ff_bn_string(p, end, &s, &len)) == NULL || p >= end || *p++ != ']')
-            return NULL;
-        if (p >= end)
-            return NULL;
-        if (*p == ']')
-            return p + 1;
-        if (*p++ != ',')
-            return NULL;
-    }
-}
-
-/* "name": at p; returns the byte after the colon. */
-static const char *ff_bn_key(const char *p, const char *end, const char **name, size_t *len)
-{
-    if ((p = ff_bn_string(p, end, name, len)) == NULL || p >= end || *p != ':')
-        return NULL;
-    return p + 1;
-}
-
-#define FF_BN_IS(name, len, lit) ((len) == sizeof(lit) - 1 && memcmp((name), (lit), (len)) == 0)
 
 enum { FF_BN_E = 1, FF_BN_TIME = 2, FF_BN_S = 4, FF_BN_FIRST = 8, FF_BN_LAST = 16,
        FF_BN_PREV = 32, FF_BN_B = 64, FF_BN_A = 128 };
@@ -111,7 +35,7 @@ static int ff_scan_binance_market(const char *buf, size_t n, ff_scan_t *out, int
     if (n < sizeof(head) - 1 || memcmp(p, head, sizeof(head) - 1) != 0)
         return FF_SCAN_DECLINE;
     p += sizeof(head) - 1;
-    if ((p = ff_bn_string(p, end, &out->key1, &out->key1_len)) == NULL)
+    if ((p = ff_json_string(p, end, &out->key1, &out->key1_len)) == NULL)
         return FF_SCAN_DECLINE;
     out->key2 = NULL;
     out->key2_len = 0;
@@ -133,17 +57,17 @@ static int ff_scan_binance_market(const char *buf, size_t n, ff_scan_t *out, int
     p += sizeof(data_key) - 1;
 
     for (;;) {
-        if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
+        if ((p = ff_json_key(p, end, FF_JSON_COMPACT, &name, &len)) == NULL)
             return FF_SCAN_DECLINE;
         bit = 0;
-        if (FF_BN_IS(name, len, "e")) {
+        if (ff_json_is(name, len, "e")) {
             bit = FF_BN_E;
-            if ((p = ff_bn_string(p, end, &name, &len)) == NULL
-                || !FF_BN_IS(name, len, "depthUpdate"))
+            if ((p = ff_json_string(p, end, &name, &len)) == NULL
+                || !ff_json_is(name, len, "depthUpdate"))
                 return FF_SCAN_DECLINE;
-        } else if (FF_BN_IS(name, len, "s")) {
+        } else if (ff_json_is(name, len, "s")) {
             bit = FF_BN_S;
-            if ((p = ff_bn_string(p, end, &name, &len)) == NULL || len != sym_len)
+            if ((p = ff_json_string(p, end, &name, &len)) == NULL || len != sym_len)
                 return FF_SCAN_DECLINE;
             for (i = 0; i < len; i++) {
                 char c = sym[i];
@@ -151,24 +75,24 @@ static int ff_scan_binance_market(const char *buf, size_t n, ff_scan_t *out, int
                 if (name[i] != upper)
                     return FF_SCAN_DECLINE;
             }
-        } else if (FF_BN_IS(name, len, "b") || FF_BN_IS(name, len, "a")) {
+        } else if (ff_json_is(name, len, "b") || ff_json_is(name, len, "a")) {
             bit = name[0] == 'b' ? FF_BN_B : FF_BN_A;
-            if ((p = ff_bn_levels(p, end)) == NULL)
+            if ((p = ff_json_levels(p, end, 2, FF_JSON_COMPACT)) == NULL)
                 return FF_SCAN_DECLINE;
         } else if (p < end && *p == '"') {
-            if ((p = ff_bn_string(p, end, &name, &len)) == NULL)
+            if ((p = ff_json_string(p, end, &name, &len)) == NULL)
                 return FF_SCAN_DECLINE;
         } else {
             /* Every other field is a number here; the ones we read are named by their key. */
-            if (FF_BN_IS(name, len, "E"))
+            if (ff_json_is(name, len, "E"))
                 bit = FF_BN_TIME;
-            else if (FF_BN_IS(name, len, "U"))
+            else if (ff_json_is(name, len, "U"))
                 bit = FF_BN_FIRST;
-            else if (FF_BN_IS(name, len, "u"))
+            else if (ff_json_is(name, len, "u"))
                 bit = FF_BN_LAST;
-            else if (FF_BN_IS(name, len, "pu"))
+            else if (ff_json_is(name, len, "pu"))
                 bit = FF_BN_PREV;
-            if ((p = ff_bn_uint(p, end, &number)) == NULL)
+            if ((p = ff_json_uint(p, end, &number)) == NULL)
                 return FF_SCAN_DECLINE;
             if (bit == FF_BN_FIRST)
                 out->first = number;
@@ -177,18 +101,14 @@ static int ff_scan_binance_market(const char *buf, size_t n, ff_scan_t *out, int
             else if (bit == FF_BN_PREV)
                 out->prev = number;
         }
-        if (seen & bit)
-            return FF_SCAN_DECLINE; /* a repeated field: the parser would keep the last one */
-        seen |= bit;
-        if (p >= end)
+        int more = ff_json_member_end(&p, end, FF_JSON_COMPACT, &seen, bit);
+        if (more < 0)
             return FF_SCAN_DECLINE;
-        if (*p == '}')
+        if (more)
             break;
-        if (*p++ != ',')
-            return FF_SCAN_DECLINE;
     }
-    /* The data object closed at p; the push closes right after and the frame ends there. */
-    if (end - p != 2 || p[1] != '}')
+    /* The data object closed before p; the push closes at p and the frame ends there. */
+    if (end - p != 1 || *p != '}')
         return FF_SCAN_DECLINE;
     unsigned need = FF_BN_E | FF_BN_TIME | FF_BN_S | FF_BN_FIRST | FF_BN_LAST | FF_BN_B | FF_BN_A;
     if ((seen & need) != need || out->first > out->last)

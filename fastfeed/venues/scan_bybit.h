@@ -14,7 +14,7 @@
 #ifndef FASTFEED_SCAN_BYBIT_H
 #define FASTFEED_SCAN_BYBIT_H
 
-#include "scan_venue_json.h"
+#include "scan_json.h"
 
 enum { FF_BB_TOPIC = 1, FF_BB_TYPE = 2, FF_BB_TS = 4, FF_BB_DATA = 8, FF_BB_S = 16,
        FF_BB_B = 32, FF_BB_A = 64, FF_BB_U = 128 };
@@ -30,23 +30,23 @@ static const char *ff_bb_data(const char *p, const char *end, const char **sym, 
     if (p >= end || *p++ != '{')
         return NULL;
     for (;;) {
-        if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
+        if ((p = ff_json_key(p, end, FF_JSON_COMPACT, &name, &len)) == NULL)
             return NULL;
         bit = 0;
-        if (FF_VJ_IS(name, len, "s")) {
+        if (ff_json_is(name, len, "s")) {
             bit = FF_BB_S;
-            p = ff_bn_string(p, end, sym, sym_len);
-        } else if (FF_VJ_IS(name, len, "b") || FF_VJ_IS(name, len, "a")) {
+            p = ff_json_string(p, end, sym, sym_len);
+        } else if (ff_json_is(name, len, "b") || ff_json_is(name, len, "a")) {
             bit = name[0] == 'b' ? FF_BB_B : FF_BB_A;
-            p = ff_vj_levels(p, end, 2);
-        } else if (FF_VJ_IS(name, len, "u")) {
+            p = ff_json_levels(p, end, 2, FF_JSON_COMPACT);
+        } else if (ff_json_is(name, len, "u")) {
             bit = FF_BB_U;
-            if ((p = ff_bn_uint(p, end, &number)) != NULL)
+            if ((p = ff_json_uint(p, end, &number)) != NULL)
                 *u = number;
         } else {
-            p = ff_vj_skip_scalar(p, end); /* seq: a cross sequence, not read */
+            p = ff_json_skip_scalar(p, end); /* seq: a cross sequence, not read */
         }
-        int more = ff_vj_member_end(&p, end, seen, bit);
+        int more = ff_json_member_end(&p, end, FF_JSON_COMPACT, seen, bit);
         if (more < 0)
             return NULL;
         if (more)
@@ -64,31 +64,31 @@ static int ff_scan_bybit(const char *buf, size_t n, ff_scan_t *out)
     if (p >= end || *p++ != '{')
         return FF_SCAN_DECLINE;
     for (;;) {
-        if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
+        if ((p = ff_json_key(p, end, FF_JSON_COMPACT, &name, &len)) == NULL)
             return FF_SCAN_DECLINE;
         bit = 0;
-        if (FF_VJ_IS(name, len, "topic")) {
+        if (ff_json_is(name, len, "topic")) {
             bit = FF_BB_TOPIC;
-            p = ff_bn_string(p, end, &out->key1, &out->key1_len);
-        } else if (FF_VJ_IS(name, len, "type")) {
+            p = ff_json_string(p, end, &out->key1, &out->key1_len);
+        } else if (ff_json_is(name, len, "type")) {
             bit = FF_BB_TYPE;
-            if ((p = ff_bn_string(p, end, &value, &value_len)) != NULL
-                && !FF_VJ_IS(value, value_len, "delta"))
+            if ((p = ff_json_string(p, end, &value, &value_len)) != NULL
+                && !ff_json_is(value, value_len, "delta"))
                 return FF_SCAN_DECLINE;
-        } else if (FF_VJ_IS(name, len, "ts")) {
+        } else if (ff_json_is(name, len, "ts")) {
             bit = FF_BB_TS;
-            p = ff_bn_uint(p, end, &number);
-        } else if (FF_VJ_IS(name, len, "data")) {
+            p = ff_json_uint(p, end, &number);
+        } else if (ff_json_is(name, len, "data")) {
             bit = FF_BB_DATA;
             if (seen & bit)
                 return FF_SCAN_DECLINE;
             p = ff_bb_data(p, end, &sym, &sym_len, &u, &seen);
-        } else if (FF_VJ_IS(name, len, "op")) {
+        } else if (ff_json_is(name, len, "op")) {
             return FF_SCAN_DECLINE;
         } else {
-            p = ff_vj_skip_scalar(p, end); /* cts, and fields nobody reads */
+            p = ff_json_skip_scalar(p, end); /* cts, and fields nobody reads */
         }
-        int more = ff_vj_member_end(&p, end, &seen, bit);
+        int more = ff_json_member_end(&p, end, FF_JSON_COMPACT, &seen, bit);
         if (more < 0)
             return FF_SCAN_DECLINE;
         if (more)
@@ -110,8 +110,8 @@ static int ff_scan_bybit(const char *buf, size_t n, ff_scan_t *out)
     if (dot == NULL)
         return FF_SCAN_DECLINE;
     len = (size_t)(dot - t);
-    if (!(FF_VJ_IS(t, len, "1") || FF_VJ_IS(t, len, "50") || FF_VJ_IS(t, len, "200")
-          || FF_VJ_IS(t, len, "1000")))
+    if (!(ff_json_is(t, len, "1") || ff_json_is(t, len, "50") || ff_json_is(t, len, "200")
+          || ff_json_is(t, len, "1000")))
         return FF_SCAN_DECLINE;
     if (sym_len == 0 || (size_t)(t_end - dot - 1) != sym_len || memcmp(dot + 1, sym, sym_len)
         || memchr(sym, '.', sym_len) != NULL)

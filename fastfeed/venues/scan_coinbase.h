@@ -16,7 +16,7 @@
 #ifndef FASTFEED_SCAN_COINBASE_H
 #define FASTFEED_SCAN_COINBASE_H
 
-#include "scan_venue_json.h"
+#include "scan_json.h"
 
 enum { FF_CB_CHANNEL = 1, FF_CB_TIME = 2, FF_CB_SEQ = 4, FF_CB_EVENTS = 8 };
 enum { FF_CB_E_TYPE = 1, FF_CB_E_PRODUCT = 2, FF_CB_E_UPDATES = 4 };
@@ -61,10 +61,10 @@ static const char *ff_cb_flat_object(const char *p, const char *end)
     if (p < end && *p == '}')
         return p + 1;
     for (;;) {
-        if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
+        if ((p = ff_json_key(p, end, FF_JSON_COMPACT, &name, &len)) == NULL)
             return NULL;
-        p = ff_vj_skip_scalar(p, end);
-        int more = ff_vj_next_member(&p, end);
+        p = ff_json_skip_scalar(p, end);
+        int more = ff_json_next_member(&p, end, FF_JSON_COMPACT);
         if (more < 0)
             return NULL;
         if (more)
@@ -85,17 +85,17 @@ static const char *ff_cb_events(const char *p, const char *end)
             return NULL;
         seen = 0;
         for (;;) {
-            if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
+            if ((p = ff_json_key(p, end, FF_JSON_COMPACT, &name, &len)) == NULL)
                 return NULL;
             bit = 0;
-            if (FF_VJ_IS(name, len, "type")) {
+            if (ff_json_is(name, len, "type")) {
                 bit = FF_CB_E_TYPE;
-                if ((p = ff_bn_string(p, end, &value, &value_len)) != NULL
-                    && !FF_VJ_IS(value, value_len, "update"))
+                if ((p = ff_json_string(p, end, &value, &value_len)) != NULL
+                    && !ff_json_is(value, value_len, "update"))
                     return NULL;
-            } else if (FF_VJ_IS(name, len, "product_id")) {
+            } else if (ff_json_is(name, len, "product_id")) {
                 bit = FF_CB_E_PRODUCT;
-                if ((p = ff_bn_string(p, end, &prod, &prod_len)) == NULL || prod_len == 0)
+                if ((p = ff_json_string(p, end, &prod, &prod_len)) == NULL || prod_len == 0)
                     return NULL;
                 if (product == NULL) {
                     product = prod;
@@ -103,7 +103,7 @@ static const char *ff_cb_events(const char *p, const char *end)
                 } else if (prod_len != product_len || memcmp(prod, product, prod_len) != 0) {
                     return NULL;
                 }
-            } else if (FF_VJ_IS(name, len, "updates")) {
+            } else if (ff_json_is(name, len, "updates")) {
                 bit = FF_CB_E_UPDATES;
                 if (p >= end || *p++ != '[')
                     return NULL;
@@ -122,9 +122,9 @@ static const char *ff_cb_events(const char *p, const char *end)
                     }
                 }
             } else {
-                p = ff_vj_skip_scalar(p, end);
+                p = ff_json_skip_scalar(p, end);
             }
-            int more = ff_vj_member_end(&p, end, &seen, bit);
+            int more = ff_json_member_end(&p, end, FF_JSON_COMPACT, &seen, bit);
             if (more < 0)
                 return NULL;
             if (more)
@@ -151,34 +151,34 @@ static int ff_scan_coinbase(const char *buf, size_t n, ff_scan_t *out)
     if (p >= end || *p++ != '{')
         return FF_SCAN_DECLINE;
     for (;;) {
-        if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
+        if ((p = ff_json_key(p, end, FF_JSON_COMPACT, &name, &len)) == NULL)
             return FF_SCAN_DECLINE;
         bit = 0;
-        if (FF_VJ_IS(name, len, "channel")) {
+        if (ff_json_is(name, len, "channel")) {
             bit = FF_CB_CHANNEL;
-            if ((p = ff_bn_string(p, end, &value, &value_len)) != NULL
-                && !FF_VJ_IS(value, value_len, "l2_data"))
+            if ((p = ff_json_string(p, end, &value, &value_len)) != NULL
+                && !ff_json_is(value, value_len, "l2_data"))
                 return FF_SCAN_DECLINE;
-        } else if (FF_VJ_IS(name, len, "timestamp")) {
+        } else if (ff_json_is(name, len, "timestamp")) {
             bit = FF_CB_TIME;
-            if ((p = ff_bn_string(p, end, &value, &value_len)) != NULL
+            if ((p = ff_json_string(p, end, &value, &value_len)) != NULL
                 && !ff_cb_time_ok(value, value_len))
                 return FF_SCAN_DECLINE;
-        } else if (FF_VJ_IS(name, len, "sequence_num")) {
+        } else if (ff_json_is(name, len, "sequence_num")) {
             bit = FF_CB_SEQ;
             out->key1 = name;
             out->key1_len = len;
-            if ((p = ff_bn_uint(p, end, &number)) != NULL)
+            if ((p = ff_json_uint(p, end, &number)) != NULL)
                 out->last = number;
-        } else if (FF_VJ_IS(name, len, "events")) {
+        } else if (ff_json_is(name, len, "events")) {
             bit = FF_CB_EVENTS;
             p = ff_cb_events(p, end);
-        } else if (FF_VJ_IS(name, len, "type")) {
+        } else if (ff_json_is(name, len, "type")) {
             return FF_SCAN_DECLINE; /* {"type":"error",..} is a reply */
         } else {
-            p = ff_vj_skip_scalar(p, end); /* client_id, and fields nobody reads */
+            p = ff_json_skip_scalar(p, end); /* client_id, and fields nobody reads */
         }
-        int more = ff_vj_member_end(&p, end, &seen, bit);
+        int more = ff_json_member_end(&p, end, FF_JSON_COMPACT, &seen, bit);
         if (more < 0)
             return FF_SCAN_DECLINE;
         if (more)

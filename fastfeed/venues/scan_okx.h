@@ -16,7 +16,7 @@
 #ifndef FASTFEED_SCAN_OKX_H
 #define FASTFEED_SCAN_OKX_H
 
-#include "scan_venue_json.h"
+#include "scan_json.h"
 
 enum { FF_OKX_ASKS = 1, FF_OKX_BIDS = 2, FF_OKX_TS = 4, FF_OKX_PREV = 8, FF_OKX_SEQ = 16 };
 
@@ -30,31 +30,31 @@ static const char *ff_okx_data(const char *p, const char *end, ff_scan_t *out)
     if (p >= end || *p++ != '{')
         return NULL;
     for (;;) {
-        if ((p = ff_bn_key(p, end, &name, &len)) == NULL)
+        if ((p = ff_json_key(p, end, FF_JSON_COMPACT, &name, &len)) == NULL)
             return NULL;
         bit = 0;
-        if (FF_VJ_IS(name, len, "asks") || FF_VJ_IS(name, len, "bids")) {
+        if (ff_json_is(name, len, "asks") || ff_json_is(name, len, "bids")) {
             bit = name[0] == 'a' ? FF_OKX_ASKS : FF_OKX_BIDS;
-            p = ff_vj_levels(p, end, 4);
-        } else if (FF_VJ_IS(name, len, "ts")) {
+            p = ff_json_levels(p, end, 4, FF_JSON_COMPACT);
+        } else if (ff_json_is(name, len, "ts")) {
             bit = FF_OKX_TS; /* a string of 1..18 ASCII digits (leading zeros allowed) */
-            if ((p = ff_bn_string(p, end, &s, &len)) == NULL || len == 0 || len > 18)
+            if ((p = ff_json_string(p, end, &s, &len)) == NULL || len == 0 || len > 18)
                 return NULL;
             for (i = 0; i < len; i++)
                 if (s[i] < '0' || s[i] > '9')
                     return NULL;
-        } else if (FF_VJ_IS(name, len, "prevSeqId") || FF_VJ_IS(name, len, "seqId")) {
+        } else if (ff_json_is(name, len, "prevSeqId") || ff_json_is(name, len, "seqId")) {
             bit = name[0] == 'p' ? FF_OKX_PREV : FF_OKX_SEQ;
-            if ((p = ff_bn_uint(p, end, &number)) == NULL)
+            if ((p = ff_json_uint(p, end, &number)) == NULL)
                 return NULL;
             if (bit == FF_OKX_PREV)
                 out->prev = number;
             else
                 out->last = number;
         } else {
-            p = ff_vj_skip_scalar(p, end); /* checksum (deprecated) and fields nobody reads */
+            p = ff_json_skip_scalar(p, end); /* checksum (deprecated) and fields nobody reads */
         }
-        int more = ff_vj_member_end(&p, end, &seen, bit);
+        int more = ff_json_member_end(&p, end, FF_JSON_COMPACT, &seen, bit);
         if (more < 0)
             return NULL;
         if (more)
@@ -75,13 +75,13 @@ static int ff_scan_okx(const char *buf, size_t n, ff_scan_t *out)
     if (n < sizeof(head) - 1 || memcmp(p, head, sizeof(head) - 1) != 0)
         return FF_SCAN_DECLINE;
     p += sizeof(head) - 1;
-    if ((p = ff_bn_string(p, end, &out->key1, &out->key1_len)) == NULL
-        || !FF_VJ_IS(out->key1, out->key1_len, "books"))
+    if ((p = ff_json_string(p, end, &out->key1, &out->key1_len)) == NULL
+        || !ff_json_is(out->key1, out->key1_len, "books"))
         return FF_SCAN_DECLINE;
     if ((size_t)(end - p) < sizeof(inst) - 1 || memcmp(p, inst, sizeof(inst) - 1) != 0)
         return FF_SCAN_DECLINE;
     p += sizeof(inst) - 1;
-    if ((p = ff_bn_string(p, end, &out->key2, &out->key2_len)) == NULL || out->key2_len == 0)
+    if ((p = ff_json_string(p, end, &out->key2, &out->key2_len)) == NULL || out->key2_len == 0)
         return FF_SCAN_DECLINE;
     if ((size_t)(end - p) < sizeof(action) - 1 || memcmp(p, action, sizeof(action) - 1) != 0)
         return FF_SCAN_DECLINE;

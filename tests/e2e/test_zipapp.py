@@ -38,7 +38,8 @@ def copy_worktree(dest: Path) -> None:
     """Copy the files git would ship (tracked or new, not ignored) and commit them in ``dest``.
 
     The build then writes dist/ in the copy, never under another test's feet in the repo, and
-    has a commit to name. The copy shares the repo's .venv.
+    has a commit to name. The copy has no .venv: build_pyz.sh makes its own, as on a fresh
+    machine, so a build requirement only the test venv has fails here as it would for a user.
     """
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -54,14 +55,18 @@ def copy_worktree(dest: Path) -> None:
     who = ["-c", "user.name=fastfeed-test", "-c", "user.email=test@localhost"]
     for args in (["init", "-q"], ["add", "-A"], [*who, "commit", "-q", "-m", "tree under test"]):
         subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
-    (dest / ".venv").symlink_to(REPO / ".venv")
 
 
 def build(tree: Path) -> Path:
-    """``bash scripts/build_pyz.sh`` in ``tree``; returns dist/fastfeed.pyz."""
+    """``bash scripts/build_pyz.sh`` in ``tree`` with PYTHON as python3; returns dist/fastfeed.pyz.
+
+    Nothing of the test venv reaches the build: its venv is ``tree``'s .venv.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     done = subprocess.run(
         ["bash", "scripts/build_pyz.sh"],
         cwd=tree,
+        env={**env, "PYTHON": PYTHON},
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT_S,
@@ -119,6 +124,18 @@ def head_commit(tree: Path) -> str:
     ).stdout.strip()
 
 
+def readme_run(python: str, pyz: Path, data_dir: Path) -> list[str]:
+    """The README's first command (no command word, ``--venue sim``) into ``data_dir``."""
+    channels = [f"--channels={ch}:{','.join(syms)}" for ch, syms in CHANNELS.items()]
+    return [python, str(pyz), "--venue", "sim", *channels, "--data-dir", str(data_dir)]
+
+
+def all_streams_recorded(data_dir: Path) -> bool:
+    return {(s["channel"], s["symbol"]) for s in status(data_dir)["streams"]} == stream_keys(
+        CHANNELS
+    )
+
+
 @pytest.mark.slow
 def test_built_zipapp_records_from_the_builtin_simulator_and_stops_on_sigint(
     tree: Path, tmp_path: Path, data_dir: Path
@@ -136,25 +153,10 @@ def test_built_zipapp_records_from_the_builtin_simulator_and_stops_on_sigint(
     assert named.read_bytes() == pyz.read_bytes()
 
     with Recorder(tmp_path, data_dir, "", CHANNELS, key=None) as rec:
-        # The README's form: no command word, --venue sim; the default log format.
-        rec.args = [
-            PYTHON,
-            str(pyz),
-            "--venue",
-            "sim",
-            *[f"--channels={ch}:{','.join(syms)}" for ch, syms in CHANNELS.items()],
-            "--data-dir",
-            str(data_dir),
-        ]
+        rec.args = readme_run(PYTHON, pyz, data_dir)  # the default log format
         rec.env = env
         rec.start()
-        rec.until(
-            lambda: (
-                {(s["channel"], s["symbol"]) for s in status(data_dir)["streams"]}
-                == stream_keys(CHANNELS)
-            ),
-            "all three streams recorded",
-        )
+        rec.until(lambda: all_streams_recorded(data_dir), "all three streams recorded")
         assert rec.stop(signal.SIGINT) == 0
     shown = pyz_run(pyz, env, "status", "--data-dir", str(data_dir), "--format", "json")
     assert shown.returncode == 0, shown.stderr
@@ -168,34 +170,85 @@ def test_built_zipapp_records_from_the_builtin_simulator_and_stops_on_sigint(
 
 
 @pytest.mark.slow
+def test_a_server_python_without_home_records_and_reports_no_gap(
+    tree: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    """The README's build run as a server runs it: another installation of this Python, which
+    has none of fastfeed's dependencies, with HOME unset and the unpacking under SHIV_ROOT."""
+    python = server_python()
+    if python is None:
+        pytest.skip(
+            f"no installation of python{sys.version_info[0]}.{sys.version_info[1]} other than "
+            f"the build's ({sys.base_prefix}) without picows: only the build's Python ran it"
+        )
+    pyz = tree / "dist" / "fastfeed.pyz"
+    env = {"PATH": "/usr/bin:/bin", "SHIV_ROOT": str(tmp_path / "shiv")}
+    with Recorder(tmp_path, data_dir, "", CHANNELS, key=None) as rec:
+        rec.args = readme_run(python, pyz, data_dir)
+        rec.env = env
+        rec.start()
+        rec.until(lambda: all_streams_recorded(data_dir), f"all three streams recorded by {python}")
+        assert rec.stop(signal.SIGINT) == 0
+    shown = pyz_run(
+        pyz, env, "status", "--data-dir", str(data_dir), "--format", "json", python=python
+    )
+    assert shown.returncode == 0, shown.stderr
+    streams = orjson.loads(shown.stdout)["streams"]
+    assert {(s["channel"], s["symbol"]) for s in streams} == stream_keys(CHANNELS)
+    assert all(s["records"] > 0 and s["gaps_open"] == 0 for s in streams)
+
+
+@pytest.mark.slow
 def test_a_second_build_of_the_commit_elsewhere_is_byte_identical(
     tree: Path, tmp_path: Path
 ) -> None:
     again = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(tree), str(again)], check=True)
-    (again / ".venv").symlink_to(REPO / ".venv")
+    (again / ".venv").symlink_to(tree / ".venv")  # the same interpreter and build requirements
     first, second = (tree / "dist" / "fastfeed.pyz").read_bytes(), build(again).read_bytes()
     assert hashlib.sha256(second).hexdigest() == hashlib.sha256(first).hexdigest()
 
 
-def other_python() -> str | None:
-    """A CPython of another minor version: on PATH, or installed beside this one (pyenv)."""
-    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    beside = Path(sys.base_prefix).parent
+def interpreters() -> Iterator[tuple[str, str, str, bool]]:
+    """Each CPython 3.11+ on PATH, in /usr/bin or installed beside this one (pyenv).
+
+    Yields (its executable, "3.X", its installation's prefix, whether it imports picows alone).
+    """
     names = [f"python3.{minor}" for minor in (11, 12, 13)]
-    for cand in [*names, *sorted(glob.glob(str(beside / "3.*" / "bin" / "python3.*[0-9]")))]:
+    beside = sorted(glob.glob(str(Path(sys.base_prefix).parent / "3.*" / "bin" / "python3.*[0-9]")))
+    probe = (
+        "import importlib.util, sys; print(sys.executable); print('%d.%d' % sys.version_info[:2]);"
+        "print(importlib.util.find_spec('picows') is not None); print(sys.base_prefix)"
+    )
+    for cand in [*names, *(f"/usr/bin/{name}" for name in names), *beside]:
         try:
             got = subprocess.run(
-                [cand, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
+                [cand, "-c", probe], capture_output=True, text=True, timeout=30, check=False
             )
         except OSError:
             continue
-        if got.returncode == 0 and got.stdout.strip() not in ("", mine):
-            return cand
+        if got.returncode == 0:
+            executable, version, picows, prefix = got.stdout.splitlines()
+            yield executable, version, prefix, picows == "True"
+
+
+def other_python() -> str | None:
+    """A CPython of another minor version."""
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    return next((exe for exe, version, _, _ in interpreters() if version != mine), None)
+
+
+def server_python() -> str | None:
+    """Another installation of this CPython minor version, without fastfeed's dependencies.
+
+    A server's ``python3``: the archive fits it, and nothing it lacks can come from the build's
+    interpreter or venv.
+    """
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    built_by = Path(sys.base_prefix).resolve()
+    for exe, version, prefix, has_picows in interpreters():
+        if version == mine and Path(prefix).resolve() != built_by and not has_picows:
+            return exe
     return None
 
 
@@ -272,23 +325,11 @@ def test_the_service_user_records_from_the_simulator_and_stops_on_sigterm(
         os.chown(path, NOBODY, NOBODY)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "SHIV_ROOT": str(cache)}
     with Recorder(tmp_path, data_dir, "", CHANNELS, key=None) as rec:
-        rec.args = as_nobody(
-            PYTHON,
-            str(pyz),
-            "--venue",
-            "sim",
-            *[f"--channels={ch}:{','.join(syms)}" for ch, syms in CHANNELS.items()],
-            "--data-dir",
-            str(data_dir),
-        )
+        rec.args = as_nobody(*readme_run(PYTHON, pyz, data_dir))
         rec.env = env
         rec.start()
         rec.until(
-            lambda: (
-                {(s["channel"], s["symbol"]) for s in status(data_dir)["streams"]}
-                == stream_keys(CHANNELS)
-            ),
-            "all three streams recorded by the service user",
+            lambda: all_streams_recorded(data_dir), "all three streams recorded by the service user"
         )
         assert not stale.exists()
         assert rec.stop(signal.SIGTERM) == 0
