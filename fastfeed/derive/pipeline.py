@@ -31,7 +31,7 @@ from fastfeed.derive.sequence import (
     SequenceTracker,
     StreamStats,
 )
-from fastfeed.derive.streams import Gap, GapState, StreamKey
+from fastfeed.derive.streams import GapState, StreamKey
 from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.venues.base import ShardVenue, VenueAdapter
 from fastfeed.venues.events import (
