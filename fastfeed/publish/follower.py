@@ -105,7 +105,7 @@ class Follower:
                     record.lsn - 1,
                 )
             self.pipeline.feed(
-                record.lsn, record.kind, record.recv_ns, record.payload, record.flags
+                record.lsn, record.kind, record.recv_ns, record.payload, record.flags, record.stream
             )
             last = record.lsn
         if last == 0:
