@@ -189,7 +189,7 @@ class Pipeline:
         self.rejected = 0
         self.reconnects = 0
         self.venue_resets = 0
-        self.snapshots = 0  # REST snapshots applied (this process)
+        self.snapshots = 0  # venue snapshots applied, REST or in the feed (this process)
         self._connected_since_start = False
 
     # -- state from a checkpoint ---------------------------------------------------------------
