@@ -30,6 +30,6 @@ mkdir -p bench/results
 .venv/bin/python -m bench.sink_micro > bench/results/sink_micro.json
 .venv/bin/python -m bench.apply > bench/results/apply.json
 # Binance (issue 12): one connection's sink against its Python path, CPU per frame.
-.venv/bin/python -m bench.binance_link > bench/results/binance_link.json
+.venv/bin/python -m bench.binance_link binance okx bybit coinbase > bench/results/binance_link.json
 .venv/bin/python -m bench.report --command "$COMMAND"
 echo "bench: results in bench/results/, tables in docs/benchmarks.md"

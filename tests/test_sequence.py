@@ -614,10 +614,10 @@ def test_a_shared_sequence_gap_waits_for_a_late_push_or_is_lost_to_a_snapshot() 
 def test_a_content_checked_stream_is_broken_until_a_snapshot_and_ignores_disconnects() -> None:
     tracker = SequenceTracker()
     book = StreamKey("book", "BTC/USD")
-    tracker.observe_checked(book, 10)
+    tracker.observe_unsequenced(book, 10, checked=True)
     tracker.connection_lost(11)  # the reconnect's snapshot makes it whole: no time gap
     tracker.connection_restored(12)
-    tracker.observe_checked(book, 13)
+    tracker.observe_unsequenced(book, 13, checked=True)
     assert tracker.gaps() == []
     gap = tracker.broken(book, 20, "checksum mismatch")
     assert gap == Gap(1, book, None, None, 13, None, OPEN, "checksum mismatch")

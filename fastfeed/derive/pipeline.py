@@ -191,7 +191,7 @@ class Pipeline:
         self.reconnects = 0
         self.venue_resets = 0
         self.oversized = 0  # frames over the size limit skipped (GAP "oversized" markers)
-        self.snapshots = 0  # REST snapshots applied (this process)
+        self.snapshots = 0  # venue snapshots applied, REST or in the feed (this process)
         self._connected_since_start = False
 
     # -- state from a checkpoint ---------------------------------------------------------------
@@ -334,16 +334,15 @@ class Pipeline:
             scan_key = self._fast_by_stream.pop(key, None)
             if scan_key is not None:
                 del self._fast[scan_key]  # the tracker decides this one: no longer steady
-            if self._connection_seq is not None and event.seq is not None:
-                self._connection_message(lsn, recv_ns, payload, binary, slot, event, counts)
-                return True
             step = Step.UPDATE
-            if event.seq is not None and self._step is not None:
+            if event.seq is not None and self._step is not None and self._connection_seq is None:
                 step = self._step(event)
                 if step is Step.SNAPSHOT or step is Step.KEEPALIVE:
                     self._in_feed_state(lsn, recv_ns, payload, key, event.seq, step)
                     return True
-            if step is Step.RESET:
+            if self._connection_seq is not None and event.seq is not None:
+                self._connection_message(recv_ns, slot, event, counts)
+            elif step is Step.RESET:
                 assert event.seq is not None
                 epoch = self._tracker.renumber(key, event.seq, recv_ns)
                 if epoch is not None:
@@ -362,7 +361,7 @@ class Pipeline:
                     self._actions.gapped.add(key)
             elif self._depth_of is not None and event.data.get("channel") == "book":
                 self._check_book(slot, key, recv_ns, payload, event)
-                self._tracker.observe_checked(key, recv_ns)
+                self._tracker.observe_unsequenced(key, recv_ns, checked=True)
             else:
                 self._tracker.observe_unsequenced(key, recv_ns)
             self.messages += 1
@@ -455,17 +454,11 @@ class Pipeline:
         return True
 
     def _connection_message(
-        self,
-        lsn: int,
-        recv_ns: int,
-        payload: bytes,
-        binary: bool,
-        slot: int,
-        event: Message,
-        counts: StreamCounts,
+        self, recv_ns: int, slot: int, event: Message, counts: StreamCounts
     ) -> None:
         """A push numbered by its connection: a new connection numbers anew (a new epoch of
-        the stream, not a loss); a snapshot closes the stream's gaps as lost."""
+        the stream, not a loss); a snapshot closes the stream's gaps as lost. A snapshot is a
+        message row here: its number is its own."""
         assert event.seq is not None
         key = counts.key
         conn = self._connections[slot]  # made by _connection_number
@@ -478,20 +471,6 @@ class Pipeline:
                 counts.epoch = epoch
         if self._step is not None and self._step(event) is Step.SNAPSHOT:
             self._tracker.resolve(key, 0, INT64_MAX, recv_ns, GapState.LOST, REASON_RESUBSCRIBED)
-        self.messages += 1
-        self._messages.append(
-            MessageRow(
-                self.venue,
-                key.channel,
-                key.symbol,
-                counts.epoch,
-                event.seq,
-                recv_ns,
-                lsn,
-                payload,
-                binary,
-            )
-        )
 
     def _in_feed_state(
         self, lsn: int, recv_ns: int, payload: bytes, key: StreamKey, seq: int, step: Step

@@ -47,6 +47,14 @@ the still-missing ids at or below it LOST (the snapshot stands in for them).
 
 Without seqs (plain TickDB) a disconnect or stall opens a LOST gap bounded in time: from the
 stream's last message to its first message after the connection is back.
+
+Venues that send their snapshot in the feed (OKX, Bybit, Coinbase, Kraken) restart a stream's
+chain at the snapshot's id (``restart``: missing ids up to it are LOST only if a gap was open)
+and may number a stream anew in a message that continues it (``renumber``: a new epoch, no
+loss). Coinbase numbers a connection's messages, not a stream's: its streams only count their
+seqs (``observe_loose``) and get the connection's holes as gaps (``suspect``, ``resolve``).
+Kraken has no ids: a book whose checksum fails is ``broken`` (an OPEN gap bounded in time)
+until the snapshot that ``mended`` it.
 """
 
 from __future__ import annotations
@@ -502,18 +510,6 @@ class SequenceTracker:
         return tuple(done)
 
     # -- streams checked by content (Kraken's book checksum) -----------------------------------
-    def observe_checked(self, key: StreamKey, recv_ns: int) -> None:
-        """Account for one push without a seq whose stream is checked by content and comes
-        back whole with a snapshot after any reconnect: SYNCED, so no time gap opens at a
-        disconnect (only ``broken`` opens one)."""
-        st = self._streams.get(key)
-        if st is None:
-            st = self._streams[key] = _Stream(key)
-        st.records += 1
-        st.last_recv_ns = recv_ns
-        if st.state is SyncState.UNSYNCED:
-            _advance(st, _T.FIRST)
-
     def broken(self, key: StreamKey, recv_ns: int, reason: str) -> Gap | None:
         """The stream's content shows a message was lost (a checksum that disagrees): an OPEN
         gap bounded in time from its last good message, until ``mended``. None when one is
@@ -611,15 +607,20 @@ class SequenceTracker:
         return st.base + 1
 
     # -- plain streams (no sequence numbers) ---------------------------------------------------
-    def observe_unsequenced(self, key: StreamKey, recv_ns: int) -> None:
-        """Account for one push without a seq; it closes the stream's pending time gap."""
+    def observe_unsequenced(self, key: StreamKey, recv_ns: int, *, checked: bool = False) -> None:
+        """Account for one push without a seq; it closes the stream's pending time gap.
+
+        ``checked``: the stream is checked by content (Kraken's book checksum) and comes back
+        whole with a snapshot after any reconnect: SYNCED rather than PLAIN, so no time gap
+        opens at a disconnect (only ``broken`` opens one).
+        """
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _Stream(key)
         st.records += 1
         st.last_recv_ns = recv_ns
         if st.state is SyncState.UNSYNCED:
-            _advance(st, _T.UNSEQUENCED)
+            _advance(st, _T.FIRST if checked else _T.UNSEQUENCED)
         if st.time_gap is not None:
             self._put(replace(self._gaps[st.time_gap], to_ns=recv_ns))
             st.time_gap = None

@@ -74,7 +74,14 @@ def main(args: argparse.Namespace) -> int:
                         record.lsn - 1,
                     )
                 next_lsn = record.lsn + 1
-                pipeline.feed(record.lsn, record.kind, record.recv_ns, record.payload, record.flags)
+                pipeline.feed(
+                    record.lsn,
+                    record.kind,
+                    record.recv_ns,
+                    record.payload,
+                    record.flags,
+                    record.stream,
+                )
                 if record.lsn % defaults.TAIL_CUT_EVERY_RECORDS == 0:
                     _print(out, pipeline, args)
                     if stopping:
