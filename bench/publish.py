@@ -16,7 +16,8 @@ headers, each into a fresh stream (``allow_batched``):
 
 Each run also records the CPU this process and the server spent per message: on a machine whose
 cores are shared, their sum is what bounds msgs/s. Ratios are what to compare across machines.
-Run: ``python -m bench.publish [--messages N] [--store-dir DIR]`` (needs requirements-test.txt).
+Run: ``python -m bench.publish [--messages N] [--store-dir DIR] [--replicas 3]`` (needs
+requirements-test.txt); ``--replicas 3`` starts a 3-node cluster on this machine and R3 streams.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.publish.cursor import cursor_path, load_cursor
 from fastfeed.publish.follower import Follower, Outgoing
 from fastfeed.publish.publisher import Publisher
+from fastfeed.publish.reading import stream_info
 from fastfeed.publish.wire import header_block, hpub, write
 from fastfeed.sim.content import StreamGenerator
 from tests.publish.nats_servers import Cluster
 
 STREAMS = [("depth", "AAPL.US"), ("trade", "BTC.CC"), ("ticker", "TSLA.US"), ("depth", "MSFT.US")]
 RESULT = Path("bench/results/publish.json")
+RESULT_R3 = Path("bench/results/publish-r3.json")  # --replicas 3: three servers, one machine
 
 
 def build_journal(data: Path, n: int) -> None:
@@ -67,14 +70,18 @@ def outgoing(data: Path) -> list[Outgoing]:
     return out
 
 
-async def fresh_stream(js: Any, name: str) -> None:
+async def fresh_stream(nc: Any, name: str, replicas: int) -> None:
+    js = nc.jetstream(timeout=30)
     with contextlib.suppress(nats.js.errors.NotFoundError):
+        # Asked again, 5 s a time, while a new cluster elects its meta leader.
+        await stream_info(nc.jetstream(timeout=5), name)
         await js.delete_stream(name)
     await js.add_stream(
         StreamConfig(
             name=name,
             subjects=["md.>"],
             storage=StorageType.FILE,
+            num_replicas=replicas,
             duplicate_window=600.0,
             allow_batched=True,
         )
@@ -229,16 +236,16 @@ RUNS = ("core", "publish_async", "hpub_acks", "fast_batch", "fastfeed")
 async def _measure(args: argparse.Namespace, root: Path, data: Path) -> dict[str, Any]:
     build_journal(data, args.messages)
     msgs = outgoing(data)
-    cluster = Cluster.start(root, 1)
-    assert cluster.servers[0].proc is not None
-    server_pid = cluster.servers[0].proc.pid
+    cluster = Cluster.start(root, args.replicas)
+    server_pids = [server.proc.pid for server in cluster.servers if server.proc is not None]
     results: dict[str, Any] = {
         "messages": len(msgs),
         "store_dir": args.store_dir,
+        "replicas": args.replicas,
         "load_average_before": os.getloadavg()[0],
     }
     try:
-        nc = await nats.connect(cluster.urls, pending_size=64 * 1024 * 1024)
+        nc = await nats.connect(cluster.urls.split(","), pending_size=64 * 1024 * 1024)
         js = nc.jetstream(timeout=30, publish_async_max_pending=8192)
 
         async def fastfeed() -> float:
@@ -253,13 +260,13 @@ async def _measure(args: argparse.Namespace, root: Path, data: Path) -> dict[str
             "fastfeed": fastfeed,
         }
         for name in RUNS:
-            await fresh_stream(js, "MD")
-            cpu, server_cpu = time.process_time(), _cpu_of(server_pid)
+            await fresh_stream(nc, "MD", args.replicas)
+            cpu, server_cpu = time.process_time(), _cpu_of(server_pids)
             results[f"{name}_s"] = await runs[name]()
             per_msg = 1e6 / len(msgs)
             results[f"{name}_client_cpu_us"] = round((time.process_time() - cpu) * per_msg, 2)
             results[f"{name}_server_cpu_us"] = round(
-                (_cpu_of(server_pid) - server_cpu) * per_msg, 2
+                (_cpu_of(server_pids) - server_cpu) * per_msg, 2
             )
         await nc.close()
     finally:
@@ -272,21 +279,25 @@ async def _measure(args: argparse.Namespace, root: Path, data: Path) -> dict[str
     return results
 
 
-def _cpu_of(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat, clock ticks)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds of processes ``pids`` so far (/proc/PID/stat, clock ticks)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--store-dir", default="/dev/shm")
+    parser.add_argument("--replicas", type=int, choices=(1, 3), default=1, help="servers, R")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
-    write_result(RESULT, results)
+    write_result(RESULT if args.replicas == 1 else RESULT_R3, results)
 
 
 if __name__ == "__main__":

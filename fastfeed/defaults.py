@@ -118,8 +118,8 @@ PUBLISH_SUBJECT_PREFIX = "md"  # subjects md.<venue>.<channel>.<symbol>
 PUBLISH_WINDOW = 8192  # publishes awaiting their ack: ~160 ms of 50k msgs/s hides the round trip
 PUBLISH_BATCH_FLOW = 500  # fast-ingest batch: one ack per this many messages asked for (the most
 # nats-server grants: fastBatchInit in its jetstream_batching.go); it may grant fewer
-PUBLISH_BATCH_ACKS_AHEAD = 4  # flow acks outstanding before sending waits (ADR-50 advises 2-3;
-# 4 hides a replicated fsync's round trip on one shared disk), within PUBLISH_WINDOW
+PUBLISH_BATCH_ACKS_AHEAD = 4  # flow acks outstanding before sending waits, within PUBLISH_WINDOW
+# (ADR-50 advises 2-3 where many publishers share a stream; 4 was a little ahead of 2 and 16)
 PUBLISH_BATCH_MESSAGES = 65_536  # a batch commits after this many: its PubAck gives the stream
 # seq the cursor's floor needs, so reconcile after a crash reads at most about this many ids
 PUBLISH_CHUNK_RECORDS = 2048  # journal records per pipeline cut: the cursor's step

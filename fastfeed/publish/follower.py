@@ -134,8 +134,7 @@ class Follower:
         while True:
             if record is None:
                 if self._reader is None:
-                    start = out[-1].lsn + 1 if out else self.next_lsn
-                    self._reader = iter(read_journal(self._dir, start))
+                    self._reader = iter(read_journal(self._dir, self.next_lsn))
                 record = next(self._reader, None)
                 if record is None:
                     self._reader = None  # at the end written so far: start anew next time
@@ -155,7 +154,7 @@ class Follower:
         return stream
 
     def _messages(self, rows: list[MessageRow]) -> list[Outgoing]:
-        """The rows as messages: one loop, tuples unpacked (this runs once per message)."""
+        """The rows as messages (one loop over unpacked tuples: this is paid per message)."""
         out = []
         streams = self._streams
         id_in = s.message_id_in

@@ -285,7 +285,7 @@ class Publisher:
             return True
         if self._closing or not self._started:
             return False
-        ahead = min(defaults.PUBLISH_WINDOW, self._flow * defaults.PUBLISH_BATCH_ACKS_AHEAD)
+        ahead = min(self._window, self._flow * defaults.PUBLISH_BATCH_ACKS_AHEAD)
         return self._bseq - self._backed < ahead
 
     def _send_retries(self) -> None:

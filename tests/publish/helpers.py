@@ -115,13 +115,17 @@ class Publisher:
 class LiveJournal:
     """A journal writer in a thread: ``total`` frames of ``streams`` in turn, ``rate`` per second.
 
-    Group commit, as the recorder runs: the publisher may publish only what it has synced.
+    Group commit, as the recorder runs: the publisher may publish only what it has synced. The
+    journal directory exists from the start, so a publisher can be up before the first frame:
+    a test that kills something "mid-run" starts the writer only then, or a late publisher
+    could catch up with the whole run before the kill.
     """
 
     def __init__(
         self, data_dir: Path, streams: list[tuple[str, str]], total: int, rate: float
     ) -> None:
         prepare_data_dir(data_dir)
+        (data_dir / "journal").mkdir(mode=0o700)
         self.data_dir = data_dir
         self.frames: list[bytes] = []
         gens = [StreamGenerator(1, ch, sym) for ch, sym in streams]
@@ -269,6 +273,11 @@ def stored(urls: str) -> list[Stored]:
 
 def ids_of(messages: list[Stored]) -> list[str]:
     return [m.headers[HDR_MSG_ID] for m in messages]
+
+
+def publisher_up(data_dir: Path) -> bool:
+    """Whether the publisher has reconciled (it saves its cursor before sending anything)."""
+    return cursor_path(data_dir, STREAM).exists()
 
 
 def cursor(data_dir: Path) -> Cursor:

@@ -14,6 +14,7 @@ from .helpers import (
     cursor,
     expected_ids,
     ids_of,
+    publisher_up,
     replicas_current,
     stored,
     stream_leader,
@@ -27,9 +28,11 @@ TOTAL = 24_000
 
 def test_stream_leader_killed_mid_run(tmp_path: Path, nats3: Cluster) -> None:
     data = tmp_path / "data"
-    live = LiveJournal(data, STREAMS, TOTAL, rate=4_000).start()
+    live = LiveJournal(data, STREAMS, TOTAL, rate=4_000)
     with Publisher(tmp_path, data, nats3.urls, "--create-stream") as pub:  # R3
         pub.start()
+        wait_for(lambda: publisher_up(data), "the publisher up")
+        live.start()
         wait_for(lambda: count(nats3.urls) >= 4_000, "publishing under way")
         leader = nats3.server(wait_for(lambda: stream_leader(nats3.urls), "a stream leader"))
         leader.kill()

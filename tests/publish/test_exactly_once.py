@@ -19,6 +19,7 @@ from .helpers import (
     delete_stream,
     expected_ids,
     ids_of,
+    publisher_up,
     stored,
     wait_for,
 )
@@ -36,9 +37,11 @@ def assert_exact(urls: str, want: set[str]) -> None:
 
 def test_sigkill_mid_run_then_restart_is_exactly_once(tmp_path: Path, nats1: Cluster) -> None:
     data = tmp_path / "data"
-    live = LiveJournal(data, STREAMS, 30_000, rate=15_000).start()
+    live = LiveJournal(data, STREAMS, 30_000, rate=15_000)
     with Publisher(tmp_path, data, nats1.urls, "--create-stream", "--replicas", "1") as pub:
         pub.start()
+        wait_for(lambda: publisher_up(data), "the publisher up")
+        live.start()
         wait_for(lambda: count(nats1.urls) >= 8_000, "a quarter published")
         wait_for(lambda: cursor(data).acked_lsn > 0, "a first cursor")
         pub.kill()
@@ -99,10 +102,12 @@ def test_recreated_stream_gets_everything_again(tmp_path: Path, nats1: Cluster) 
 
 def test_a_nats_outage_only_delays_publishing(tmp_path: Path, nats1: Cluster) -> None:
     data = tmp_path / "data"
-    live = LiveJournal(data, STREAMS, 12_000, rate=10_000).start()
+    live = LiveJournal(data, STREAMS, 12_000, rate=10_000)
     server = nats1.servers[0]
     with Publisher(tmp_path, data, nats1.urls, "--create-stream", "--replicas", "1") as pub:
         pub.start()
+        wait_for(lambda: publisher_up(data), "the publisher up")
+        live.start()
         wait_for(lambda: count(nats1.urls) >= 3_000, "publishing under way")
         server.kill()  # the whole "cluster" gone: nothing can be acknowledged meanwhile
         held = cursor(data).acked_lsn
