@@ -54,11 +54,19 @@ _SENT = b'"sent_ns":'
 
 
 class CommitLog(Journal):
-    """The real ``Journal``, plus (time, durable LSN) each time a commit publishes."""
+    """The real ``Journal``, plus (time, durable LSN) each time a commit publishes, and how
+    long each commit took (its msync + fdatasync: what send -> durable waits on)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.commits: list[tuple[int, int]] = []
+        self.commit_time = latency.new_histogram()
         super().__init__(*args, **kwargs)
+
+    def _commit(self) -> int:
+        started = time.monotonic_ns()
+        lsn = super()._commit()
+        latency.record(self.commit_time, time.monotonic_ns() - started)
+        return lsn
 
     def _notify_waiters(self) -> None:
         self.commits.append((time.time_ns(), self.durable_lsn))  # list.append: thread-safe
@@ -145,6 +153,7 @@ async def record(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "process": {"minor_faults_per_frame": faults / args.frames},
         "callback_to_accepted": accept_summary(times),
+        "commit": latency.summary(journal.commit_time),
         **from_journal(config.data_dir / JOURNAL_DIR, journal.commits),
     }
 
@@ -191,7 +200,7 @@ def table(doc: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for rate, parts in doc["median"].items():
-        for part in ("callback_to_accepted", "send_to_callback", "send_to_durable"):
+        for part in ("callback_to_accepted", "send_to_callback", "commit", "send_to_durable"):
             m = parts[part]
             cells = " | ".join(
                 f"{m[k]:,.1f}" for k in ("p50_us", "p90_us", "p99_us", "p99.9_us", "max_us")

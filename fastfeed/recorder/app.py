@@ -23,6 +23,7 @@ import os
 import random
 import signal
 import ssl
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -128,9 +129,12 @@ class Recorder:
         data_dir = prepare_data_dir(self.config.data_dir)
         self.journal = await self._open_journal(data_dir / JOURNAL_DIR)
         publisher = self._start_publisher(data_dir)
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(defaults.GIL_SWITCH_INTERVAL_S)
         try:
             return await self._run_with_journal(data_dir)
         finally:
+            sys.setswitchinterval(switch_interval)
             self.journal.close()
             if publisher is not None:  # after the final sync, so it saw the last durable mark
                 await asyncio.to_thread(publisher.stop)
