@@ -582,6 +582,22 @@ def test_an_in_feed_snapshot_closes_the_holes_as_lost_up_to_its_id() -> None:
     assert stats is not None and stats.state is SyncState.SYNCED and stats.open_gaps == 0
 
 
+def test_an_in_feed_snapshot_below_the_last_id_starts_a_new_epoch() -> None:
+    tracker = SequenceTracker()
+    tracker.restart(BTC, 1000, 1)
+    tracker.observe_range(BTC, 1001, 1002, 2)
+    tracker.observe_range(BTC, 1006, 1006, 3)  # hole 1003..1005
+    # The venue renumbered during an outage: the next connection's snapshot is far lower.
+    assert tracker.restart(BTC, 40, 4) == (Gap(1, BTC, 1003, 1005, 3, 4, LOST, "venue reset"),)
+    assert tracker.observe_range(BTC, 41, 42, 5) == NEW  # news, not duplicates
+    assert tracker.observe_range(BTC, 45, 45, 6).opened == (
+        Gap(2, BTC, 43, 44, 6, None, OPEN, "seq jump", 1),
+    )
+    stats = tracker.stream_stats(BTC)
+    assert stats is not None and (stats.epoch, stats.first_seq, stats.last_seq) == (1, 42, 45)
+    assert stats.records == 4
+
+
 def test_a_renumbering_is_a_new_epoch_and_loses_only_the_open_holes() -> None:
     tracker = SequenceTracker()
     assert tracker.renumber(BTC, 7, 1) is None  # no baseline yet: this is it

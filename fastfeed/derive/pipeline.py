@@ -481,6 +481,11 @@ class Pipeline:
             # Kept like a REST snapshot (exported as one, at its id): its id may be that of the
             # last update received, so it cannot be a message row of the stream.
             self._tracker.restart(key, seq, recv_ns)
+            stats = self._tracker.stream_stats(key)
+            counts = self._streams[key.channel][key.symbol]
+            if stats is not None and stats.epoch != counts.epoch:
+                why = f"{REASON_VENUE_RESET}: a snapshot numbers it anew from {seq}"
+                self._venue_reset(lsn, key, stats.epoch, why)
             self.snapshots += 1
             self._snapshots.append(
                 SnapshotRow(self.venue, key.channel, key.symbol, seq, recv_ns, lsn, "", payload)

@@ -415,7 +415,9 @@ class SequenceTracker:
         The chain restarts at ``seq``: every id at or below it is settled. With a gap open,
         the missing ids up to ``seq`` are LOST (the snapshot replaced them, nothing replays
         them); with none open, the ids between the last received and ``seq`` were simply not
-        sent to us (a planned reconnect) and nothing is lost.
+        sent to us (a planned reconnect) and nothing is lost. A ``seq`` below the settled ones
+        means the venue numbers the stream anew (OKX after maintenance, Bybit after a restart,
+        seen at the next connection's snapshot): a new epoch, as ``renumber`` makes.
         """
         st = self._streams.get(key)
         if st is None:
@@ -426,6 +428,10 @@ class SequenceTracker:
             st.base = seq
             _advance(st, _T.FIRST)
             return ()
+        if seq < st.base:
+            lost = self._new_epoch(st, seq, recv_ns)
+            st.first_seq = st.last_seq = None  # of the new epoch: none received yet
+            return lost
         lost = (
             self._mark_lost(st, st.base + 1, seq, recv_ns, REASON_RESUBSCRIBED) if st.open else ()
         )
@@ -450,15 +456,26 @@ class SequenceTracker:
             st.base = st.first_seq = st.last_seq = st.last_push = seq
             _advance(st, _T.FIRST)
             return None
-        for gap in st.open:
-            self._put(replace(gap, to_ns=recv_ns, state=GapState.LOST, reason=REASON_VENUE_RESET))
+        self._new_epoch(st, seq, recv_ns)
+        st.first_seq = st.last_seq = seq
+        return st.epoch
+
+    def _new_epoch(self, st: _Stream, seq: int, recv_ns: int) -> tuple[Gap, ...]:
+        """The stream's numbering restarts at ``seq`` (settled): its open gaps can never fill
+        and become LOST (returned)."""
+        lost = tuple(
+            replace(gap, to_ns=recv_ns, state=GapState.LOST, reason=REASON_VENUE_RESET)
+            for gap in st.open
+        )
+        for gap in lost:
+            self._put(gap)
         st.epoch += 1
-        st.base = st.first_seq = st.last_seq = st.last_push = seq
+        st.base = st.last_push = seq
         st.above = []
         st.open = []
         st.requested = None
         _advance(st, _T.RESET)
-        return st.epoch
+        return lost
 
     # -- streams numbered in a sequence they share (Coinbase: one per connection) --------------
     def observe_loose(self, key: StreamKey, seq: int, recv_ns: int) -> None:
