@@ -144,3 +144,17 @@ def test_kraken_a_drop_breaks_the_book_until_the_resubscribes_snapshot() -> None
     # From the last good message (update 1) to the snapshot that answered.
     assert (gap.from_seq, gap.from_ns, gap.to_ns, gap.state) == (None, 2000, 5000, GapState.LOST)
     assert pipeline.gapped_streams() == set()
+
+
+def test_kraken_a_reader_learns_each_books_depth_from_the_journaled_subscribe() -> None:
+    # Only the recorder's adapter built the subscribe: a reader of the journal (catch-up,
+    # status, export) must still record book-25 pushes under book-25, checked at depth 25.
+    journal = Journal()
+    journal.add(RecordKind.OUTBOUND, KrakenAdapter().subscribe("book-25", ["BTC/USD"]))
+    for update in KrakenFrames().stream("BTC/USD", Plan(updates=2)):
+        journal.frame(update.frame)
+    pipeline = Pipeline("kraken", KrakenAdapter())
+    pipeline.feed_records(journal.records)
+    batch = pipeline.cut()
+    assert batch is not None and batch.gaps == []
+    assert [(m.channel, m.symbol) for m in batch.messages] == [("book-25", "BTC/USD")] * 3

@@ -169,6 +169,9 @@ class Pipeline:
         if isinstance(adapter, InStreamVenue):
             self._depth_of = adapter.checked_books()
         self._books_by_slot: dict[int, KrakenBooks] = {}
+        # ... and read some pushes by what was asked (Kraken's book depth): journaled commands
+        # tell the adapter, so a reader that never sent them derives as the recorder did.
+        self._sent = adapter.sent if isinstance(adapter, InStreamVenue) else None
         self._scan = scan
         self._snapshots: list[SnapshotRow] = []
         self._tracker = SequenceTracker()
@@ -562,6 +565,9 @@ class Pipeline:
         )
 
     def _outbound(self, payload: bytes) -> None:
+        if self._sent is not None:
+            self._sent(payload)
+            return
         # A subscribe with resume tells the tracker where each stream was asked to restart, so
         # the ack's first_seq can be judged against it (history lost or not).
         doc = _loads(payload)

@@ -173,6 +173,8 @@ def _check_against_journal(
             here = row if row is not None and row.lsn == rec.lsn else None
             if here is not None:
                 row = next(rows, None)
+            if rec.kind == RecordKind.OUTBOUND and isinstance(adapter, InStreamVenue):
+                adapter.sent(rec.payload)  # what was asked decides how some pushes read
             event = (
                 adapter.parse(rec.payload, rec.recv_ns, binary=rec.binary)
                 if rec.kind == RecordKind.INBOUND and not rec.flags & FLAG_SHADOW

@@ -78,6 +78,10 @@ class InStreamVenue:
         the depth each symbol's book is kept at; None for the others."""
         return None
 
+    def sent(self, payload: bytes) -> None:
+        """A command sent on a connection, as journaled: venues whose pushes are read by what
+        was asked (Kraken's book depth) learn it here; the others need nothing."""
+
     def opening_commands(self) -> list[bytes]:
         """What every connection sends before its subscriptions (venues override)."""
         return []

@@ -16,7 +16,9 @@ The protocol (Kraken Spot WebSocket v2, "book", "trade", "ping", "heartbeat", "s
 
 Kraken has no sequence numbers: a lost book message shows as a checksum that no longer matches
 (``fastfeed.derive.kraken_book``), checked in the derived part with the depth each symbol was
-subscribed at (``depth_of``). Every Message's seq is None.
+subscribed at (``depth_of``), learnt from the subscribe commands (``sent``: the journal keeps
+them, so a reader replaying it knows the depths as the recorder did). Every Message's seq is
+None.
 """
 
 from __future__ import annotations
@@ -146,11 +148,7 @@ class KrakenAdapter(InStreamVenue):
         """The subscribe method (``resume`` is ignored: Kraken cannot replay)."""
         params: dict[str, Any] = {"channel": channel.partition("-")[0], "symbol": list(symbols)}
         if channel.startswith("book"):
-            depth = int(channel.partition("-")[2] or DEFAULT_DEPTH)
-            params["depth"] = depth
-            for s in symbols:
-                self._depth[s] = depth
-                self._book_channel[s] = channel
+            params["depth"] = int(channel.partition("-")[2] or DEFAULT_DEPTH)
         return self._command("subscribe", channel, params)
 
     def unsubscribe(self, channel: str, symbols: Sequence[str]) -> bytes:
@@ -163,8 +161,33 @@ class KrakenAdapter(InStreamVenue):
     def _command(self, method: str, channel: str, params: dict[str, Any]) -> bytes:
         req_id = self._next_id
         self._next_id += 1
+        payload = orjson.dumps({"method": method, "params": params, "req_id": req_id})
+        self.sent(payload)
+        return payload
+
+    def sent(self, payload: bytes) -> None:
+        """Learn from a command sent (built here, or read back from the journal by a reader
+        that never built it) what its replies and a book's pushes mean: the channel and depth
+        each symbol's book was subscribed at, and the channel of each request id."""
+        doc = load_object(payload, False)
+        if isinstance(doc, Malformed):
+            return
+        method, params, req_id = doc.get("method"), doc.get("params"), doc.get("req_id")
+        if type(params) is not dict or type(req_id) is not int:
+            return
+        channel, depth, symbols = params.get("channel"), params.get("depth"), params.get("symbol")
+        if channel == "book" and type(depth) is int and depth != DEFAULT_DEPTH:
+            channel = f"book-{depth}"
+        if type(method) is not str or type(channel) is not str or type(symbols) is not list:
+            return
+        if self._next_id <= req_id:
+            self._next_id = req_id + 1  # a live adapter continues after what the journal holds
         self._pending[req_id] = (method, channel)  # one ack per symbol: kept, not popped
-        return orjson.dumps({"method": method, "params": params, "req_id": req_id})
+        if method == "subscribe" and type(depth) is int:
+            for symbol in symbols:
+                if type(symbol) is str:
+                    self._depth[symbol] = depth
+                    self._book_channel[symbol] = channel
 
     def ping(self) -> bytes:
         """Kraken's application ping."""
