@@ -158,3 +158,22 @@ def test_kraken_a_reader_learns_each_books_depth_from_the_journaled_subscribe() 
     batch = pipeline.cut()
     assert batch is not None and batch.gaps == []
     assert [(m.channel, m.symbol) for m in batch.messages] == [("book-25", "BTC/USD")] * 3
+
+
+def test_coinbase_trades_get_a_lost_time_gap_across_a_disconnect() -> None:
+    # Nothing re-sends market_trades after an outage: what the venue pushed meanwhile is lost.
+    journal = Journal()
+    journal.frame(coinbase_frame("level2_snapshot", 0))
+    journal.frame(coinbase_frame("market_trades_push", 1))
+    journal.add(RecordKind.CONNECTION, b'{"event":"disconnected","slot":1}')
+    journal.add(RecordKind.CONNECTION, b'{"event":"connected","slot":1}')
+    journal.frame(coinbase_frame("level2_snapshot", 0))
+    journal.frame(coinbase_frame("market_trades_push", 1))
+    pipeline = Pipeline("coinbase", CoinbaseAdapter())
+    pipeline.feed_records(journal.records)
+    batch = pipeline.cut()
+    assert batch is not None
+    trades = StreamKey("market_trades", "BTC-USD")
+    assert [(g.key, g.from_ns, g.to_ns, g.state) for g in batch.gaps] == [
+        (trades, 2000, 6000, GapState.LOST)  # from its last message to its next one
+    ]

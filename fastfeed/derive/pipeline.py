@@ -465,11 +465,13 @@ class Pipeline:
         assert event.seq is not None
         key = counts.key
         conn = self._connections[slot]  # made by _connection_number
+        # A stream nothing re-sends (no snapshot) loses what an outage hid: timed by the tracker.
+        timed = self._sequenced is None or not self._sequenced(key.channel)
         if key in conn.streams:
-            self._tracker.observe_loose(key, event.seq, recv_ns)
+            self._tracker.observe_loose(key, event.seq, recv_ns, timed=timed)
         else:
             conn.streams.add(key)
-            epoch = self._tracker.renumber(key, event.seq, recv_ns)
+            epoch = self._tracker.renumber(key, event.seq, recv_ns, timed=timed)
             if epoch is not None:
                 counts.epoch = epoch
         if self._step is not None and self._step(event) is Step.SNAPSHOT:

@@ -199,6 +199,7 @@ class _Stream:
         "requested",
         "state",
         "time_gap",
+        "timed",
     )
 
     def __init__(self, key: StreamKey) -> None:
@@ -218,6 +219,7 @@ class _Stream:
         self.head_seq: int | None = None
         self.time_gap: int | None = None  # plain mode: LOST gap waiting for its closing message
         self.broken: int | None = None  # checked by content: OPEN gap waiting for a snapshot
+        self.timed = False  # seqs of a shared sequence nothing re-sends: outages as plain mode
         self.reported: list[Any] | None = None  # stats as last handed out by changed_stats
 
 
@@ -440,18 +442,22 @@ class SequenceTracker:
             _advance(st, _T.GAPS_CLOSED)
         return lost
 
-    def renumber(self, key: StreamKey, seq: int, recv_ns: int) -> int | None:
+    def renumber(
+        self, key: StreamKey, seq: int, recv_ns: int, *, timed: bool = False
+    ) -> int | None:
         """The venue restarted the stream's numbering at ``seq`` in a message that continues it
         (OKX ``seqId < prevSeqId``, Bybit ``u = 1``): not a loss, but a new epoch, since the
         new numbers name other messages than the old ones. Gaps still open in the old
         numbering can never fill and become LOST. Returns the new epoch (None for a stream
-        with no baseline yet: this is its baseline).
+        with no baseline yet: this is its baseline). ``timed``: as for ``observe_loose``.
         """
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _Stream(key)
         st.records += 1
         st.last_recv_ns = recv_ns
+        st.timed = timed
+        self._end_time_gap(st, recv_ns)
         if st.base < 0:
             st.base = st.first_seq = st.last_seq = st.last_push = seq
             _advance(st, _T.FIRST)
@@ -478,15 +484,19 @@ class SequenceTracker:
         return lost
 
     # -- streams numbered in a sequence they share (Coinbase: one per connection) --------------
-    def observe_loose(self, key: StreamKey, seq: int, recv_ns: int) -> None:
+    def observe_loose(self, key: StreamKey, seq: int, recv_ns: int, *, timed: bool = False) -> None:
         """Account for a push numbered in a sequence the stream shares with others (Coinbase's
         connection-wide ``sequence_num``): counted and kept as the highest seq, but continuity
-        is the shared sequence's business (``suspect`` and ``resolve``)."""
+        is the shared sequence's business (``suspect`` and ``resolve``). ``timed``: nothing
+        re-sends the stream after an outage (no snapshot), so a disconnect opens a LOST time
+        gap, as for a plain stream."""
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _Stream(key)
         st.records += 1
         st.last_recv_ns = recv_ns
+        st.timed = timed
+        self._end_time_gap(st, recv_ns)
         if st.first_seq is None:
             st.first_seq = seq
         if st.last_seq is None or seq > st.last_seq:
@@ -638,12 +648,17 @@ class SequenceTracker:
         st.last_recv_ns = recv_ns
         if st.state is SyncState.UNSYNCED:
             _advance(st, _T.FIRST if checked else _T.UNSEQUENCED)
+        self._end_time_gap(st, recv_ns)
+
+    def _end_time_gap(self, st: _Stream, recv_ns: int) -> None:
+        """The stream's first message after an outage bounds its pending time gap."""
         if st.time_gap is not None:
             self._put(replace(self._gaps[st.time_gap], to_ns=recv_ns))
             st.time_gap = None
 
     def connection_lost(self, recv_ns: int) -> None:
-        """The connection dropped: plain streams start a LOST time gap (seq streams resume)."""
+        """The connection dropped: plain and timed streams start a LOST time gap (seq streams
+        resume, books come back with a snapshot)."""
         self._hole(recv_ns, REASON_DISCONNECTED)
 
     def stalled(self, recv_ns: int) -> None:
@@ -652,7 +667,7 @@ class SequenceTracker:
 
     def _hole(self, recv_ns: int, reason: str) -> None:
         for st in self._streams.values():
-            if st.state is not SyncState.PLAIN:
+            if st.state is not SyncState.PLAIN and not st.timed:
                 continue
             if st.time_gap is not None:
                 gap = self._gaps[st.time_gap]
@@ -748,6 +763,7 @@ class SequenceTracker:
                     "head_seq": st.head_seq,
                     "time_gap": st.time_gap,
                     "broken": st.broken,
+                    "timed": st.timed,
                     "reported": st.reported,
                 }
                 for st in self._streams.values()
@@ -802,6 +818,7 @@ class SequenceTracker:
                 st.head_seq = s["head_seq"]
                 st.time_gap = s["time_gap"]
                 st.broken = s.get("broken")  # absent from checkpoints before content checks
+                st.timed = bool(s.get("timed", False))  # absent before timed streams
                 st.reported = s["reported"]
                 tracker._streams[st.key] = st
         except (KeyError, TypeError, ValueError) as exc:
