@@ -3,7 +3,12 @@ connection proven from what the applier derived."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import cast
+
+import orjson
+import pytest
 
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import StreamKey
@@ -11,8 +16,9 @@ from fastfeed.journal import FLAG_SHADOW, RecordKind
 from fastfeed.recorder._sink import FrameSink
 from fastfeed.recorder.config import parse_channel_specs
 from fastfeed.recorder.connection import Connection
-from fastfeed.recorder.shards import ShardedFeed, _Link, split_streams
+from fastfeed.recorder.shards import ShardedFeed, _Link, _Pacer, split_streams
 from fastfeed.venues.binance import BinanceAdapter
+from fastfeed.venues.coinbase import CoinbaseAdapter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "binance"
 
@@ -107,3 +113,57 @@ def test_a_frame_over_the_limit_on_a_link_is_journaled_and_counted_without_a_los
     batch = pipeline.cut()
     assert batch is not None and batch.counters is not None
     assert batch.counters["oversized"] == 1 and batch.gaps == []
+
+
+def test_the_pacer_keeps_the_rate_and_the_hourly_budget() -> None:
+    pacer = _Pacer(per_s=3, per_hour=2)  # one every 0.5 s, two an hour
+    assert pacer.wait_s(100.0) == 0
+    pacer.sent(100.0)
+    assert pacer.wait_s(100.1) == pytest.approx(0.4)
+    pacer.sent(100.5)
+    assert pacer.wait_s(101.0) == pytest.approx(3599.0)  # until the first ages out
+    assert pacer.wait_s(3700.0) == 0
+    assert _Pacer(per_s=3, per_hour=None).wait_s(0.0) == 0
+
+
+class _Sent:
+    """A connection that keeps what is sent; ``done`` once ``want`` commands went."""
+
+    def __init__(self, want: int) -> None:
+        self.payloads: list[bytes] = []
+        self.want = want
+        self.done = asyncio.Event()
+
+    def send(self, payload: bytes) -> bool:
+        self.payloads.append(payload)
+        if len(self.payloads) == self.want:
+            self.done.set()
+        return True
+
+
+def test_resubscribes_are_paced_and_batched_per_channel() -> None:
+    # A Coinbase seq jump gaps every level2 stream of the connection at once: one unsubscribe
+    # and one subscribe for all of them, through the pacer, not two commands per stream.
+    symbols = ["BTC-USD", "ETH-USD", "SOL-USD"]
+    owner = Owner()
+    feed = ShardedFeed(CoinbaseAdapter(), "ws://127.0.0.1:1", None, {"level2": symbols}, owner)
+    link = _Link(feed, 1, {"level2": symbols}, rotation=False)
+
+    async def run() -> list[bytes]:
+        sent = _Sent(want=2)
+        for symbol in symbols:
+            link.resubscribe(StreamKey("level2", symbol))
+        link.resubscribe(StreamKey("level2", "BTC-USD"))  # asked again: still once
+        pacer = asyncio.create_task(link._send_paced(cast(Connection, sent), []))
+        await asyncio.wait_for(sent.done.wait(), 10)
+        pacer.cancel()
+        await asyncio.gather(pacer, return_exceptions=True)
+        return sent.payloads
+
+    payloads = asyncio.run(run())
+    sent = [orjson.loads(p) for p in payloads]
+    assert [(c["type"], c["product_ids"]) for c in sent] == [
+        ("unsubscribe", symbols),
+        ("subscribe", symbols),
+    ]
+    assert owner.payloads == payloads  # journaled as sent

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, Protocol, cast
 
@@ -103,6 +104,37 @@ def _keys(shard: Subscriptions) -> Iterator[StreamKey]:
             yield StreamKey(channel, symbol)
 
 
+HOUR_S = 3600.0
+
+
+class _Pacer:
+    """When a connection may send its next command: one under the venue's rate per second, and
+    within its hourly budget if it has one (OKX: 480 subscribes and unsubscribes per hour per
+    connection). Sans clock: the caller passes the time."""
+
+    def __init__(self, per_s: int, per_hour: int | None) -> None:
+        self._gap_s = 1.0 / max(1, per_s - 1)
+        self._per_hour = per_hour
+        self._last = -self._gap_s  # nothing sent yet
+        self._sent: deque[float] = deque()  # send times of the last hour (hourly budget only)
+
+    def wait_s(self, now: float) -> float:
+        """Seconds to wait before the next command may go."""
+        wait = self._last + self._gap_s - now
+        if self._per_hour is not None:
+            while self._sent and self._sent[0] <= now - HOUR_S:
+                self._sent.popleft()
+            if len(self._sent) >= self._per_hour:
+                wait = max(wait, self._sent[0] + HOUR_S - now)
+        return max(0.0, wait)
+
+    def sent(self, now: float) -> None:
+        """A command went at ``now``."""
+        self._last = now
+        if self._per_hour is not None:
+            self._sent.append(now)
+
+
 class _Link:
     """One connection of a shard: the ``FeedHandler`` of its ``Connection``."""
 
@@ -131,6 +163,8 @@ class _Link:
         self.rotation = rotation  # subscribed to take over: its first connect is no reconnect
         self.retiring = False
         self._pacer: asyncio.Task[None] | None = None
+        self._resubscribe: Subscriptions = {}  # streams waiting for a paced resubscribe
+        self._wake = asyncio.Event()  # ... set when one is added
 
     def _listener(self, connection: Connection) -> FrameSink:
         self.sink = self.feed.owner.listener(connection, self.slot)
@@ -167,15 +201,48 @@ class _Link:
         ]
         self._pacer = asyncio.create_task(self._send_paced(connection, commands))
 
+    def resubscribe(self, key: StreamKey) -> None:
+        """Queue an unsubscribe and subscribe of the stream: the venue sends its book again.
+        The pacer batches a channel's queued symbols into one command of each."""
+        symbols = self._resubscribe.setdefault(key.channel, [])
+        if key.symbol not in symbols:
+            symbols.append(key.symbol)
+        self._wake.set()
+
     async def _send_paced(self, connection: Connection, commands: list[bytes]) -> None:
-        """Send commands no faster than the venue accepts them (one under its limit per s)."""
-        gap_s = 1.0 / max(1, self.feed.adapter.commands_per_s - 1)
-        for n, payload in enumerate(commands):
-            if n:
-                await asyncio.sleep(gap_s)
-            self.feed.control_raw(RecordKind.OUTBOUND, payload, self.slot)
-            if not connection.send(payload):
+        """Send the opening commands, then the queued resubscribes until the connection ends,
+        no faster than the venue accepts commands (``_Pacer``)."""
+        adapter = self.feed.adapter
+        pacer = _Pacer(adapter.commands_per_s, adapter.commands_per_hour)
+        for payload in commands:
+            if not await self._send(connection, pacer, payload):
                 return
+        batch = adapter.max_args_per_command
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            wanted, self._resubscribe = self._resubscribe, {}
+            for channel, symbols in wanted.items():
+                for i in range(0, len(symbols), batch):
+                    chunk = symbols[i : i + batch]
+                    log.warning(
+                        "gap on %s:%s: resubscribing for a fresh snapshot", channel, ",".join(chunk)
+                    )
+                    for payload in (
+                        adapter.unsubscribe(channel, chunk),
+                        adapter.subscribe(channel, chunk),
+                    ):
+                        if not await self._send(connection, pacer, payload):
+                            return
+
+    async def _send(self, connection: Connection, pacer: _Pacer, payload: bytes) -> bool:
+        """Journal and send one command when the pacer allows; False once the send fails."""
+        wait = pacer.wait_s(time.monotonic())
+        if wait:
+            await asyncio.sleep(wait)
+        pacer.sent(time.monotonic())
+        self.feed.control_raw(RecordKind.OUTBOUND, payload, self.slot)
+        return connection.send(payload)
 
     def on_frame(self, payload: bytes, binary: bool) -> None:
         flags = FLAG_BINARY if binary else 0
@@ -215,6 +282,7 @@ class _Link:
         if self._pacer is not None:
             self._pacer.cancel()
             self._pacer = None
+        self._resubscribe = {}  # the reconnect subscribes every stream again
         doc: dict[str, object] = {"slot": self.slot}
         if self.retiring:
             doc["event"] = "rotated"
@@ -440,19 +508,12 @@ class ShardedFeed:
                     self._fetcher.request(key)
 
     def _resubscribe(self, key: StreamKey) -> None:
-        """Unsubscribe and subscribe the stream on the connection carrying it: the venue
-        sends its book again, which the applier takes as the stream's snapshot."""
+        """Unsubscribe and subscribe the stream on the connection carrying it (paced there):
+        the venue sends its book again, which the applier takes as the stream's snapshot."""
         for link in self._links:
             if key.symbol in link.shard.get(key.channel, ()) and not link.retiring:
-                if not link.connection.connected:
-                    return  # the reconnect subscribes it again
-                log.warning("gap on %s:%s: resubscribing for a fresh snapshot", *key)
-                for payload in (
-                    self.adapter.unsubscribe(key.channel, [key.symbol]),
-                    self.adapter.subscribe(key.channel, [key.symbol]),
-                ):
-                    self.control_raw(RecordKind.OUTBOUND, payload, link.slot)
-                    link.connection.send(payload)
+                if link.connection.connected:  # else the reconnect subscribes it again
+                    link.resubscribe(key)
                 return
 
     def _give_up(self, key: StreamKey) -> None:

@@ -106,6 +106,12 @@ class ShardVenue(VenueAdapter, Protocol):
         """Commands the venue accepts per second per connection."""
         ...
 
+    @property
+    def commands_per_hour(self) -> int | None:
+        """Subscribes and unsubscribes the venue accepts per hour per connection (None: no
+        such budget)."""
+        ...
+
 
 class SnapshotVenue(ShardVenue, Protocol):
     """A venue whose gaps are resynced with REST snapshots; connections are rotated before the

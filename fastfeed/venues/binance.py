@@ -214,6 +214,8 @@ class BinanceAdapter:
         """Commands the venue accepts per second per connection."""
         return _COMMANDS_PER_S[self.market]
 
+    commands_per_hour = None  # Binance meters commands per second only
+
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""

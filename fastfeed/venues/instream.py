@@ -40,6 +40,7 @@ class InStreamVenue:
     max_streams = 100  # streams per connection: a resubscribe storm stays small
     max_args_per_command = 64  # streams per subscribe command
     commands_per_s = 3  # commands per second per connection (kept under the venue's rate)
+    commands_per_hour: int | None = None  # subscribes + unsubscribes per hour per connection
     numbers_connections = False  # one sequence per connection, not per stream (Coinbase)
 
     def channels_help(self) -> str:
