@@ -121,8 +121,8 @@ def test_coinbase_numbers_each_connection_and_a_jump_gaps_its_streams_only() -> 
         ("ETH-USD", 0, 2),
         ("BTC-USD", 1, 0),
     ]
-    assert [(g.key, g.from_seq, g.to_seq, g.state, g.epoch) for g in batch.gaps] == [
-        (btc, 2, 3, GapState.LOST, 0)
+    assert [(g.key, g.from_seq, g.to_seq, g.state, g.epoch, g.reason) for g in batch.gaps] == [
+        (btc, 2, 3, GapState.LOST, 0, "reconnected: the new connection numbers its messages anew")
     ]
     assert eth not in pipeline.gapped_streams()
 
@@ -177,3 +177,28 @@ def test_coinbase_trades_get_a_lost_time_gap_across_a_disconnect() -> None:
     assert [(g.key, g.from_ns, g.to_ns, g.state) for g in batch.gaps] == [
         (trades, 2000, 6000, GapState.LOST)  # from its last message to its next one
     ]
+
+
+def test_coinbase_a_catch_up_from_a_checkpoint_mid_connection_derives_as_live() -> None:
+    journal = Journal()
+    journal.frame(coinbase_frame("level2_snapshot", 0))
+    journal.frame(coinbase_frame("level2_update", 1))
+    journal.frame(coinbase_frame("level2_update", 2))
+    journal.frame(coinbase_frame("level2_update", 5))  # a jump after the checkpoint
+    live = Pipeline("coinbase", CoinbaseAdapter())
+    live.feed_records(journal.records)
+    first = Pipeline("coinbase", CoinbaseAdapter())
+    first.feed_records(journal.records[:2])
+    checkpoint = first.cut()
+    assert checkpoint is not None and checkpoint.counters is not None
+    state = orjson.loads(orjson.dumps(checkpoint.tracker_state))  # as SQLite keeps it
+    again = Pipeline("coinbase", CoinbaseAdapter())
+    again.restore(state, checkpoint.counters, checkpoint.applied_lsn)
+    again.feed_records(journal.records[2:])
+    want, got = live.cut(), again.cut()
+    assert want is not None and got is not None
+    assert [(m.epoch, m.seq) for m in got.messages] == [(m.epoch, m.seq) for m in want.messages][2:]
+    assert [(g.from_seq, g.to_seq, g.state, g.epoch) for g in got.gaps] == [
+        (3, 4, GapState.OPEN, 0)
+    ]
+    assert got.tracker_state == want.tracker_state

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastfeed.venues.events import Message
 
@@ -99,6 +100,10 @@ class Chain:
             lost = tuple(st.holes)  # a reset: the old numbering's holes can never fill
         self._keys[key] = _Key(last)
         return Verdicts(verdict, lost)
+
+    def load(self, key: str, last: int, holes: list[tuple[int, int]]) -> None:
+        """Set the state of ``key`` as ``last`` and ``holes`` once read it (a checkpoint)."""
+        self._keys[key] = _Key(last, holes)
 
     def settle(self, key: str) -> tuple[tuple[int, int], ...]:
         """Give up the open holes of ``key`` (the recovery replaced them); returns them."""
@@ -233,6 +238,22 @@ class CoinbaseSequence:
     def settle(self) -> tuple[tuple[int, int], ...]:
         """The recovery (resubscribing level2: fresh snapshots) is in: the holes are lost."""
         return self.chain.settle(self.KEY)
+
+    def to_doc(self) -> list[Any] | None:
+        """The chain as JSON-able data, ``[last, holes]`` (None before the first message)."""
+        last = self.chain.last(self.KEY)
+        if last is None:
+            return None
+        return [last, [list(hole) for hole in self.chain.holes(self.KEY)]]
+
+    @classmethod
+    def from_doc(cls, doc: list[Any] | None) -> CoinbaseSequence:
+        """The chain ``to_doc`` gave (raises KeyError, TypeError or ValueError if damaged)."""
+        sequence = cls()
+        if doc is not None:
+            last, holes = doc
+            sequence.chain.load(cls.KEY, int(last), [(int(a), int(b)) for a, b in holes])
+        return sequence
 
     def check(self, sequence_num: int) -> Verdicts:
         """The verdict on one message of this connection."""

@@ -26,12 +26,14 @@ from fastfeed.derive.rows import Batch, BookRow, MessageRow, SnapshotRow, Stream
 from fastfeed.derive.sequence import (
     REASON_CONNECTION_JUMP,
     REASON_OVERSIZED,
+    REASON_RECONNECTED,
     REASON_RESUBSCRIBED,
     REASON_VENUE_RESET,
     SequenceTracker,
     StreamStats,
 )
 from fastfeed.derive.streams import GapState, StreamKey
+from fastfeed.errors import StoreError
 from fastfeed.journal.kinds import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.venues.base import ShardVenue, VenueAdapter
 from fastfeed.venues.events import (
@@ -59,6 +61,7 @@ __all__ = [
 # A venue scanner: a frame's stream key bytes and seq, or None (fastfeed/venues/scan.h).
 Scan = Callable[[bytes], tuple[bytes, int] | None]
 _row = partial(tuple.__new__, MessageRow)  # a MessageRow from one tuple, without __new__'s cost
+_SLOTS = "slots"  # checkpoint entry: connection slot -> its numbering (Coinbase)
 
 
 class Record(Protocol):
@@ -138,9 +141,20 @@ class _Connection:
 
     __slots__ = ("sequence", "streams")
 
-    def __init__(self) -> None:
-        self.sequence = CoinbaseSequence()
+    def __init__(self, sequence: CoinbaseSequence | None = None) -> None:
+        self.sequence = CoinbaseSequence() if sequence is None else sequence
         self.streams: set[StreamKey] = set()
+
+    def to_doc(self) -> dict[str, Any]:
+        """Checkpoint data: a catch-up that starts mid-connection derives as live did."""
+        streams = sorted([k.channel, k.symbol] for k in self.streams)
+        return {"sequence": self.sequence.to_doc(), "streams": streams}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> _Connection:
+        conn = cls(CoinbaseSequence.from_doc(doc["sequence"]))
+        conn.streams = {StreamKey(channel, symbol) for channel, symbol in doc["streams"]}
+        return conn
 
 
 class Pipeline:
@@ -161,7 +175,7 @@ class Pipeline:
         if isinstance(adapter, InStreamVenue) and adapter.numbers_connections:
             self._connection_seq = adapter.connection_seq
             scan = None
-        self._connections: dict[int, _Connection] = {}  # slot -> its chain (not checkpointed)
+        self._connections: dict[int, _Connection] = {}  # slot -> its chain (checkpointed)
         # ... and some check their books by content (Kraken's checksum): kept per connection
         # slot here, in the batch part, never on the per-frame path (not checkpointed: a
         # connection's books start again with its snapshots).
@@ -204,6 +218,16 @@ class Pipeline:
         """Start from the state SQLite holds as of ``applied_lsn``."""
         if tracker_state is not None:
             self._tracker = SequenceTracker.from_checkpoint(tracker_state)
+            try:
+                self._connections = {
+                    int(slot): _Connection.from_doc(doc)
+                    for slot, doc in tracker_state.get(_SLOTS, {}).items()
+                }
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StoreError(
+                    f"connection checkpoint damaged: {exc!r}",
+                    hint="rebuild the store from the journal",
+                ) from None
         self._fast = {}
         self._fast_by_stream = {}
         self.malformed = counters.get("malformed", 0)
@@ -471,7 +495,9 @@ class Pipeline:
             self._tracker.observe_loose(key, event.seq, recv_ns, timed=timed)
         else:
             conn.streams.add(key)
-            epoch = self._tracker.renumber(key, event.seq, recv_ns, timed=timed)
+            epoch = self._tracker.renumber(
+                key, event.seq, recv_ns, timed=timed, reason=REASON_RECONNECTED
+            )
             if epoch is not None:
                 counts.epoch = epoch
         if self._step is not None and self._step(event) is Step.SNAPSHOT:
@@ -655,7 +681,7 @@ class Pipeline:
             gaps=gaps,
             streams=streams,
             snapshots=self._snapshots,
-            tracker_state=self._tracker.to_checkpoint(),
+            tracker_state=self._checkpoint(),
             subscriptions=self._subscriptions,
             counters={
                 "malformed": self.malformed,
@@ -670,6 +696,13 @@ class Pipeline:
         self._books = {}
         self._cut_lsn = self._last_lsn
         return batch
+
+    def _checkpoint(self) -> dict[str, Any]:
+        """The tracker's checkpoint, with each connection's own numbering (Coinbase)."""
+        state = self._tracker.to_checkpoint()
+        if self._connections:
+            state[_SLOTS] = {str(slot): c.to_doc() for slot, c in self._connections.items()}
+        return state
 
     def _book_row(self, key: StreamKey, frame: bytes, recv_ns: int, epoch: int) -> BookRow | None:
         """The book snapshot of a stream's latest frame (its one JSON parse per cut)."""

@@ -72,6 +72,7 @@ from fastfeed.errors import StoreError
 __all__ = [
     "CHECKPOINT_FORMAT",
     "REASON_CONNECTION_JUMP",
+    "REASON_RECONNECTED",
     "REASON_RESUBSCRIBED",
     "Observation",
     "Outcome",
@@ -84,6 +85,7 @@ CHECKPOINT_FORMAT = 2  # 2: streams and gaps carry their epoch
 REASON_JUMP = "seq jump"
 REASON_HISTORY_GONE = "venue history gone"
 REASON_VENUE_RESET = "venue reset"
+REASON_RECONNECTED = "reconnected: the new connection numbers its messages anew"
 REASON_DISCONNECTED = "disconnected (no sequence numbers)"
 REASON_STALLED = "stalled (no sequence numbers)"
 REASON_SNAPSHOT = "not replayable: replaced by a snapshot"
@@ -443,13 +445,20 @@ class SequenceTracker:
         return lost
 
     def renumber(
-        self, key: StreamKey, seq: int, recv_ns: int, *, timed: bool = False
+        self,
+        key: StreamKey,
+        seq: int,
+        recv_ns: int,
+        *,
+        timed: bool = False,
+        reason: str = REASON_VENUE_RESET,
     ) -> int | None:
         """The venue restarted the stream's numbering at ``seq`` in a message that continues it
         (OKX ``seqId < prevSeqId``, Bybit ``u = 1``): not a loss, but a new epoch, since the
         new numbers name other messages than the old ones. Gaps still open in the old
         numbering can never fill and become LOST. Returns the new epoch (None for a stream
-        with no baseline yet: this is its baseline). ``timed``: as for ``observe_loose``.
+        with no baseline yet: this is its baseline). ``timed``: as for ``observe_loose``;
+        ``reason``: why the open gaps were lost.
         """
         st = self._streams.get(key)
         if st is None:
@@ -462,16 +471,17 @@ class SequenceTracker:
             st.base = st.first_seq = st.last_seq = st.last_push = seq
             _advance(st, _T.FIRST)
             return None
-        self._new_epoch(st, seq, recv_ns)
+        self._new_epoch(st, seq, recv_ns, reason)
         st.first_seq = st.last_seq = seq
         return st.epoch
 
-    def _new_epoch(self, st: _Stream, seq: int, recv_ns: int) -> tuple[Gap, ...]:
+    def _new_epoch(
+        self, st: _Stream, seq: int, recv_ns: int, reason: str = REASON_VENUE_RESET
+    ) -> tuple[Gap, ...]:
         """The stream's numbering restarts at ``seq`` (settled): its open gaps can never fill
         and become LOST (returned)."""
         lost = tuple(
-            replace(gap, to_ns=recv_ns, state=GapState.LOST, reason=REASON_VENUE_RESET)
-            for gap in st.open
+            replace(gap, to_ns=recv_ns, state=GapState.LOST, reason=reason) for gap in st.open
         )
         for gap in lost:
             self._put(gap)
