@@ -202,3 +202,22 @@ def test_coinbase_a_catch_up_from_a_checkpoint_mid_connection_derives_as_live() 
         (3, 4, GapState.OPEN, 0)
     ]
     assert got.tracker_state == want.tracker_state
+
+
+def test_okx_a_keepalive_past_the_last_id_shows_the_lost_update() -> None:
+    journal = Journal()
+    for prev, seq, empty in [
+        (-1, 1000, False),
+        (1000, 1002, False),
+        (1005, 1005, True),  # idle, but its id is past ours: 1003..1005 was never received
+        (1005, 1007, False),  # continues the keepalive: no second gap
+    ]:
+        journal.frame(okx_book(prev, seq, empty=empty))
+    pipeline = Pipeline("okx", OkxAdapter())
+    pipeline.feed_records(journal.records[:3])
+    key = StreamKey("books", "BTC-USDT")
+    assert pipeline.take_actions().gapped == {key}  # at once, not at the next real update
+    pipeline.feed_records(journal.records[3:])
+    batch = pipeline.cut()
+    assert batch is not None
+    assert [(g.from_seq, g.to_seq, g.state) for g in batch.gaps] == [(1003, 1005, GapState.OPEN)]

@@ -507,7 +507,7 @@ class Pipeline:
         self, lsn: int, recv_ns: int, payload: bytes, key: StreamKey, seq: int, step: Step
     ) -> None:
         """A venue's snapshot sent in the feed, or its idle keepalive (no id, no row: the
-        journal keeps it)."""
+        journal keeps it; the id it says is the last one opens a gap if it is news)."""
         if step is Step.SNAPSHOT:
             # Kept like a REST snapshot (exported as one, at its id): its id may be that of the
             # last update received, so it cannot be a message row of the stream.
@@ -521,6 +521,8 @@ class Pipeline:
             self._snapshots.append(
                 SnapshotRow(self.venue, key.channel, key.symbol, seq, recv_ns, lsn, "", payload)
             )
+        elif self._tracker.expect(key, seq, recv_ns).resync_from is not None:
+            self._actions.gapped.add(key)
 
     def _rest(self, lsn: int, recv_ns: int, payload: bytes) -> None:
         """A REST response: a snapshot (HTTP 200) resyncs its stream; others are kept as is."""

@@ -331,7 +331,7 @@ class SequenceTracker:
             st.first_seq = last
         if st.last_seq is None or last > st.last_seq:
             st.last_seq = last
-        top = st.above[-1][1] if st.above else st.base
+        top = _top(st)
         _add_range(st, first, last)
         if first > top + 1:
             gap = self._new_gap(st, top + 1, first - 1, recv_ns, None, GapState.OPEN, REASON_JUMP)
@@ -398,10 +398,24 @@ class SequenceTracker:
         if first_seq > requested:
             # A resume asked past everything seen skipped the seqs in between: the venue will
             # not send them either, so they are lost with the rest.
-            top = st.above[-1][1] if st.above else st.base
+            top = _top(st)
             lost = self._mark_lost(st, min(requested, top + 1), first_seq - 1, recv_ns)
         _advance(st, _T.ACK_GAPPED if st.open else _T.ACK_WHOLE)
         return lost
+
+    def expect(self, key: StreamKey, last: int, recv_ns: int) -> Observation:
+        """The venue says the stream's last id is ``last`` without covering any id itself (OKX's
+        idle keepalive): ids past everything known up to it are missing, an OPEN gap."""
+        st = self._streams.get(key)
+        if st is None or st.base < 0:
+            return _IN_ORDER  # no baseline: the snapshot to come is the start
+        top = _top(st)
+        if last <= top:
+            return _IN_ORDER
+        gap = self._new_gap(st, top + 1, last, recv_ns, None, GapState.OPEN, REASON_JUMP)
+        st.open.append(gap)  # above every other gap: the list stays sorted
+        _advance(st, _T.GAP_OPENED)
+        return Observation(Outcome.NEW, opened=(gap,), resync_from=st.base + 1)
 
     def snapshot(self, key: StreamKey, seq: int, recv_ns: int) -> tuple[Gap, ...]:
         """A full state of the stream as of ``seq`` was recorded; returns the gaps made LOST.
@@ -576,7 +590,7 @@ class SequenceTracker:
         st = self._streams.get(key)
         if st is None or st.base < 0:
             return ()  # nothing received yet: the first push will be the baseline
-        top = st.above[-1][1] if st.above else st.base
+        top = _top(st)
         lost = self._mark_lost(st, st.base + 1, min(upto, top), recv_ns, reason)
         if not st.open:
             _advance(st, _T.GAPS_CLOSED)
@@ -599,7 +613,7 @@ class SequenceTracker:
         lo = max(lo, st.base + 1)
         if lo > hi:
             return ()
-        top = st.above[-1][1] if st.above else st.base
+        top = _top(st)
         lost: list[Gap] = []
         still_open: list[Gap] = []
         for gap in st.open:
@@ -898,6 +912,14 @@ def _find(above: list[tuple[int, int]], seq: int) -> tuple[int, int] | None:
     if i and above[i - 1][1] >= seq:
         return above[i - 1]
     return None
+
+
+def _top(st: _Stream) -> int:
+    """The highest id known to the stream: settled, or missing in an OPEN gap (``expect``)."""
+    top = st.above[-1][1] if st.above else st.base
+    if st.open:
+        top = max(top, _bounds(st.open[-1])[1])
+    return top
 
 
 def _covered(st: _Stream, lo: int, hi: int) -> bool:

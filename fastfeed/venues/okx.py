@@ -74,8 +74,9 @@ class OkxAdapter(InStreamVenue):
 
     def step(self, msg: Message) -> Step:
         """The ``books`` rules (OKX API v5, "Order book channel"): ``prevSeqId`` -1 is a
-        snapshot; ``seqId == prevSeqId`` with empty sides an idle keepalive; ``seqId <
-        prevSeqId`` a sequence reset after maintenance; anything else an update."""
+        snapshot; ``seqId == prevSeqId`` with empty sides an idle keepalive (its id must be
+        the last one received: the tracker's ``expect`` checks it); ``seqId < prevSeqId`` a
+        sequence reset after maintenance; anything else an update."""
         if msg.channel != "books":
             return Step.UPDATE
         data = msg.data["data"][0]
