@@ -12,6 +12,7 @@ import orjson
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import GapState, StreamKey
 from fastfeed.journal import JournalRecord, RecordKind
+from fastfeed.venues.bybit import BybitAdapter
 from fastfeed.venues.coinbase import CoinbaseAdapter
 from fastfeed.venues.kraken import KrakenAdapter
 from fastfeed.venues.okx import OkxAdapter
@@ -221,3 +222,17 @@ def test_okx_a_keepalive_past_the_last_id_shows_the_lost_update() -> None:
     batch = pipeline.cut()
     assert batch is not None
     assert [(g.from_seq, g.to_seq, g.state) for g in batch.gaps] == [(1003, 1005, GapState.OPEN)]
+
+
+def test_bybit_an_idle_level_1_after_a_venue_restart_is_one_reset() -> None:
+    journal = Journal()
+    snapshot = fixture("bybit", "orderbook_snapshot")
+    for u in (500, 1, 1, 1):  # the restart's snapshot, then level 1's idle re-sends of it
+        snapshot["data"]["u"] = u
+        journal.frame(orjson.dumps(snapshot))
+    pipeline = Pipeline("bybit", BybitAdapter())
+    pipeline.feed_records(journal.records)
+    assert pipeline.venue_resets == 1
+    assert len(pipeline.take_actions().resets) == 1
+    stats = pipeline.stream_stats(StreamKey("orderbook.1", "BTCUSDT"))
+    assert stats is not None and stats.epoch == 1

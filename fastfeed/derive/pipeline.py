@@ -515,7 +515,7 @@ class Pipeline:
             stats = self._tracker.stream_stats(key)
             counts = self._streams[key.channel][key.symbol]
             if stats is not None and stats.epoch != counts.epoch:
-                why = f"{REASON_VENUE_RESET}: a snapshot numbers it anew from {seq}"
+                why = f"{REASON_VENUE_RESET}: the venue numbers it anew from {seq} (its snapshot)"
                 self._venue_reset(lsn, key, stats.epoch, why)
             self.snapshots += 1
             self._snapshots.append(

@@ -89,11 +89,12 @@ class BybitAdapter(InStreamVenue):
 
     def step(self, msg: Message) -> Step:
         """The order book rules (Bybit API v5, "Orderbook"): ``type: snapshot`` replaces the
-        book, and with ``u = 1`` it follows a service restart (the numbering starts over);
-        a ``delta`` continues the chain."""
+        book; a ``delta`` continues the chain. A snapshot with ``u = 1`` follows a service
+        restart: the tracker sees its id below the last one and starts a new epoch, once (an
+        idle level 1 re-sends it every 3 s at the same ``u``, a plain restart)."""
         if msg.data.get("type") != "snapshot" or not msg.channel.startswith("orderbook."):
             return Step.UPDATE
-        return Step.RESET if msg.seq == 1 else Step.SNAPSHOT
+        return Step.SNAPSHOT
 
     # -- inbound ---------------------------------------------------------------------------------
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
