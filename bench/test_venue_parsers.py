@@ -15,10 +15,12 @@ from typing import Any
 import orjson
 import pytest
 
-from fastfeed.derive.continuity import OkxBooks
 from fastfeed.derive.kraken_book import KrakenBooks
+from fastfeed.derive.sequence import SequenceTracker
+from fastfeed.derive.streams import StreamKey
 from fastfeed.venues.bybit import BybitAdapter
 from fastfeed.venues.coinbase import CoinbaseAdapter
+from fastfeed.venues.events import Message
 from fastfeed.venues.kraken import KrakenAdapter
 from fastfeed.venues.okx import OkxAdapter
 
@@ -47,8 +49,8 @@ def test_parse(benchmark: Any, venue: str) -> None:
 
 
 def test_okx_parse_and_detect(benchmark: Any) -> None:
-    adapter, books, raw = OkxAdapter(), OkxBooks(), _frame("okx/books_update.json")
-    books.check("BTC-USDT", -1, 0, False)
+    adapter, tracker, raw = OkxAdapter(), SequenceTracker(), _frame("okx/books_update.json")
+    tracker.restart(StreamKey("books", "BTC-USDT"), 0, 0)
     state = {"seq": 0}
     doc = orjson.loads(raw)
 
@@ -58,7 +60,9 @@ def test_okx_parse_and_detect(benchmark: Any) -> None:
         doc["data"][0]["prevSeqId"], doc["data"][0]["seqId"] = seq, seq + 1
         state["seq"] = seq + 1
         event = adapter.parse(orjson.dumps(doc), 0)
-        books.observe(event)  # type: ignore[arg-type]
+        assert type(event) is Message and event.first_seq is not None
+        adapter.step(event)
+        tracker.observe_range(StreamKey("books", event.symbol), event.first_seq, event.seq or 0, 0)
 
     benchmark(step)
 

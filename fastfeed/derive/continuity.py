@@ -1,9 +1,9 @@
-"""Loss detectors for venues that chain their messages: OKX ``books``, Bybit order books and
-Coinbase Advanced Trade's connection-wide ``sequence_num``. Sans-I/O: ids in, verdicts out.
+"""Loss detection over a chain of ids shared by many streams: Coinbase Advanced Trade's
+connection-wide ``sequence_num``. Sans-I/O: ids in, verdicts out. (OKX and Bybit number each
+stream: their rules are the adapters' ``step`` over the sequence tracker.)
 
-Every one of them reduces to one rule over a chain of id ranges: a message covering
-``prev + 1 .. last`` follows the chain when ``prev`` is the last id seen. The venue rules on top
-(snapshots, keepalives, resets) are the small classes below, each citing its venue's docs.
+The rule over a chain of id ranges: a message covering ``prev + 1 .. last`` follows the chain
+when ``prev`` is the last id seen.
 
 A break opens a *hole*: the ids ``last + 1 .. prev`` that the missing messages covered. A late
 message (a reorder) that covers part of a hole fills that part; a message entirely at or below
@@ -19,14 +19,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastfeed.venues.events import Message
-
 __all__ = [
     "MAX_HOLES",
-    "BybitBooks",
     "Chain",
     "CoinbaseSequence",
-    "OkxBooks",
     "Verdict",
     "Verdicts",
 ]
@@ -42,8 +38,6 @@ class Verdict(enum.StrEnum):
     LATE = "late"  # a reorder: it fills (part of) an open hole
     DUPLICATE = "duplicate"  # every id it covers was seen already
     SNAPSHOT = "snapshot"  # a full state: the chain restarts at its id
-    RESET = "reset"  # the venue restarted its numbering: not a loss
-    KEEPALIVE = "keepalive"  # an idle heartbeat in the chain (OKX): no ids covered
     UNSYNCED = "unsynced"  # an update before any snapshot of its key: cannot be placed
 
 
@@ -64,7 +58,6 @@ class Verdicts:
 _IN_ORDER = Verdicts(Verdict.IN_ORDER)
 _DUPLICATE = Verdicts(Verdict.DUPLICATE)
 _UNSYNCED = Verdicts(Verdict.UNSYNCED)
-_KEEPALIVE = Verdicts(Verdict.KEEPALIVE)
 
 
 @dataclass(slots=True)
@@ -89,17 +82,15 @@ class Chain:
         st = self._keys.get(key)
         return () if st is None else tuple(st.holes)
 
-    def restart(self, key: str, last: int, verdict: Verdict) -> Verdicts:
-        """A snapshot or a venue reset at ``last``: open holes close as lost (up to ``last``)."""
+    def restart(self, key: str, last: int) -> Verdicts:
+        """A snapshot at ``last``: open holes close as lost (up to ``last``)."""
         st = self._keys.get(key)
         lost: tuple[tuple[int, int], ...] = ()
-        if st is not None and st.holes and verdict is Verdict.SNAPSHOT:
+        if st is not None and st.holes:
             # The ledger's rule: lost from the first hole to the snapshot that replaced it.
             lost = ((st.holes[0][0], max(last, st.holes[-1][1])),)
-        elif st is not None and st.holes:
-            lost = tuple(st.holes)  # a reset: the old numbering's holes can never fill
         self._keys[key] = _Key(last)
-        return Verdicts(verdict, lost)
+        return Verdicts(Verdict.SNAPSHOT, lost)
 
     def load(self, key: str, last: int, holes: list[tuple[int, int]]) -> None:
         """Set the state of ``key`` as ``last`` and ``holes`` once read it (a checkpoint)."""
@@ -155,74 +146,6 @@ def _fill(holes: list[tuple[int, int]], lo: int, hi: int) -> bool:
     return touched
 
 
-class OkxBooks:
-    """OKX v5 ``books`` per instId (OKX API v5, "Order book channel", sequence ID rules).
-
-    * ``prevSeqId == -1``: a snapshot; the chain restarts at its ``seqId``;
-    * ``seqId == prevSeqId`` with empty ``asks`` and ``bids``: nothing changed for a while, the
-      message only says the stream is alive (its ``prevSeqId`` must still be the last id);
-    * ``seqId < prevSeqId``: the sequence was reset (maintenance): not a loss, the chain
-      continues from the new ``seqId``;
-    * otherwise the update needs ``prevSeqId`` == the last ``seqId``.
-
-    ``seqId`` is the same on every connection, so a second connection continues the chain.
-    The book ``checksum`` is deprecated (always 0) and never read.
-    """
-
-    def __init__(self) -> None:
-        self.chain = Chain()
-
-    def observe(self, msg: Message) -> Verdicts | None:
-        """The verdict on a parsed OKX message (None: not a ``books`` message)."""
-        if msg.channel != "books":
-            return None
-        data = msg.data["data"][0]
-        empty = not data["asks"] and not data["bids"]
-        return self.check(msg.symbol, data["prevSeqId"], data["seqId"], empty)
-
-    def check(self, inst_id: str, prev_seq: int, seq: int, empty: bool) -> Verdicts:
-        """The verdict on one ``books`` message."""
-        if prev_seq == -1:
-            return self.chain.restart(inst_id, seq, Verdict.SNAPSHOT)
-        last = self.chain.last(inst_id)
-        if last is None:
-            return _UNSYNCED
-        if seq == prev_seq and empty:
-            return _KEEPALIVE if prev_seq == last else self.chain.step(inst_id, prev_seq, seq)
-        if seq < prev_seq:
-            return self.chain.restart(inst_id, seq, Verdict.RESET)
-        return self.chain.step(inst_id, prev_seq, seq)
-
-
-class BybitBooks:
-    """Bybit v5 ``orderbook.{depth}.{symbol}`` per topic (Bybit API v5, "Orderbook").
-
-    ``type: snapshot`` replaces the book (after subscribing, or re-sent by Bybit at any time);
-    ``u == 1`` is a snapshot sent because the service restarted (a reset, not a loss); a
-    ``delta`` needs ``u`` == the last ``u`` + 1. ``seq`` is a cross sequence for comparing
-    depths, not a gap counter, and is not read. Level 1 re-sends its snapshot with the same
-    ``u`` when nothing changed for 3 s: a snapshot at the last ``u`` is a plain restart.
-    """
-
-    def __init__(self) -> None:
-        self.chain = Chain()
-
-    def observe(self, msg: Message) -> Verdicts | None:
-        """The verdict on a parsed Bybit message (None: not an order book)."""
-        if msg.seq is None or not msg.channel.startswith("orderbook."):
-            return None
-        topic = f"{msg.channel}.{msg.symbol}"  # each depth of a symbol numbers its own u
-        return self.check(topic, msg.seq, msg.data["type"] == "snapshot")
-
-    def check(self, topic: str, u: int, snapshot: bool) -> Verdicts:
-        """The verdict on one orderbook message of ``topic``."""
-        if u == 1:
-            return self.chain.restart(topic, u, Verdict.RESET)
-        if snapshot:
-            return self.chain.restart(topic, u, Verdict.SNAPSHOT)
-        return self.chain.step(topic, u - 1, u)
-
-
 class CoinbaseSequence:
     """Coinbase Advanced Trade's ``sequence_num`` on one connection (Advanced Trade WebSocket,
     "Sequence Numbers"): every message of a connection, whatever its channel or product,
@@ -258,5 +181,5 @@ class CoinbaseSequence:
     def check(self, sequence_num: int) -> Verdicts:
         """The verdict on one message of this connection."""
         if self.chain.last(self.KEY) is None:
-            return self.chain.restart(self.KEY, sequence_num, Verdict.SNAPSHOT)
+            return self.chain.restart(self.KEY, sequence_num)
         return self.chain.step(self.KEY, sequence_num - 1, sequence_num)

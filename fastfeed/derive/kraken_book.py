@@ -147,10 +147,6 @@ class KrakenBooks:
             return BookResult(symbol, BookCheck.CROSSED, expected, computed)
         return BookResult(symbol, BookCheck.OK, expected, computed)
 
-    def synced(self, symbol: str) -> bool:
-        """Whether the symbol has a good book (a snapshot and no failure since)."""
-        return symbol in self._books
-
 
 def _levels(raw: object) -> list[tuple[Decimal, str, str]]:
     """``[{"price": text, "qty": text}, ...]`` as (price key, price text, qty text)."""

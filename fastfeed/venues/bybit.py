@@ -14,7 +14,7 @@ The protocol (Bybit API v5, "WebSocket Stream" connect page and the public topic
   IP; the args of one connection at most 21,000 characters.
 
 Sequence (order books): ``u`` numbers a symbol's book updates one by one; the loss rules are
-in ``fastfeed.derive.continuity.BybitBooks``. ``seq`` is a cross sequence shared with other
+``BybitAdapter.step`` over the sequence tracker. ``seq`` is a cross sequence shared with other
 depths (for ordering, not for gaps) and is not the Message's seq. Trades have no continuity
 rule (``i`` is a trade id, a UUID on linear): their seq is None.
 """

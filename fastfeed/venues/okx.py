@@ -13,8 +13,8 @@ The protocol (OKX API v5, "WebSocket" and "Public channel" sections):
 * limits: 3 connection attempts per second per IP, 480 subscribe/unsubscribe/login requests
   per hour per connection, an op's whole ``args`` at most 64 KiB.
 
-Sequence (``books``): each message has ``seqId`` and ``prevSeqId``; the loss rules are in
-``fastfeed.derive.continuity.OkxBooks``. A ``books`` message covers ids ``prevSeqId + 1 ..
+Sequence (``books``): each message has ``seqId`` and ``prevSeqId``; the loss rules are
+``OkxAdapter.step`` over the sequence tracker. A ``books`` message covers ids ``prevSeqId + 1 ..
 seqId`` (``first_seq`` and ``seq`` of the Message). ``books5`` and ``bbo-tbt`` push the whole
 top of the book each time (a lost one changes nothing later): their ``seq`` is None. ``trades``
 carry ``tradeId``, which OKX does not promise to be contiguous: ``seq`` is None.

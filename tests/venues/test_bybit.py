@@ -1,4 +1,4 @@
-"""Bybit adapter: exact events from real frames, the u chain, replies and commands."""
+"""Bybit adapter: exact events from real frames, the u rules, replies and commands."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastfeed.derive.continuity import BybitBooks, Verdict, Verdicts
 from fastfeed.venues.bybit import BybitAdapter, Category
 from fastfeed.venues.events import Malformed, Message, Pong, Subscribed, VenueRejected
+from fastfeed.venues.instream import Step
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "bybit"
 
@@ -79,14 +79,16 @@ def test_names_and_urls() -> None:
     assert spot.ping() == b'{"op":"ping"}'
 
 
-def test_chain_rules() -> None:
-    """Bybit "Orderbook": a snapshot replaces the book, u == 1 is a restart, deltas go u + 1."""
-    books = BybitBooks()
-    assert books.check("BTCUSDT", 101, False).verdict is Verdict.UNSYNCED
-    assert books.check("BTCUSDT", 100, True).verdict is Verdict.SNAPSHOT
-    assert books.check("BTCUSDT", 101, False).verdict is Verdict.IN_ORDER
-    assert books.check("BTCUSDT", 101, True).verdict is Verdict.SNAPSHOT  # level 1's 3 s re-send
-    assert books.check("BTCUSDT", 104, False) == Verdicts(Verdict.GAP, opened=((102, 103),))
-    assert books.check("BTCUSDT", 1, True) == Verdicts(Verdict.RESET, ((102, 103),))
-    assert books.check("BTCUSDT", 2, False).verdict is Verdict.IN_ORDER
-    assert books.check("BTCUSDT", 2, False).verdict is Verdict.DUPLICATE
+def test_step_rules() -> None:
+    """Bybit "Orderbook": a snapshot replaces the book (u == 1 after a restart too: the tracker
+    sees the id go back and starts a new epoch once), a delta continues the chain."""
+    spot = BybitAdapter()
+    snapshot = orjson.loads(frame("orderbook_snapshot"))
+    for u in (100, 1):
+        snapshot["data"]["u"] = u
+        event = spot.parse(orjson.dumps(snapshot), 0)
+        assert type(event) is Message and spot.step(event) is Step.SNAPSHOT
+    delta = spot.parse(frame("orderbook_delta"), 0)
+    assert type(delta) is Message and spot.step(delta) is Step.UPDATE
+    trade = spot.parse(frame("publicTrade_push"), 0)
+    assert type(trade) is Message and spot.step(trade) is Step.UPDATE

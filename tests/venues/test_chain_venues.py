@@ -1,8 +1,9 @@
 """Each venue's loss detector against its fixture venue on loopback: faults exactly as injected.
 
 Frames travel over a real WebSocket (the fixture venue of ``tests/fixture_venue/chains.py``),
-are parsed by the venue's adapter and judged by its detector. Drops must be reported at exactly
-the ids the dropped updates covered (Kraken: at the first update whose checksum fails);
+are parsed by the venue's adapter and judged as the recorder judges them (OKX, Bybit: the
+pipeline; Coinbase: its connection sequence; Kraken: the book checker). Drops must be reported
+at exactly the ids the dropped updates covered (Kraken: at the first update whose checksum fails);
 reorders and duplicates, OKX and Bybit sequence resets and idle keepalives are never losses.
 """
 
@@ -14,17 +15,21 @@ from contextlib import contextmanager
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from fastfeed.derive.continuity import BybitBooks, CoinbaseSequence, OkxBooks, Verdict, Verdicts
+from fastfeed.derive.continuity import CoinbaseSequence, Verdict, Verdicts
 from fastfeed.derive.kraken_book import BookCheck, KrakenBooks
+from fastfeed.derive.pipeline import Pipeline
+from fastfeed.derive.streams import GapState, StreamKey
+from fastfeed.journal import RecordKind
 from fastfeed.venues.bybit import BybitAdapter
 from fastfeed.venues.coinbase import CoinbaseAdapter
-from fastfeed.venues.events import Message, Pong, Subscribed, VenueRejected
+from fastfeed.venues.events import Message, Pong, VenueRejected
 from fastfeed.venues.kraken import KrakenAdapter
 from fastfeed.venues.okx import OkxAdapter
 from tests.fixture_venue.chains import ChainVenue, Plan
 from tests.fixture_venue.thread import running
 
 TIMEOUT_S = 30.0
+OPEN = GapState.OPEN
 Adapter = OkxAdapter | BybitAdapter | CoinbaseAdapter | KrakenAdapter
 
 
@@ -57,42 +62,40 @@ FAULTS = Plan(updates=12, drop={3, 7, 8}, duplicate={5}, reorder={10})
 
 
 # -- OKX ------------------------------------------------------------------------------------------
-def okx_verdicts(plan: Plan, books: OkxBooks | None = None) -> tuple[ChainVenue, list[Verdicts]]:
-    adapter, books = OkxAdapter(), books or OkxBooks()
-    with session("okx", plan) as (venue, ws):
-        frames = exchange(venue, ws, [adapter.subscribe("books", ["BTC-USDT"])])
-    out = []
-    for raw in frames:
-        event = adapter.parse(raw, 0)
-        if type(event) is Message:
-            verdict = books.observe(event)
-            assert verdict is not None
-            out.append(verdict)
-    return venue, out
+def derived(name: str, plan: Plan, commands: list[bytes]) -> tuple[ChainVenue, Pipeline]:
+    """The frames served, derived as the recorder does (the adapter's ``step`` and the
+    sequence tracker), the commands journaled before them."""
+    adapter = OkxAdapter() if name == "okx" else BybitAdapter()
+    with session(name, plan) as (venue, ws):
+        frames = exchange(venue, ws, commands)
+    pipeline = Pipeline(name, adapter)
+    for lsn, raw in enumerate(frames, 1):
+        pipeline.feed(lsn, RecordKind.INBOUND, lsn, raw)
+    return venue, pipeline
+
+
+def holes(pipeline: Pipeline) -> list[tuple[int | None, int | None, GapState]]:
+    batch = pipeline.cut()
+    assert batch is not None
+    return sorted((g.from_seq, g.to_seq, g.state) for g in batch.gaps)
 
 
 def test_okx_drops_are_found_at_their_ids() -> None:
-    books = OkxBooks()
-    venue, verdicts = okx_verdicts(FAULTS, books)
+    subscribe = OkxAdapter().subscribe("books", ["BTC-USDT"])
+    venue, pipeline = derived("okx", FAULTS, [subscribe])
     # 7 and 8 dropped together: one hole covering both; update 10 came after 11 and filled its.
     (a, b), (c, _), (_, f) = venue.expected_loss("BTC-USDT")
-    assert books.chain.holes("BTC-USDT") == ((a, b), (c, f))
     late = next(u.ids for u in venue.planned["BTC-USDT"] if u.index == 10)
-    assert opened(verdicts) == [(a, b), (c, f), late]
-    kinds = [v.verdict for v in verdicts]
-    assert kinds.count(Verdict.DUPLICATE) == 1 and kinds.count(Verdict.LATE) == 1
-    # The recovery's snapshot (a resubscribe) closes both holes as one loss up to it.
-    assert books.check("BTC-USDT", -1, f + 100, False) == Verdicts(
-        Verdict.SNAPSHOT, ((a, f + 100),)
-    )
+    assert late is not None
+    assert holes(pipeline) == sorted([(a, b, OPEN), (c, f, OPEN), (*late, GapState.FILLED)])
+    stats = pipeline.stream_stats(StreamKey("books", "BTC-USDT"))
+    assert stats is not None and stats.duplicates == 1
 
 
 def test_okx_keepalives_and_resets_are_not_losses() -> None:
-    _, verdicts = okx_verdicts(Plan(updates=8, keepalive={2, 6}, reset={4}))
-    kinds = [v.verdict for v in verdicts]
-    assert kinds.count(Verdict.KEEPALIVE) == 2 and kinds.count(Verdict.RESET) == 1
-    assert all(not v.lost for v in verdicts)
-    assert set(kinds) == {Verdict.SNAPSHOT, Verdict.IN_ORDER, Verdict.KEEPALIVE, Verdict.RESET}
+    plan = Plan(updates=8, keepalive={2, 6}, reset={4})
+    _, pipeline = derived("okx", plan, [OkxAdapter().subscribe("books", ["BTC-USDT"])])
+    assert holes(pipeline) == [] and pipeline.venue_resets == 1
 
 
 def test_okx_ping_and_errors() -> None:
@@ -106,43 +109,20 @@ def test_okx_ping_and_errors() -> None:
 
 
 # -- Bybit ----------------------------------------------------------------------------------------
-def bybit_verdicts(
-    plan: Plan, books: BybitBooks | None = None
-) -> tuple[ChainVenue, list[Verdicts]]:
-    adapter, books = BybitAdapter(), books or BybitBooks()
-    with session("bybit", plan) as (venue, ws):
-        frames = exchange(venue, ws, [adapter.subscribe("orderbook.1", ["BTCUSDT"])])
-    events = [adapter.parse(raw, 0) for raw in frames]
-    assert events[0] == Subscribed("orderbook.1", ("BTCUSDT",), None)
-    out = []
-    for event in events[1:]:
-        assert type(event) is Message
-        verdict = books.observe(event)
-        assert verdict is not None
-        out.append(verdict)
-    return venue, out
-
-
 def test_bybit_drops_are_found_at_their_ids() -> None:
-    books = BybitBooks()
-    venue, verdicts = bybit_verdicts(FAULTS, books)
+    subscribe = BybitAdapter().subscribe("orderbook.1", ["BTCUSDT"])
+    venue, pipeline = derived("bybit", FAULTS, [subscribe])
     (a, _), (c, _), (_, f) = venue.expected_loss("BTCUSDT")
-    assert books.chain.holes("orderbook.1.BTCUSDT") == ((a, a), (c, f))
-    assert opened(verdicts) == [(a, a), (c, f), (f + 2, f + 2)]  # the reordered 10 filled its
+    # The reordered 10 filled its own.
+    assert holes(pipeline) == [(a, a, OPEN), (c, f, OPEN), (f + 2, f + 2, GapState.FILLED)]
 
 
 def test_bybit_restart_is_not_a_loss() -> None:
-    _, verdicts = bybit_verdicts(Plan(updates=6, reset={3}))
-    assert [v.verdict for v in verdicts] == [
-        Verdict.SNAPSHOT,
-        Verdict.IN_ORDER,
-        Verdict.IN_ORDER,
-        Verdict.RESET,
-        Verdict.IN_ORDER,
-        Verdict.IN_ORDER,
-        Verdict.IN_ORDER,
-    ]
-    assert all(not v.lost for v in verdicts)
+    subscribe = BybitAdapter().subscribe("orderbook.1", ["BTCUSDT"])
+    _, pipeline = derived("bybit", Plan(updates=6, reset={3}), [subscribe])
+    assert holes(pipeline) == [] and pipeline.venue_resets == 1
+    stats = pipeline.stream_stats(StreamKey("orderbook.1", "BTCUSDT"))
+    assert stats is not None and stats.epoch == 1
 
 
 def test_bybit_refusal_stops() -> None:

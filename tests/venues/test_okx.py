@@ -1,4 +1,4 @@
-"""OKX adapter: exact events from real frames, the books chain, replies and commands."""
+"""OKX adapter: exact events from real frames, the books rules, replies and commands."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastfeed.derive.continuity import OkxBooks, Verdict, Verdicts
 from fastfeed.venues.events import Malformed, Message, Pong, Subscribed, VenueRejected
+from fastfeed.venues.instream import Step
 from fastfeed.venues.okx import OkxAdapter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "okx"
@@ -86,26 +86,23 @@ def test_commands() -> None:
 
 
 # -- the books chain (OKX "Order book channel" sequence rules) -----------------------------------
-def test_chain_rules() -> None:
-    books = OkxBooks()
-    assert books.check("BTC-USDT", 5, 6, False).verdict is Verdict.UNSYNCED  # before a snapshot
-    assert books.check("BTC-USDT", -1, 10, False).verdict is Verdict.SNAPSHOT
-    assert books.check("BTC-USDT", 10, 15, False).verdict is Verdict.IN_ORDER
-    assert books.check("BTC-USDT", 15, 15, True).verdict is Verdict.KEEPALIVE
-    assert books.check("BTC-USDT", 15, 3, False).verdict is Verdict.RESET  # seqId < prevSeqId
-    assert books.check("BTC-USDT", 3, 8, False).verdict is Verdict.IN_ORDER
-    assert books.check("BTC-USDT", 20, 25, False) == Verdicts(Verdict.GAP, opened=((9, 20),))
-    assert books.check("BTC-USDT", 8, 20, False).verdict is Verdict.LATE  # the reordered one
-    assert books.chain.holes("BTC-USDT") == ()
-    assert books.check("BTC-USDT", 8, 20, False).verdict is Verdict.DUPLICATE
-    assert books.check("BTC-USDT", 30, 31, False) == Verdicts(Verdict.GAP, opened=((26, 30),))
-    # The resubscribe's snapshot: lost from the hole to the snapshot.
-    assert books.check("BTC-USDT", -1, 40, False) == Verdicts(Verdict.SNAPSHOT, ((26, 40),))
-    # A snapshot with no hole (a planned reconnect) loses nothing.
-    assert books.check("BTC-USDT", -1, 50, False) == Verdicts(Verdict.SNAPSHOT)
+def books(prev: int, seq: int, *, empty: bool = False) -> Message:
+    doc = orjson.loads(frame("books_snapshot" if prev == -1 else "books_update"))
+    doc["data"][0].update(prevSeqId=prev, seqId=seq)
+    if empty:
+        doc["data"][0].update(asks=[], bids=[])
+    event = OkxAdapter().parse(orjson.dumps(doc), 0)
+    assert type(event) is Message
+    return event
 
 
-def test_keepalive_after_a_lost_message_is_a_gap() -> None:
-    books = OkxBooks()
-    books.check("X", -1, 10, False)
-    assert books.check("X", 12, 12, True) == Verdicts(Verdict.GAP, opened=((11, 12),))
+def test_step_rules() -> None:
+    # What each message does to its chain; the chain itself is the sequence tracker's
+    # (tests/test_pipeline_instream.py).
+    okx = OkxAdapter()
+    assert okx.step(books(-1, 10)) is Step.SNAPSHOT
+    assert okx.step(books(10, 15)) is Step.UPDATE
+    assert okx.step(books(15, 15, empty=True)) is Step.KEEPALIVE
+    assert okx.step(books(15, 3)) is Step.RESET  # seqId < prevSeqId
+    trades = OkxAdapter().parse(frame("trades_push"), 0)
+    assert type(trades) is Message and okx.step(trades) is Step.UPDATE
