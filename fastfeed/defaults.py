@@ -78,6 +78,10 @@ ROTATE_AFTER_S = 23 * 3600.0  # replace a connection before the venue's 24 h clo
 ROTATION_TIMEOUT_S = 30.0  # the old connection closes by then even if the new one is not proven
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE command (1024 streams: 6 commands)
 
+# --- venues that resync in the feed (OKX, Bybit, Coinbase, Kraken) -------------------------
+INSTREAM_STREAMS_PER_CONNECTION = 100  # a seq jump resubscribes at most this many at once
+INSTREAM_SUBSCRIBE_BATCH = 64  # streams per subscribe command (OKX: args far below 64 KiB)
+
 # --- operations: metrics, health, tail ------------------------------------------------------
 METRICS_HOST = "127.0.0.1"  # `--metrics PORT` binds loopback: the endpoint has no authentication
 HEALTH_MAX_SNAPSHOT_LAG = 1_000_000  # records journaled but not in SQLite before /healthz fails:

@@ -63,7 +63,7 @@ class BybitAdapter(InStreamVenue):
 
     default_endpoint = "wss://stream.bybit.com"
     book_channels: frozenset[str] = frozenset()  # snapshots and deltas share a topic
-    max_args_per_command = 10  # spot's limit, kept on linear too
+    max_args_per_command = 10  # the venue's limit on spot (module docstring), kept on linear
     channels = ("orderbook.1", "orderbook.50", "orderbook.200", "orderbook.1000", "publicTrade")
 
     def __init__(self, category: Category = Category.SPOT) -> None:

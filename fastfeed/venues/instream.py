@@ -11,6 +11,7 @@ import enum
 import re
 from collections.abc import Callable
 
+from fastfeed import defaults
 from fastfeed.venues.events import Event, Malformed, Message
 from fastfeed.venues.jsonfields import base_url
 
@@ -37,8 +38,8 @@ class InStreamVenue:
     default_endpoint: str  # scheme, host and port of the public feed
     ws_path: str  # the path under it
     channels: tuple[str, ...]  # canonical channel names, for error text
-    max_streams = 100  # streams per connection: a resubscribe storm stays small
-    max_args_per_command = 64  # streams per subscribe command
+    max_streams = defaults.INSTREAM_STREAMS_PER_CONNECTION
+    max_args_per_command = defaults.INSTREAM_SUBSCRIBE_BATCH  # venues with a lower limit override
     commands_per_s = 3  # commands per second per connection (kept under the venue's rate)
     commands_per_hour: int | None = None  # subscribes + unsubscribes per hour per connection
     numbers_connections = False  # one sequence per connection, not per stream (Coinbase)

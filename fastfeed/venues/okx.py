@@ -60,7 +60,6 @@ class OkxAdapter(InStreamVenue):
     ws_path = "/ws/v5/public"
     channels = _CHANNELS
     book_channels = frozenset({"books5", "bbo-tbt"})  # each push is a whole top of book
-    max_args_per_command = 64  # keeps an op's args far below OKX's 64 KiB limit
     commands_per_hour = 480  # OKX: subscribe/unsubscribe/login requests per hour per connection
 
     def channel(self, name: str) -> str | None:
