@@ -180,8 +180,10 @@ class Pipeline:
         # slot here, in the batch part, never on the per-frame path (not checkpointed: a
         # connection's books start again with its snapshots).
         self._depth_of: Callable[[str], int] | None = None
+        self._checked: Callable[[str], bool] | None = None
         if isinstance(adapter, InStreamVenue):
             self._depth_of = adapter.checked_books()
+            self._checked = adapter.checked_channel if self._depth_of is not None else None
         self._books_by_slot: dict[int, KrakenBooks] = {}
         # ... and read some pushes by what was asked (Kraken's book depth): journaled commands
         # tell the adapter, so a reader that never sent them derives as the recorder did.
@@ -386,7 +388,7 @@ class Pipeline:
                     self._venue_reset(lsn, key, obs.reset.epoch, obs.reset.reason)
                 if obs.resync_from is not None:
                     self._actions.gapped.add(key)
-            elif self._depth_of is not None and event.data.get("channel") == "book":
+            elif self._checked is not None and self._checked(key.channel):
                 self._check_book(slot, key, recv_ns, payload, event)
                 self._tracker.observe_unsequenced(key, recv_ns, checked=True)
             else:

@@ -62,7 +62,6 @@ from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.recorder.statusline import Status, StatusReporter
 from fastfeed.venues import adapter_for
 from fastfeed.venues.base import ShardVenue, SnapshotVenue
-from fastfeed.venues.instream import InStreamVenue
 
 if TYPE_CHECKING:
     from fastfeed.publish.child import PublisherProcess
@@ -301,10 +300,9 @@ class Recorder:
 
     def _sharded_feed(self, adapter: ShardVenue, endpoint: str) -> ShardedFeed:
         rest: str | None = None
-        rotate_after_s: float | None = None  # venues resyncing in the feed keep connections
-        if not isinstance(adapter, InStreamVenue):
+        if adapter.rest_snapshots:
             rest = self.config.rest_endpoint or cast(SnapshotVenue, adapter).default_rest_base()
-            rotate_after_s = self.config.rotate_after_s
+        rotate_after_s = self.config.rotate_after_s if adapter.rotates else None
         return ShardedFeed(
             adapter,
             endpoint,

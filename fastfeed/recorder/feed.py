@@ -23,7 +23,6 @@ from fastfeed.recorder._sink import FrameSink, Scanner, StreamTable
 from fastfeed.recorder.connection import Connection
 from fastfeed.venues.base import VenueAdapter
 from fastfeed.venues.events import VenueRejected
-from fastfeed.venues.instream import InStreamVenue
 
 __all__ = ["CONNECTION_SLOT", "Feed", "rejection_error"]
 
@@ -35,9 +34,7 @@ CONNECTION_SLOT = 1  # the journal header's stream field: this recorder's one ve
 def rejection_error(adapter: VenueAdapter, code: int, message: str) -> VenueError:
     """The error a fatal venue rejection stops the recorder with: an invalid API key, or (a
     public feed) a channel or symbol the venue does not have."""
-    if isinstance(adapter, InStreamVenue):
-        return VenueError(message, code=code, hint="check the channel and symbol names")
-    return VenueError(message, code=code, hint="check TICKDB_API_KEY / --api-key-file")
+    return VenueError(message, code=code, hint=adapter.rejection_hint)
 
 
 class Feed:

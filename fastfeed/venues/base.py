@@ -21,11 +21,13 @@ class VenueAdapter(Protocol):
     ``replays``: a gap is backfilled by re-subscribing with ``resume`` (TickDB's sequence
     extension); otherwise the venue cannot replay and the adapter is a ``SnapshotVenue``.
     ``book_channels``: channels whose messages each hold a full book (kept as book rows).
+    ``rejection_hint``: what the operator should check when the venue refuses for good.
     """
 
     name: str
     replays: bool
     book_channels: frozenset[str]
+    rejection_hint: str
 
     def parse(self, frame: bytes | memoryview, recv_ns: int, *, binary: bool = False) -> Event:
         """Turn one frame into an event; never raises (unreadable input is ``Malformed``)."""
@@ -61,7 +63,14 @@ class VenueAdapter(Protocol):
 class ShardVenue(VenueAdapter, Protocol):
     """A venue that cannot replay: streams are split across connections, and a gap is
     recovered by the venue's snapshot (REST for a ``SnapshotVenue``; otherwise a resubscribe
-    makes the venue send it in the feed)."""
+    makes the venue send it in the feed).
+
+    ``rest_snapshots``: it is a ``SnapshotVenue``. ``rotates``: the venue closes connections
+    on a schedule, so each is replaced before (make before break).
+    """
+
+    rest_snapshots: bool
+    rotates: bool
 
     def channel(self, name: str) -> str | None:
         """The canonical channel for a command-line name, None if unknown."""

@@ -157,7 +157,10 @@ class BinanceAdapter:
     """Parses Binance combined-stream frames and REST depth bodies into events; no I/O."""
 
     replays = False  # no replay: gaps are resynced with REST depth snapshots
+    rest_snapshots = True
+    rotates = True  # Binance closes a connection after 24 h
     book_channels: frozenset[str] = frozenset()  # depth pushes are diffs, not books
+    rejection_hint = "check the channel and symbol names"  # public streams: no key to refuse
     weight_header = "x-mbx-used-weight-1m"  # REST weight used this minute (Binance "LIMITS")
     max_args_per_command = defaults.SUBSCRIBE_BATCH
 

@@ -35,6 +35,9 @@ class InStreamVenue:
 
     name: str
     replays = False  # no replay: a gap is resynced by resubscribing (a new snapshot in-stream)
+    rest_snapshots = False
+    rotates = False  # none of them closes connections on a schedule
+    rejection_hint = "check the channel and symbol names"  # public feeds: no key to refuse
     default_endpoint: str  # scheme, host and port of the public feed
     ws_path: str  # the path under it
     channels: tuple[str, ...]  # canonical channel names, for error text
@@ -74,6 +77,10 @@ class InStreamVenue:
         """The connection-wide number of the frame ``parse`` read last, for a venue that
         numbers every message of a connection rather than each stream (Coinbase); else None."""
         return None
+
+    def checked_channel(self, channel: str) -> bool:
+        """Whether the channel's pushes are checked by content (``checked_books``)."""
+        return False
 
     def checked_books(self) -> Callable[[str], int] | None:
         """For a venue without ids whose books are checked by content (Kraken's checksum):

@@ -82,6 +82,10 @@ class KrakenAdapter(InStreamVenue):
         """The depth a symbol's book was subscribed at (the checksum truncates to it)."""
         return self._depth.get(symbol, DEFAULT_DEPTH)
 
+    def checked_channel(self, channel: str) -> bool:
+        """Every book channel (``book``, ``book-25`` ...) carries a checksum; trades none."""
+        return channel.partition("-")[0] == "book"
+
     def checked_books(self) -> Callable[[str], int]:
         """Books are checked by their checksum, at the depth each symbol was subscribed at."""
         return self.depth_of

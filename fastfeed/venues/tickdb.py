@@ -84,6 +84,7 @@ class TickDBAdapter:
 
     name = "tickdb"
     replays = True  # the sequence extension's resume backfills gaps
+    rejection_hint = "check TICKDB_API_KEY / --api-key-file"
     book_channels = frozenset({"depth"})  # each depth push is a full top-N book
 
     def __init__(self) -> None:
