@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+import orjson
+
+from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.derive.streams import StreamKey
+from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.feed import Feed
 from fastfeed.recorder.oversize import Found, GiveUp, OversizeSearch, Phase
+from fastfeed.recorder.session import Session
+from fastfeed.venues.tickdb import TickDBAdapter
 
 __all__: list[str] = []
 
@@ -96,3 +105,59 @@ def test_a_probe_withholds_only_the_suspects_outside_its_batch() -> None:
     assert search.progress(lambda k, s: True) == (None, [KEYS[3]])
     assert search.progress(lambda k, s: True) == (GiveUp(None), [])
     assert all(search.allows(k) for k in KEYS)
+
+
+class _Feed:
+    """The journal side of a session: each append gets the next LSN."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, bytes]] = []
+
+    def append(self, kind: int, payload: bytes) -> int:
+        self.records.append((kind, payload))
+        return len(self.records)
+
+    def wake_applier(self) -> None: ...
+
+
+class _Pipeline:
+    """Nothing derived yet, no stream known: every subscribe is live."""
+
+    derived_lsn = 0
+
+    def resume_point(self, key: StreamKey) -> int | None:
+        return None
+
+
+class _Connection:
+    connected = True
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, payload: bytes) -> bool:
+        self.sent.append(orjson.loads(payload))
+        return True
+
+
+def test_a_sighup_while_subscribes_wait_on_a_verdict_sends_the_new_set_once_after_it() -> None:
+    feed, pipeline = _Feed(), _Pipeline()
+    session = Session(
+        TickDBAdapter(),
+        cast(Feed, feed),
+        cast(Pipeline, pipeline),
+        {"depth": ["A.US", "B.US"]},
+        lambda error: None,
+    )
+    session.started = True
+    session.on_oversized(None)
+    session.on_disconnected("close 1009")
+    conn = _Connection()
+    session.connection = cast(Connection, conn)
+    session.on_connected(cast(Connection, conn))  # the disconnect is not derived yet: waits
+    session.change_subscriptions({"depth": ["A.US", "C.US"]})
+    assert conn.sent == []  # nothing asked before the verdict (C.US would look like a suspect)
+    pipeline.derived_lsn = len(feed.records)
+    session.on_actions(Actions())
+    asked = [(cmd["cmd"], cmd["data"]["symbols"]) for cmd in conn.sent]
+    assert asked == [("subscribe", ["A.US", "C.US"])]

@@ -31,9 +31,14 @@ from dataclasses import dataclass
 
 from fastfeed.derive.streams import StreamKey
 
-__all__ = ["Found", "GiveUp", "OversizeSearch", "Passed", "Phase", "Verdict"]
+__all__ = ["Found", "GiveUp", "OversizeSearch", "Passed", "Phase", "Verdict", "size_text"]
 
 Passed = Callable[[StreamKey, int], bool]  # did the stream pass resume point R on a connection
+
+
+def size_text(size: int | None) -> str:
+    """The refused frame's size for a log line (picows' error text may not carry it)."""
+    return f"{size} bytes" if size is not None else "size unknown"
 
 
 class Phase(enum.Enum):

@@ -28,7 +28,7 @@ from fastfeed.logs import RateLimiter
 from fastfeed.recorder.config import Subscriptions
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.feed import Feed, rejection_error
-from fastfeed.recorder.oversize import Found, OversizeSearch, Phase, Verdict
+from fastfeed.recorder.oversize import Found, OversizeSearch, Phase, Verdict, size_text
 from fastfeed.recorder.resync import ResyncScheduler
 from fastfeed.venues.base import VenueAdapter
 
@@ -81,8 +81,11 @@ class Session:
         self.subscriptions = new
         self.journal_control({"subscriptions": new})
         conn = self.connection
-        if conn is None or not conn.connected:
-            return  # the next connect subscribes to the new set
+        if conn is None or not conn.connected or self._unsubscribed is not None:
+            # The next connect subscribes the new set, and so does a connection whose
+            # subscribes wait on an oversized frame's verdict (sent now, they would make
+            # streams never asked on the last connection look like its suspects).
+            return
         for channel, symbols in old.items():
             gone = [s for s in symbols if s not in new.get(channel, [])]
             if gone:
@@ -212,7 +215,7 @@ class Session:
         """Journal the frame over the limit (the applier counts it, and LOSES its seq if known);
         resume its stream past it."""
         doc: dict[str, object] = {"event": "oversized", "size": verdict.size}
-        what = f"{verdict.size} bytes" if verdict.size is not None else "size unknown"
+        what = size_text(verdict.size)
         limit = defaults.MAX_FRAME_BYTES
         if isinstance(verdict, Found):
             key = verdict.key

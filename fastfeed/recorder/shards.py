@@ -45,6 +45,7 @@ from fastfeed.derive.streams import StreamKey
 from fastfeed.journal import FLAG_BINARY, FLAG_SHADOW, RecordKind
 from fastfeed.recorder._sink import FrameSink
 from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.oversize import size_text
 from fastfeed.recorder.rest import HttpResponse, SnapshotFetcher, safe_url
 from fastfeed.venues.base import ShardVenue, SnapshotVenue
 from fastfeed.venues.events import Message
@@ -293,7 +294,8 @@ class _Link:
     def on_oversized(self, size: int | None) -> None:
         # No resume by seq here: the reconnect subscribes live, the frame is not resent, and the
         # ids it held open a gap at the next push that a snapshot recovers. Only counted.
-        log.error("a frame over the size limit (%s bytes) ended connection %d", size, self.slot)
+        what = size_text(size)
+        log.error("a frame over the size limit (%s) ended connection %d", what, self.slot)
         self.feed.control(RecordKind.GAP, {"event": "oversized", "size": size}, self.slot)
 
     def on_heartbeat(self, connection: Connection) -> None:
