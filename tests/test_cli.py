@@ -59,6 +59,14 @@ def test_missing_api_key_says_what_to_set(tmp_path: Path) -> None:
         (["--fsync", "sometimes"], "invalid choice"),
         (["--venue", "sim"], "nothing to record"),
         (
+            ["--venue", "okx", "--channels", "books:BTC-USDT", "--rest-endpoint", "http://h"],
+            "--rest-endpoint does not apply to --venue okx",
+        ),
+        (
+            ["--venue", "kraken", "--channels", "book:BTC/USD", "--rotate-after", "60"],
+            "--rotate-after does not apply to --venue kraken",
+        ),
+        (
             ["--venue", "sim", "--channels", "depth:X", "--config", "/nonexistent.toml"],
             "cannot read config",
         ),

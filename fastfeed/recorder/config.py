@@ -326,8 +326,14 @@ def config_from_args(args: argparse.Namespace) -> RecorderConfig:
     venue = str(values.get("venue", "tickdb"))
     config = RecorderConfig(channels=parse_channel_specs(specs, venue), config_file=args.config)
     adapter = adapter_for(venue) if venue in VENUES else None
+    shard = cast(ShardVenue, adapter) if adapter is not None and not adapter.replays else None
     if adapter is not None and not adapter.replays and "endpoint" not in values:
         config.endpoint = cast(ShardVenue, adapter).default_ws_base()
+    # A setting the venue never reads would be ignored without a word: say so instead.
+    if "rest_endpoint" in values and not (shard is not None and shard.rest_snapshots):
+        raise ConfigError(f"--rest-endpoint does not apply to --venue {venue}: no REST snapshots")
+    if "rotate_after_s" in values and not (shard is not None and shard.rotates):
+        raise ConfigError(f"--rotate-after does not apply to --venue {venue}: it never rotates")
     for name, value in values.items():
         if name in ("data_dir", "api_key_file", "ca_file"):
             value = Path(str(value))
