@@ -474,13 +474,7 @@ class SequenceTracker:
         with no baseline yet: this is its baseline). ``timed``: as for ``observe_loose``;
         ``reason``: why the open gaps were lost.
         """
-        st = self._streams.get(key)
-        if st is None:
-            st = self._streams[key] = _Stream(key)
-        st.records += 1
-        st.last_recv_ns = recv_ns
-        st.timed = timed
-        self._end_time_gap(st, recv_ns)
+        st = self._counted(key, recv_ns, timed)
         if st.base < 0:
             st.base = st.first_seq = st.last_seq = st.last_push = seq
             _advance(st, _T.FIRST)
@@ -488,6 +482,17 @@ class SequenceTracker:
         self._new_epoch(st, seq, recv_ns, reason)
         st.first_seq = st.last_seq = seq
         return st.epoch
+
+    def _counted(self, key: StreamKey, recv_ns: int, timed: bool) -> _Stream:
+        """``key``'s state with one more record at ``recv_ns``; a time gap it had ends here."""
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(key)
+        st.records += 1
+        st.last_recv_ns = recv_ns
+        st.timed = timed
+        self._end_time_gap(st, recv_ns)
+        return st
 
     def _new_epoch(
         self, st: _Stream, seq: int, recv_ns: int, reason: str = REASON_VENUE_RESET
@@ -514,13 +519,7 @@ class SequenceTracker:
         is the shared sequence's business (``suspect`` and ``resolve``). ``timed``: nothing
         re-sends the stream after an outage (no snapshot), so a disconnect opens a LOST time
         gap, as for a plain stream."""
-        st = self._streams.get(key)
-        if st is None:
-            st = self._streams[key] = _Stream(key)
-        st.records += 1
-        st.last_recv_ns = recv_ns
-        st.timed = timed
-        self._end_time_gap(st, recv_ns)
+        st = self._counted(key, recv_ns, timed)
         if st.first_seq is None:
             st.first_seq = seq
         if st.last_seq is None or seq > st.last_seq:
