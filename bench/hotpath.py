@@ -31,12 +31,21 @@ RUN_LIMIT_S = 300.0
 
 
 def one(kind: str, streams: int, frames: int) -> dict[str, Any]:
+    """One run of client ``kind`` against a fresh sender of the burst; the client's report."""
+    return against_sender(["bench.hotclient", kind], streams, frames, [], RUN_LIMIT_S)
+
+
+def against_sender(
+    client: list[str], streams: int, frames: int, sender_args: list[str], limit_s: float
+) -> dict[str, Any]:
+    """Run ``python -m *client`` against a fresh bench/sender.py serving ``frames`` over
+    ``streams`` depth streams (plus ``sender_args``); returns the JSON the client wrote."""
     with tempfile.TemporaryDirectory(prefix="ffhot-") as tmp:
         work = Path(tmp)
         sender = subprocess.Popen(
             [
                 *(sys.executable, "-m", "bench.sender"),
-                *("--frames", str(frames), "--streams", str(streams)),
+                *("--frames", str(frames), "--streams", str(streams), *sender_args),
             ],
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -49,13 +58,13 @@ def one(kind: str, streams: int, frames: int) -> dict[str, Any]:
             out = work / "out.json"
             subprocess.run(
                 [
-                    *(sys.executable, "-m", "bench.hotclient", kind, "--endpoint", url),
+                    *(sys.executable, "-m", *client, "--endpoint", url),
                     *("--channels", f"depth:{syms}", "--frames", str(frames)),
                     *("--work-dir", str(work / "client"), "--out", str(out)),
                 ],
                 cwd=REPO,
                 check=True,
-                timeout=RUN_LIMIT_S,
+                timeout=limit_s,
             )
             doc: dict[str, Any] = orjson.loads(out.read_bytes())
         finally:

@@ -21,8 +21,6 @@ import os
 import resource
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ import uvloop
 
 from bench import latency
 from bench.buildcheck import require_release_build
+from bench.hotpath import against_sender
 from bench.journal_load import disk_fsync
 from bench.window import write_result
 from fastfeed import defaults
@@ -160,37 +159,13 @@ async def record(args: argparse.Namespace) -> dict[str, Any]:
 
 def one_rate(rate: int, seconds: float) -> dict[str, Any]:
     """A paced sender and a recorder process for one rate; the recorder's measurements."""
-    frames = int(rate * seconds)
-    with tempfile.TemporaryDirectory(prefix="fflat-") as tmp:
-        sender = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "bench.sender", "--frames", str(frames)),
-                *("--streams", str(STREAMS), "--rate", str(rate)),
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert sender.stdout is not None
-            url = sender.stdout.readline().strip()  # printed once listening: the readiness wait
-            syms = ",".join(f"S{i:04d}.US" for i in range(STREAMS))
-            out = Path(tmp) / "out.json"
-            subprocess.run(
-                [
-                    *(sys.executable, "-m", "bench.sink_latency", "--one", "--endpoint", url),
-                    *("--channels", f"depth:{syms}", "--frames", str(frames)),
-                    *("--work-dir", str(Path(tmp) / "client"), "--out", str(out)),
-                ],
-                cwd=REPO,
-                check=True,
-                timeout=RUN_LIMIT_S,
-            )
-            doc: dict[str, Any] = orjson.loads(out.read_bytes())
-        finally:
-            sender.kill()
-            sender.wait()
-    return doc
+    return against_sender(
+        ["bench.sink_latency", "--one"],
+        STREAMS,
+        int(rate * seconds),
+        ["--rate", str(rate)],
+        RUN_LIMIT_S,
+    )
 
 
 def table(doc: dict[str, Any]) -> str:
