@@ -120,3 +120,34 @@ def test_the_live_flush_holds_off_a_burst_until_its_lag_bound(
     finally:
         snap.close()
         journal.close()
+
+
+def test_with_fsync_always_the_applier_derives_only_durable_records(tmp_path: Path) -> None:
+    # The sink appends a read unsynced and has the commit thread sync it while the next read
+    # comes in: accepted runs ahead of durable, and the applier must not run ahead with it.
+    journal = Journal.open(tmp_path / "journal", fsync=FsyncMode.GROUP, group_commit_ms=60_000)
+    pipeline = Pipeline("sim", TickDBAdapter())
+    snap = Snapshotter(
+        journal, pipeline, tmp_path / "fastfeed.db", fsync=FsyncMode.ALWAYS, venue="sim"
+    )
+    gen = StreamGenerator(1, "depth", "AAPL.US")
+
+    def append(n: int) -> None:
+        for _ in range(n):
+            journal.append(RecordKind.INBOUND, 1, 1_000, gen.next())
+
+    async def scenario() -> None:
+        append(10)
+        durable = journal.sync()
+        append(10)  # accepted, not yet durable
+        await snap.derive()
+        assert pipeline.derived_lsn == durable == 10
+        journal.sync()
+        await snap.derive()
+        assert pipeline.derived_lsn == 20
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        snap.close()
+        journal.close()

@@ -113,7 +113,10 @@ class Snapshotter:
             # The reader reached the end written so far (or the pipeline was fed elsewhere):
             # start again after the pipeline's last record.
             have = len(out) if out and out[0].lsn == want else 0
-            self._reader = self._journal.read(want + have)
+            # --fsync always promises nothing is processed before it is durable; the sink
+            # syncs a read while taking in the next, so accepted may run ahead of durable.
+            upto = self._journal.durable_lsn if self._fsync is FsyncMode.ALWAYS else None
+            self._reader = self._journal.read(want + have, upto)
             out = out[:have] + list(islice(self._reader, limit - have))
         return out
 
