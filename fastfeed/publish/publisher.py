@@ -102,7 +102,6 @@ class Publisher:
         cursor_file: Path,
         cursor: Cursor,
         prefix: str = defaults.PUBLISH_SUBJECT_PREFIX,
-        window: int = defaults.PUBLISH_WINDOW,
         ack_timeout_s: float = defaults.PUBLISH_ACK_TIMEOUT_S,
     ) -> None:
         self._nc, self._js = nc, js
@@ -112,7 +111,6 @@ class Publisher:
         self._cursor_file = cursor_file
         self.cursor = cursor
         self._prefix = prefix
-        self._window = window
         self._ack_timeout = ack_timeout_s
         self.follower = Follower(
             journal_dir,
@@ -285,7 +283,7 @@ class Publisher:
             return True
         if self._closing or not self._started:
             return False
-        ahead = min(self._window, self._flow * defaults.PUBLISH_BATCH_ACKS_AHEAD)
+        ahead = min(defaults.PUBLISH_WINDOW, self._flow * defaults.PUBLISH_BATCH_ACKS_AHEAD)
         return self._bseq - self._backed < ahead
 
     def _send_retries(self) -> None:
