@@ -82,11 +82,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS snapshots_by_lsn ON snapshots (lsn);
 """
 
 
-_MESSAGE_VALUES = "(?,?,?,?,?,?,?,?,?)"
+_MESSAGE_VALUES = "(" + ",".join("?" * len(MessageRow._fields)) + ")"
+_ROWS_PER_INSERT = defaults.SQLITE_ROWS_PER_INSERT  # read once: the statement and its chunks
 # OR IGNORE on the unique indexes: a range applied twice lands once (exactly-once).
 _INSERT_MESSAGE = f"INSERT OR IGNORE INTO messages VALUES {_MESSAGE_VALUES}"
 _INSERT_MESSAGES = "INSERT OR IGNORE INTO messages VALUES " + ",".join(
-    [_MESSAGE_VALUES] * defaults.SQLITE_ROWS_PER_INSERT
+    [_MESSAGE_VALUES] * _ROWS_PER_INSERT
 )
 
 
@@ -95,7 +96,7 @@ def _insert_messages(c: sqlite3.Connection, rows: Sequence[MessageRow]) -> None:
 
     MessageRow's fields are the table's columns in order: a row's fields are its parameters.
     """
-    n = defaults.SQLITE_ROWS_PER_INSERT
+    n = _ROWS_PER_INSERT
     whole = len(rows) - len(rows) % n
     c.executemany(
         _INSERT_MESSAGES,

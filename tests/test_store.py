@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fastfeed import defaults
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
@@ -76,6 +77,21 @@ def test_a_venue_restarts_overlapping_seqs_are_kept_and_exported_epoch_by_epoch(
     assert [(r["epoch"], r["seq"], r["frame"]) for r in lines] == [
         (m.epoch, m.seq, m.frame.decode()) for m in [*old, *new]
     ]
+
+
+def test_a_multi_row_insert_stays_within_sqlites_parameter_limit() -> None:
+    # SQLITE_MAX_VARIABLE_NUMBER defaults to 999 in SQLite before 3.32 (sqlite.org/limits.html).
+    assert defaults.SQLITE_ROWS_PER_INSERT * len(MessageRow._fields) <= 999
+
+
+@pytest.mark.parametrize("count", [0, 99, 100, 101, 250])
+def test_every_row_lands_once_across_insert_chunk_boundaries(store: Store, count: int) -> None:
+    rows = [msg(seq, seq) for seq in range(1, count + 1)]
+    # A replay that overlaps both sides of a chunk boundary lands nothing twice.
+    again = rows[95:105]
+    store.apply(batch(count, rows))
+    store.apply(batch(count, again))
+    assert list(store.iter_messages()) == rows
 
 
 def test_applied_lsn_never_goes_backwards(store: Store) -> None:
