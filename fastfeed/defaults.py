@@ -29,7 +29,6 @@ PING_INTERVAL_S = 5.0  # app-level {"cmd":"ping"} cadence
 STALL_TIMEOUT_S = 10.0  # no frame at all for this long: drop and reconnect
 RESYNC_RETRY_S = 1.0  # ask again for a gapped stream after this long (acks can be refused or lost)
 RESYNC_MIN_INTERVAL_S = 0.1  # at most 10 resync commands/s: venues rate-limit (TickDB code 3001)
-CHECKPOINT_INTERVAL_S = 5.0  # checkpoint cadence besides subscription changes and shutdown
 SNAPSHOT_INTERVAL_S = 1.0  # journal -> SQLite cadence when nothing asks for it sooner
 # Journal records derived into rows per SQLite transaction: bounds the rows held in memory and
 # the event loop's time per batch (~1 us a record: ~20 ms), however far SQLite is behind.
@@ -44,11 +43,14 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 # While the feed bursts, deriving on the loop would halve what the frame sink can take in: the
 # live applier holds off (the journal holds the lag) while records arrive faster than
 # DERIVE_DEFER_RATE, for at most DERIVE_DEFER_MAX_S and DERIVE_DEFER_MAX_RECORDS (half of
-# HEALTH_MAX_SNAPSHOT_LAG), then derives until caught up before it holds off again: a sustained
-# fast feed is derived as before. Checked every DERIVE_DEFER_CHECK_S while holding off.
+# HEALTH_MAX_SNAPSHOT_LAG), then derives until caught up before it holds off again: under a
+# sustained fast feed SQLite's lag rises and falls within those bounds. Checked every
+# DERIVE_DEFER_CHECK_S while holding off.
+HEALTH_MAX_SNAPSHOT_LAG = 1_000_000  # records journaled but not in SQLite before /healthz fails:
+# ~10 s behind at 100k msg/s, while a healthy recorder stays within one SNAPSHOT_INTERVAL_S
 DERIVE_DEFER_RATE = 100_000  # records/s
 DERIVE_DEFER_MAX_S = 1.0
-DERIVE_DEFER_MAX_RECORDS = 500_000
+DERIVE_DEFER_MAX_RECORDS = HEALTH_MAX_SNAPSHOT_LAG // 2
 DERIVE_DEFER_CHECK_S = 0.02
 SQLITE_CACHE_KIB = 64 * 1024  # the writer's page cache: the seq index of ~1,000 streams stays in it
 # Messages per INSERT statement: Python's sqlite3 releases the GIL around each statement step,
@@ -84,8 +86,6 @@ INSTREAM_SUBSCRIBE_BATCH = 64  # streams per subscribe command (OKX: args far be
 
 # --- operations: metrics, health, tail ------------------------------------------------------
 METRICS_HOST = "127.0.0.1"  # `--metrics PORT` binds loopback: the endpoint has no authentication
-HEALTH_MAX_SNAPSHOT_LAG = 1_000_000  # records journaled but not in SQLite before /healthz fails:
-# ~10 s behind at 100k msg/s, while a healthy recorder stays within one SNAPSHOT_INTERVAL_S
 HEALTH_MAX_DATA_SILENCE_S = 60.0  # connected and subscribed, yet no market data this long:
 # /healthz fails (a reload that dropped every stream, a venue that only answers pings)
 COMMIT_LATENCY_BUCKETS_S = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0)
@@ -125,6 +125,7 @@ SIM_SLOW_CLOSE_GRACE_S = 1.0  # after the slow-reader close frame, abort if stil
 # --- publish (NATS JetStream): docs/scale-out.md --------------------------------------------
 PUBLISH_SUBJECT_PREFIX = "md"  # subjects md.<venue>.<channel>.<symbol>
 PUBLISH_WINDOW = 8192  # publishes awaiting their ack: ~160 ms of 50k msgs/s hides the round trip
+# (at least PUBLISH_BATCH_FLOW: a window below one flow ack would wait for an ack never sent)
 PUBLISH_BATCH_FLOW = 500  # fast-ingest batch: one ack per this many messages asked for (the most
 # nats-server grants: fastBatchInit in its jetstream_batching.go); it may grant fewer
 PUBLISH_BATCH_ACKS_AHEAD = 4  # flow acks outstanding before sending waits, within PUBLISH_WINDOW
