@@ -77,7 +77,7 @@ static inline const char *ff_json_int(const char *p, const char *end, int max_di
         neg = 1;
         p++;
     }
-    if (p + 1 < end && p[0] == '0' && p[1] >= '0' && p[1] <= '9')
+    if (end - p > 1 && p[0] == '0' && p[1] >= '0' && p[1] <= '9')
         return NULL; /* a leading zero is not JSON */
     while (p < end && *p >= '0' && *p <= '9') {
         if (++digits > max_digits)
