@@ -72,8 +72,11 @@ async def record(
     control: Control | None = None,
     timing: AcceptTimes | None = None,
     handed_over: int = 0,
+    table: StreamTable | None = None,
+    want_error: bool = False,
 ) -> tuple[Handler, Any]:
     handler = Handler(journal)
+    streams = table if table is not None else StreamTable()
 
     class Sender(picows.WSListener):  # type: ignore[misc]
         def on_ws_connected(self, transport: picows.WSTransport) -> None:
@@ -89,7 +92,7 @@ async def record(
         sink = FrameSink(
             journal.writer,
             Scanner("tickdb"),
-            StreamTable(),
+            streams,
             handler,
             control or Control(),
             1,
@@ -104,7 +107,11 @@ async def record(
     try:
         async with asyncio.timeout(TIMEOUT_S):
             # With --fsync always the frames for Python follow their read's sync.
-            while sink_of[0].frames < len(frames) or len(handler.calls) < handed_over:
+            while (
+                sink_of[0].frames < len(frames)
+                or len(handler.calls) < handed_over
+                or (want_error and not handler.errors)
+            ):
                 if handler.errors:
                     break
                 await asyncio.sleep(0.001)
@@ -162,6 +169,30 @@ def test_with_fsync_always_a_failed_sync_hands_nothing_over(tmp_path: Path) -> N
         with pytest.raises(JournalSyncError):
             journal.sync()
     # The first read's frames for Python waited on its sync, which failed: the error instead.
+    assert handler.calls == []
+    assert handler.errors and isinstance(handler.errors[0], JournalSyncError)
+
+
+def test_with_fsync_always_a_failed_sync_of_steady_frames_is_reported_at_once(
+    tmp_path: Path,
+) -> None:
+    # A read holding only steady frames has nothing to hand over, yet its failed sync must be
+    # reported then, not at some later frame that a quiet feed may never send.
+    failing = False
+
+    def sync(path: str, start: int, end: int) -> int:
+        return errno.EIO if failing else 0
+
+    depth, table = StreamGenerator(3, "depth", "AAPL.US"), StreamTable()
+    with Journal.open(tmp_path / "journal", fsync=FsyncMode.ALWAYS, sync_hook=sync) as journal:
+        first = [depth.next() for _ in range(10)]
+        handler, _ = asyncio.run(record(journal, first, True, handed_over=1, table=table))
+        assert handler.errors == []
+        failing = True
+        steady = [depth.next()]  # continues the stream the table knows: never Python's
+        handler, _ = asyncio.run(record(journal, steady, True, table=table, want_error=True))
+        with pytest.raises(JournalSyncError):
+            journal.sync()
     assert handler.calls == []
     assert handler.errors and isinstance(handler.errors[0], JournalSyncError)
 

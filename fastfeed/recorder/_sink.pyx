@@ -368,14 +368,15 @@ cdef class FrameSink(WSListener):
         if self._always is not None and self._appended:
             self._appended = False
             self._always.sync_soon()
-            if self._unusual:
-                unusual, self._unusual = self._unusual, []
-                try:
-                    durable = self._always.when_durable(self._last_lsn)
-                except JournalError as exc:
-                    self._handler.on_journal_error(exc)
-                    return
-                durable.add_done_callback(partial(self._hand_over, unusual))
+            # Every read's sync is watched, not only those with frames for Python: a failed
+            # one is reported at once even when the read held steady frames only.
+            unusual, self._unusual = self._unusual, []
+            try:
+                durable = self._always.when_durable(self._last_lsn)
+            except JournalError as exc:
+                self._handler.on_journal_error(exc)
+                return
+            durable.add_done_callback(partial(self._hand_over, unusual))
             return
         if not self._unusual:
             return
