@@ -122,6 +122,34 @@ def test_the_live_flush_holds_off_a_burst_until_its_lag_bound(
         journal.close()
 
 
+def test_a_wake_ends_a_hold_off_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A frame Python must look at (a gap to resync, a refusal) is not kept waiting by a burst.
+    monkeypatch.setattr(defaults, "DERIVE_DEFER_RATE", 0)
+    monkeypatch.setattr(defaults, "DERIVE_DEFER_MAX_S", 3600.0)
+    journal = Journal.open(tmp_path / "journal", fsync=FsyncMode.NONE)
+    pipeline = Pipeline("sim", TickDBAdapter())
+    snap = Snapshotter(
+        journal, pipeline, tmp_path / "fastfeed.db", fsync=FsyncMode.NONE, venue="sim"
+    )
+    gen = StreamGenerator(1, "trade", "BTC.CC")
+
+    async def scenario() -> None:
+        for _ in range(10):
+            journal.append(RecordKind.INBOUND, 1, 1_000, gen.next())
+        live = asyncio.create_task(snap.flush(defer=True))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert pipeline.derived_lsn == 0 and not live.done()  # held off
+        snap.wake()
+        assert await asyncio.wait_for(live, 30) == 10
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        snap.close()
+        journal.close()
+
+
 def test_with_fsync_always_the_applier_derives_only_durable_records(tmp_path: Path) -> None:
     # The sink appends a read unsynced and has the commit thread sync it while the next read
     # comes in: accepted runs ahead of durable, and the applier must not run ahead with it.

@@ -76,7 +76,9 @@ class Snapshotter:
         # Burst deferral: the journal's accepted LSN when last looked at, and when; whether a
         # hold-off ran out of time or lag (none again until the applier has caught up).
         self._seen = (time.monotonic(), journal.accepted_lsn)
+        self._rate = 0.0  # records/s, as last measured
         self._held_out = False
+        self._stop: asyncio.Event | None = None  # run()'s: a stop ends a hold-off
 
     def call(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run ``fn(*args)`` on the store's thread and wait (for start-up and shutdown only)."""
@@ -89,6 +91,7 @@ class Snapshotter:
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``interval_s`` or when woken, until ``stop`` is set (the final flush is
         the owner's)."""
+        self._stop = stop
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -121,19 +124,27 @@ class Snapshotter:
         return out
 
     def _ingest_rate(self) -> float:
-        """Records/s journaled since the last call."""
+        """Records/s journaled over the last ``DERIVE_DEFER_CHECK_S`` or more (a shorter span
+        says how one socket read landed, not how fast the feed runs)."""
         now, accepted = time.monotonic(), self._journal.accepted_lsn
         then, before = self._seen
-        self._seen = (now, accepted)
-        return (accepted - before) / max(now - then, 1e-6)
+        if now - then >= defaults.DERIVE_DEFER_CHECK_S:
+            self._seen = (now, accepted)
+            self._rate = (accepted - before) / (now - then)
+        return self._rate
 
     async def _hold_off_burst(self) -> None:
         """While records arrive faster than ``DERIVE_DEFER_RATE``, leave the loop to the frame
-        sink; at most ``DERIVE_DEFER_MAX_S`` and ``DERIVE_DEFER_MAX_RECORDS`` behind."""
+        sink; at most ``DERIVE_DEFER_MAX_S`` and ``DERIVE_DEFER_MAX_RECORDS`` behind, and not
+        past a wake (a frame Python must look at) or a stop."""
         if self._held_out or self._ingest_rate() < defaults.DERIVE_DEFER_RATE:
             return
         until = time.monotonic() + defaults.DERIVE_DEFER_MAX_S
-        while not self._abandoned:
+        while not (
+            self._abandoned
+            or self._wake.is_set()
+            or (self._stop is not None and self._stop.is_set())
+        ):
             behind = self._journal.accepted_lsn - self._pipeline.derived_lsn
             if not behind:
                 return  # nothing to derive yet
