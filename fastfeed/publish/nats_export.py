@@ -85,9 +85,13 @@ def _read_thread(
     handoff: queue.Queue[list[MessageRow] | BaseException | None],
     stop: threading.Event,
 ) -> None:
+    from nats.errors import Error as NatsError
+
     try:
         asyncio.run(_read(servers, stream, flt, handoff, stop))
         handoff.put(_DONE)
+    except NatsError as exc:  # one line, by its type: a client error's text may name servers
+        handoff.put(StreamReadError(f"reading stream {stream} failed: {type(exc).__name__}"))
     except BaseException as exc:  # handed to the writer's thread, which raises it
         handoff.put(exc)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastfeed import defaults
 from fastfeed.errors import FastfeedError
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from nats.js.api import StreamInfo
 
 __all__ = ["FETCH_BATCH", "StreamReadError", "read_stream", "stream_info"]
+
+T = TypeVar("T")
 
 FETCH_BATCH = 4096  # messages per pull request: few round trips, bounded client memory
 
@@ -40,12 +42,26 @@ async def stream_info(js: JetStreamContext, stream: str, **kwargs: Any) -> Strea
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.errors import ServiceUnavailableError
 
+    return await _answered(
+        lambda: js.stream_info(stream, **kwargs), stream, (ServiceUnavailableError, NatsTimeout)
+    )
+
+
+async def _answered(
+    call: Callable[[], Awaitable[T]], stream: str, transient: tuple[type[Exception], ...]
+) -> T:
+    """``call()``, made again with backoff while it fails with ``transient`` errors (a leader
+    election answers 503 for 5-7 s), for at most PUBLISH_API_RETRY_S.
+
+    Raises:
+        StreamReadError: still failing after PUBLISH_API_RETRY_S.
+    """
     deadline = time.monotonic() + defaults.PUBLISH_API_RETRY_S
     delay = defaults.PUBLISH_BACKOFF_INITIAL_S
     while True:
         try:
-            return await js.stream_info(stream, **kwargs)
-        except (ServiceUnavailableError, NatsTimeout) as exc:
+            return await call()
+        except transient as exc:
             if time.monotonic() + delay > deadline:
                 raise StreamReadError(
                     f"stream {stream} did not answer for {defaults.PUBLISH_API_RETRY_S:g} s"
@@ -71,6 +87,7 @@ async def read_stream(
     """
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.errors import ServiceUnavailableError
 
     if last_seq < first_seq:
         return
@@ -85,7 +102,12 @@ async def read_stream(
     try:
         while True:
             try:
-                batch = await sub.fetch(FETCH_BATCH, timeout=defaults.PUBLISH_RECONCILE_IDLE_S)
+                # A restarted node or a new leader answers a pull with 503 for a while.
+                batch = await _answered(
+                    lambda: sub.fetch(FETCH_BATCH, timeout=defaults.PUBLISH_RECONCILE_IDLE_S),
+                    stream,
+                    (ServiceUnavailableError,),
+                )
             except (NatsTimeout, TimeoutError):
                 raise StreamReadError(
                     f"stream {stream} sent nothing for {defaults.PUBLISH_RECONCILE_IDLE_S:g} s"
