@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from journal_format import disk_records
+from journal_format import disk_records, segment_header, segment_records
 
 from fastfeed.errors import (
     DiskFull,
@@ -443,6 +443,22 @@ def test_always_mode_is_durable_on_return(tmp_path: Path) -> None:
             assert j.durable_lsn == n
             path, off, length = locate(tmp_path, n)
             assert hook.calls[-1] == (str(path), off, (off + length + 7) & ~7)
+
+
+def test_real_syncs_keep_every_byte_the_writer_unmapped(tmp_path: Path) -> None:
+    # A real sync (no hook) drops the writer's mapping of the pages it syncs: what was written
+    # through it must stay in the file, and appends into the partly synced last page must land.
+    with open_journal(tmp_path, segment_bytes=1 << 20) as j:
+        fill(j, 100)  # several pages
+        assert j.sync() == 100
+        fill(j, 100)  # continues in the page the first sync ended in
+        assert j.sync() == 200
+        (path,) = {r.path for r in disk_records(tmp_path)}
+        data = path.read_bytes()  # through the file, not the writer's mapping
+        records = list(segment_records(path, data))
+        assert [r.fields() for r in records] == [tuple(expected(n)) for n in range(1, 201)]
+        assert all(r.crc_ok for r in records)
+        assert segment_header(path, data).durable_mark == 200
 
 
 def test_none_mode_syncs_only_at_close(tmp_path: Path) -> None:

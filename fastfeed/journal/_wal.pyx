@@ -11,7 +11,10 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 from posix.fcntl cimport O_CLOEXEC, O_RDONLY, O_RDWR
 from posix.fcntl cimport open as c_open
-from posix.mman cimport MAP_FAILED, MAP_SHARED, MS_SYNC, PROT_READ, PROT_WRITE, mmap, msync, munmap
+from posix.mman cimport (
+    MADV_DONTNEED, MAP_FAILED, MAP_SHARED, MS_SYNC, PROT_READ, PROT_WRITE, madvise, mmap, msync,
+    munmap,
+)
 from posix.stat cimport fstat, struct_stat
 from posix.unistd cimport _SC_PAGESIZE, fdatasync, sysconf
 from posix.unistd cimport close as c_close
@@ -304,19 +307,33 @@ cdef class Segment:
         memset(self.base + start, 0, end - start)
 
     def sync(self, uint64_t start, uint64_t end):
-        """msync(MS_SYNC) the pages of [start, end) then fdatasync; 0 or the errno.
+        """Make [start, end) and the header (its durable mark) durable; 0 or the errno.
 
-        msync pushes the dirty mapped pages to the file; fdatasync then makes the device flush
-        them (and any size/allocation metadata) so they survive power loss. The GIL is released.
+        One msync(MS_SYNC) from the segment's start to ``end``: on Linux that is fdatasync of
+        just that file range (mm/msync.c calls vfs_fsync_range(file, start, end, datasync=1):
+        written back, device cache flushed). Pages already synced are clean and cost nothing.
+        A whole-file fdatasync would also write back the pages appended since the commit's
+        snapshot, write-protecting each mapped one with a TLB-shootdown IPI to the appending
+        CPU. The GIL is released.
+
+        A writable mapping first drops its own page-table entries for the whole pages of the
+        range (the appender is past them; they stay dirty in the page cache and are synced
+        all the same), so writeback has no mapped page to write-protect either: one ranged
+        TLB flush instead of one IPI per page (docs/benchmarks.md, the hot path).
         """
         self._ensure_open()
         cdef uint64_t a = start - start % <uint64_t>_PAGE
+        cdef uint64_t whole = end - end % <uint64_t>_PAGE
         cdef int rc = 0
         if end > self.size or start > end:
             raise ValueError(f"bad sync range [{start}, {end}) in {self.path}")
         with nogil:
-            if end > a and msync(self.base + a, end - a, MS_SYNC) != 0:
-                rc = errno
+            if self.writable and whole > a:
+                # Advice only: if refused, msync below syncs the range all the same (slower).
+                madvise(self.base + a, whole - a, MADV_DONTNEED)
+            if end > a:
+                if msync(self.base, end, MS_SYNC) != 0:
+                    rc = errno
             elif fdatasync(self.fd) != 0:
                 rc = errno
         return rc

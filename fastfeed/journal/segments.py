@@ -13,7 +13,6 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from fastfeed.defaults import MiB
 from fastfeed.errors import DiskFull, JournalLocked
 from fastfeed.journal._wal import (
     HEADER_BYTES,
@@ -37,7 +36,12 @@ __all__ = [
 
 _SEGMENT_RE = re.compile(r"^seg-(\d{16})\.wal$")
 _TEMP_RE = re.compile(r"^\.seg-\d{16}\.wal\.tmp$")
-_ZERO_CHUNK = bytes(1 * MiB)
+# The zero-fill's write size is the size of the page-cache folios the segment gets (ext4 with
+# large folios, Linux 6.16+), and syncing a folio write-protects every mapped page of it,
+# with a TLB-shootdown IPI each, including the pages the appender is still filling past the
+# commit: 1 MiB writes made that ~115 IPIs a group commit, 64 KiB ones at most 16
+# (docs/benchmarks.md, the hot path).
+_ZERO_CHUNK = bytes(64 * 1024)
 _HEADER = struct.Struct("<8sIIQQ32x")
 
 
