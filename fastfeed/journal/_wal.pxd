@@ -52,6 +52,7 @@ cdef class WalWriter:
     cdef uint64_t _size
     cdef uint64_t _off
     cdef uint64_t _sync_from
+    cdef uint64_t _prefaulted    # pages before this offset were faulted in ahead of appends
     cdef uint64_t _unsynced
     cdef uint64_t _wake_above
     cdef uint64_t _next_lsn
