@@ -24,7 +24,7 @@ from fastfeed.datadir import JOURNAL_DIR, STORE_FILE
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
-from fastfeed.journal import Break, Journal, RecordKind, read_journal, scan_journal
+from fastfeed.journal import Break, Journal, RecordKind, end_of_log, read_journal, scan_journal
 from fastfeed.store import Batch, MessageRow, SnapshotRow, Store, StreamCheckpoint
 from fastfeed.venues import adapter_for
 from fastfeed.venues.tickdb import TickDBAdapter
@@ -136,7 +136,9 @@ def _derive(journal_dir: Path, store: Store, *, messages: bool) -> View:
     pipeline = Pipeline(venue, adapter_for(venue))
     pipeline.restore(store.load_tracker_state(), store.counters(), applied)
     pending = _Pending(applied, keep_messages=messages)
-    records = read_journal(journal_dir, applied + 1)
+    # Up to the log's end as of now: a recorder appending faster than this derives would
+    # otherwise keep a read-only command chasing the tail and never answering.
+    records = read_journal(journal_dir, applied + 1, end_of_log(journal_dir).last_lsn)
     while chunk := list(islice(records, defaults.REPLAY_BATCH_RECORDS)):
         pipeline.feed_records(chunk)
         pending.add(pipeline.cut())
