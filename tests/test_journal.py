@@ -711,3 +711,18 @@ def test_a_resumed_read_does_not_walk_the_segment_again(
             assert len(read_journal(tmp_path, j.accepted_lsn - 19).take(10**6)) == 20
         assert _CountingSegment.seeks == 4
         reader.close()
+
+
+def test_a_reader_follows_a_prepared_segment_replaced_under_its_name(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 3)
+    reader = read_journal(tmp_path)
+    assert [r.lsn for r in reader] == [1, 2, 3]
+    assert len(reader_mappings(tmp_path)) == 2  # segment 0 and the prepared segment 1
+    # a recorder restarted with larger segments replaces the prepared one, then rolls into it
+    with open_journal(tmp_path, segment_bytes=2 * SEG) as j:
+        while j.write_offset[0] < 2:
+            fill(j, 1)
+        last = j.accepted_lsn
+    assert [r.lsn for r in reader] == list(range(4, last + 1))
+    reader.close()
