@@ -123,8 +123,9 @@ def _open_segment(path: Path) -> Segment | None:
 
 
 def _written(seg: Segment) -> bool:
-    """Whether a writer has put a record (valid or not) at the start of ``seg``; both checks
-    stop at that first record, so this costs the same however full the segment is."""
+    """Whether a writer has put a record (valid or not) at the start of ``seg``. The scan runs
+    only when that first record is not valid, so it stops there too: the cost does not grow
+    with the segment's fill."""
     return seg.first_lsn() != 0 or seg.scan(HEADER_BYTES, 0)[3]
 
 
@@ -190,7 +191,7 @@ class JournalReader:
             out.append(ahead.pop())
         if ahead or len(out) >= limit or self.damage is not None or self._closed:
             return out
-        seg = self._seg or self._place()
+        seg = self._seg if self._seg is not None else self._place()
         if seg is not None:
             self._read(seg, out, limit, bound)
         return out
