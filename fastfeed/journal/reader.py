@@ -164,6 +164,7 @@ class JournalReader:
         # The segment after _seg once it exists, with its file's inode: a writer restarted
         # with another segment size replaces a prepared segment under the same name.
         self._next: tuple[int, Segment] | None = None
+        self._next_path = (-1, "")  # that segment's index and file name
         self._ahead: list[JournalRecord] = []  # read for next(), not handed out yet, last first
         self._closed = False
 
@@ -280,7 +281,9 @@ class JournalReader:
 
     def _following(self, index: int, prev: int) -> tuple[Segment, int] | None:
         """The segment after ``index`` if a record was written there, with the LSN before it."""
-        path = segment_path(self._dir, index + 1)
+        if self._next_path[0] != index + 1:  # a Path costs more than the stat: made once
+            self._next_path = (index + 1, str(segment_path(self._dir, index + 1)))
+        path = self._next_path[1]
         try:
             inode = os.stat(path).st_ino
         except FileNotFoundError:
@@ -288,7 +291,7 @@ class JournalReader:
             return self._past_retention(index)
         if self._next is None or self._next[0] != inode:
             self._drop_next()
-            seg = _open_segment(path)
+            seg = _open_segment(Path(path))
             if seg is None:
                 return None
             self._next = (inode, seg)
