@@ -35,6 +35,7 @@ from fastfeed.journal import (
     max_payload,
     read_journal,
     segment_bytes_for,
+    writer,
 )
 from fastfeed.journal import reader as reader_module
 from fastfeed.journal._wal import Segment
@@ -421,6 +422,34 @@ def test_group_commit_makes_records_durable(tmp_path: Path) -> None:
     end_of_13 = locate(tmp_path, 13)
     covered = [(s, e) for p, s, e in hook.calls if p == str(end_of_13[0])]
     assert max(e for _, e in covered) >= end_of_13[1] + end_of_13[2]
+
+
+@pytest.mark.parametrize("idle_after_s", [60.0, 0.0])
+def test_a_live_feed_never_wakes_the_commit_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle_after_s: float
+) -> None:
+    # While appends keep coming the commit thread looks once a period: no append calls the
+    # wake (a Python call inside the frame sink). Either way every record becomes durable.
+    monkeypatch.setattr(writer, "IDLE_AFTER_S", idle_after_s)
+    wakes = 0
+
+    async def main() -> None:
+        nonlocal wakes
+        with open_journal(tmp_path, group_commit_ms=1.0) as j:
+
+            def wake() -> None:
+                nonlocal wakes
+                wakes += 1
+                j._event.set()
+
+            j._w._writer_setup(False, wake, j._rollover, j._commit)
+            for _ in range(50):
+                fill(j, 1)
+                await asyncio.wait_for(j.wait_durable(j.accepted_lsn), timeout=10)
+
+    asyncio.run(main())
+    if idle_after_s:
+        assert wakes == 0
 
 
 def test_group_commit_sync_failure_fails_waiters(tmp_path: Path) -> None:
