@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -168,16 +169,21 @@ class JournalReader:
         self._ahead: list[JournalRecord] = []  # read for next(), not handed out yet, last first
         self._closed = False
 
-    def __iter__(self) -> JournalReader:
-        return self
-
-    def __next__(self) -> JournalRecord:
+    def __iter__(self) -> Iterator[JournalRecord]:
+        """The records as far as the log goes now (a generator: resuming one costs less than
+        calling ``__next__``); iterating again later continues after the last one yielded."""
         ahead = self._ahead
-        if not ahead:
+        while True:
+            while ahead:
+                yield ahead.pop()  # popped only as yielded: an abandoned loop loses nothing
             ahead.extend(reversed(self.take(_ITER_CHUNK)))
             if not ahead:
-                raise StopIteration
-        return ahead.pop()
+                return
+
+    def __next__(self) -> JournalRecord:
+        for record in self:
+            return record
+        raise StopIteration
 
     def take(self, limit: int, upto: int | None = None) -> list[JournalRecord]:
         """Up to ``limit`` of the next records, none past ``upto`` (nor ``upto_lsn``).
@@ -221,12 +227,12 @@ class JournalReader:
                     seg, prev = moved
                     offset, record = HEADER_BYTES, seg.record
                     continue
-                lsn = rec[0]
+                lsn, kind, stream, flags, recv_ns, payload, after = rec
                 if lsn > bound:
                     return  # left in place for a later call with a higher bound
-                prev, offset = lsn, rec[6]
+                prev, offset = lsn, after
                 if lsn >= first:
-                    append(_record(rec[:6]))
+                    append(_record((lsn, kind, stream, flags, recv_ns, payload)))
                     n += 1
         finally:
             self._offset, self._prev = offset, prev
