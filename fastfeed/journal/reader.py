@@ -131,8 +131,8 @@ def _written(seg: Segment) -> bool:
 
 
 _NO_BOUND = 2**64 - 1  # above every LSN
-# Records ``next()`` reads at once and hands out one by one: a call per record to ``take``
-# would cost more than the reading.
+# Records iteration takes at once, then yields one by one: a ``take`` per record would cost
+# more than the reading.
 _ITER_CHUNK = 256
 
 
@@ -166,7 +166,7 @@ class JournalReader:
         # with another segment size replaces a prepared segment under the same name.
         self._next: tuple[int, Segment] | None = None
         self._next_path = (-1, "")  # that segment's index and file name
-        self._ahead: list[JournalRecord] = []  # read for next(), not handed out yet, last first
+        self._ahead: list[JournalRecord] = []  # taken for iteration, not yielded yet, last first
         self._closed = False
 
     def __iter__(self) -> Iterator[JournalRecord]:
@@ -181,6 +181,7 @@ class JournalReader:
                 return
 
     def __next__(self) -> JournalRecord:
+        """The next record; StopIteration at the end written so far (a later call may not)."""
         for record in self:
             return record
         raise StopIteration

@@ -127,7 +127,10 @@ class Follower:
         """The records from ``next_lsn`` on up to ``upto``, as far as the log goes now."""
         if self._reader is None:
             self._reader = read_journal(self._dir, self.next_lsn)
-        return self._reader.take(upto - self.next_lsn + 1, upto)
+        records = self._reader.take(upto - self.next_lsn + 1, upto)
+        if self._reader.damage is not None:
+            self.close()  # it stays stopped there: the next poll looks again, as after a repair
+        return records
 
     def close(self) -> None:
         """Unmap the journal reader."""

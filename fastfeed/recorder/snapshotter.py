@@ -124,6 +124,9 @@ class Snapshotter:
         out = self._reader.take(limit, upto)
         if out:
             self._reader_at = out[-1].lsn + 1
+        if self._reader.damage is not None:
+            self._reader.close()  # it stays stopped there: the next call looks again
+            self._reader = None
         return out
 
     def _ingest_rate(self) -> float:
