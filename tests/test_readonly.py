@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -17,7 +16,7 @@ from fastfeed import catchup, defaults
 from fastfeed.catchup import open_view
 from fastfeed.cli import main
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE
-from fastfeed.journal import FsyncMode, Journal, JournalRecord, RecordKind, read_journal
+from fastfeed.journal import FsyncMode, Journal, JournalReader, JournalRecord, RecordKind
 from fastfeed.journal._wal import HEADER_BYTES
 from fastfeed.journal.segments import list_segments
 from fastfeed.sim.content import StreamGenerator
@@ -190,22 +189,21 @@ def test_a_reader_answers_as_of_its_start_while_a_recorder_outpaces_it(
 ) -> None:
     # A recorder journaling faster than a read-only command derives must not keep it chasing
     # the tail: it answers up to the log's end when it started. Here two more records are
-    # journaled for every record the view reads.
+    # journaled for every record the view takes.
     data = Path(shutil.copytree(behind, tmp_path / "data"))
     frame = StreamGenerator(1, *DEPTH).next()
     with Journal.open(data / JOURNAL_DIR, segment_bytes=SEGMENT_BYTES) as j:
         end = j.accepted_lsn
 
-        def outpaced(
-            directory: Path, from_lsn: int = 1, upto_lsn: int | None = None
-        ) -> Iterator[JournalRecord]:
-            for record in read_journal(directory, from_lsn, upto_lsn):
+        class Outpaced(JournalReader):
+            def take(self, limit: int, upto: int | None = None) -> list[JournalRecord]:
+                out = super().take(limit, upto)
                 if j.accepted_lsn < end + 10_000:
-                    for _ in range(2):
+                    for _ in range(2 * len(out)):
                         j.append(RecordKind.INBOUND, 1, recv_ns(j.accepted_lsn + 1), frame)
-                yield record
+                return out
 
-        monkeypatch.setattr(catchup, "read_journal", outpaced)
+        monkeypatch.setattr(catchup, "read_journal", Outpaced)
         view = open_view(data, messages=False)
         assert j.accepted_lsn > end  # the recorder did go on meanwhile
         assert view.pending is not None and view.pending.applied_lsn == end
