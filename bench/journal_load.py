@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,17 @@ LAG_RATE = 100_000  # records/s: the issue's durable-lag target rate
 LAG_TICK_S = 0.001  # records arrive in batches once a millisecond
 
 
-def disk_fsync(directory: Path, count: int) -> dict[str, Any]:
+def disk_fsync(
+    directory: Path, count: int, stop: threading.Event | None = None, period_s: float = 0.0
+) -> dict[str, Any]:
+    """``count`` 4 KiB writes, each followed by a timed fdatasync; with ``stop``, one every
+    ``period_s`` until it is set (the disk as a run sees it, measured beside the run)."""
     hist = latency.new_histogram()
     fd = os.open(directory / "fsync.probe", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         for _ in range(count):
+            if stop is not None and stop.wait(period_s):
+                break
             os.write(fd, DISK_BLOCK)
             t0 = time.monotonic_ns()
             os.fdatasync(fd)

@@ -25,7 +25,7 @@ mkdir -p bench/results
 .venv/bin/python -m bench.load "${QUICK[@]}"
 .venv/bin/python -m bench.recovery "${QUICK[@]}"
 # The hot path (issue 11): pre-framed sender, every client in one interleaved run; the sink's
-# CPU per frame alone; the applier's derive and SQLite rates alone.
+# CPU per frame alone; the applier's journal poll, derive and SQLite rates alone.
 .venv/bin/python -m bench.hotpath "${QUICK[@]}"
 .venv/bin/python -m bench.sink_micro > bench/results/sink_micro.json
 .venv/bin/python -m bench.apply > bench/results/apply.json

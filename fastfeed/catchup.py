@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -24,7 +23,7 @@ from fastfeed.datadir import JOURNAL_DIR, STORE_FILE
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import Gap
 from fastfeed.errors import StoreError
-from fastfeed.journal import Break, Journal, RecordKind, read_journal, scan_journal
+from fastfeed.journal import Break, Journal, RecordKind, end_of_log, read_journal, scan_journal
 from fastfeed.store import Batch, MessageRow, SnapshotRow, Store, StreamCheckpoint
 from fastfeed.venues import adapter_for
 from fastfeed.venues.tickdb import TickDBAdapter
@@ -67,7 +66,7 @@ def replay_into(journal: Journal, pipeline: Pipeline, sink: BatchSink) -> int:
     pipeline.restore(sink.call(store.load_tracker_state), sink.call(store.counters), applied)
     journal.sync()  # recovered records become durable before SQLite may claim them
     records = journal.read(applied + 1)
-    while chunk := list(islice(records, defaults.REPLAY_BATCH_RECORDS)):
+    while chunk := records.take(defaults.REPLAY_BATCH_RECORDS):
         pipeline.feed_records(chunk)
         sink.flush_blocking(pipeline.cut())
     pipeline.take_actions()  # gaps seen in replay are resumed by the connect's subscribe
@@ -136,8 +135,10 @@ def _derive(journal_dir: Path, store: Store, *, messages: bool) -> View:
     pipeline = Pipeline(venue, adapter_for(venue))
     pipeline.restore(store.load_tracker_state(), store.counters(), applied)
     pending = _Pending(applied, keep_messages=messages)
-    records = read_journal(journal_dir, applied + 1)
-    while chunk := list(islice(records, defaults.REPLAY_BATCH_RECORDS)):
+    # Up to the log's end as of now: a recorder appending faster than this derives would
+    # otherwise keep a read-only command chasing the tail and never answering.
+    records = read_journal(journal_dir, applied + 1, end_of_log(journal_dir).last_lsn)
+    while chunk := records.take(defaults.REPLAY_BATCH_RECORDS):
         pipeline.feed_records(chunk)
         pending.add(pipeline.cut())
     view.pending = pending.batch()

@@ -37,6 +37,9 @@ from fastfeed.journal import (
     segment_bytes_for,
     writer,
 )
+from fastfeed.journal import reader as reader_module
+from fastfeed.journal._wal import Segment
+from fastfeed.journal.segments import segment_path
 
 SEG = 4096  # small segments: rollover every few records
 HDR = 64
@@ -571,3 +574,187 @@ def test_release_before_keeps_the_retention_window(tmp_path: Path) -> None:
         # Everything is covered, but two segments' worth of bytes must stay besides the current.
         assert j.release_before(10**9, keep_bytes=2 * SEG) == len(segments) - 3
         assert [p.exists() for p in segments] == [False] * (len(segments) - 3) + [True] * 3
+
+
+# --- a resumable reader --------------------------------------------------------------------
+
+
+def reader_mappings(directory: Path) -> list[str]:
+    """Segment files of ``directory`` this process maps read-only (readers only: the writer
+    maps read-write)."""
+    with open("/proc/self/maps") as maps:
+        lines = [line.split() for line in maps]
+    return sorted(
+        Path(f[5]).name
+        for f in lines
+        if len(f) > 5 and f[1] == "r--s" and f[5].startswith(str(directory))
+    )
+
+
+def test_a_resumed_reader_returns_each_record_once_across_appends(tmp_path: Path) -> None:
+    with open_journal(tmp_path, segment_bytes=1 << 20) as j:
+        reader = read_journal(tmp_path)
+        seen: list[JournalRecord] = []
+        for burst in (1, 0, 7, 3, 0, 40):
+            fill(j, burst)
+            seen += list(reader)  # iterating stops at the end written so far, keeping its place
+            assert [r.lsn for r in seen] == list(range(1, j.accepted_lsn + 1))
+        fill(j, 5)
+        for record in reader:
+            seen.append(record)
+            break  # what iteration read ahead is not lost
+        seen += reader.take(2) + reader.take(100)
+        assert seen == [expected(n) for n in range(1, 57)]
+        assert reader.damage is None
+        reader.close()
+        fill(j, 1)
+        assert reader.take(10) == []
+
+
+def test_a_resumed_reader_follows_rollovers_and_unmaps_what_it_left(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        reader = read_journal(tmp_path, 3)
+        got: list[int] = []
+        while j.write_offset[0] < 6:
+            fill(j, 2)
+            got += [r.lsn for r in reader.take(3)]
+            # the segment it reads and at most the one after it (once prepared), never more
+            assert len(reader_mappings(tmp_path)) <= 2
+        got += [r.lsn for r in reader.take(10**6)]
+        assert got == list(range(3, j.accepted_lsn + 1))
+        assert reader_mappings(tmp_path)[0] == segment_path(tmp_path, 6).name
+        reader.close()
+        assert reader_mappings(tmp_path) == []
+
+
+def test_a_prepared_empty_next_segment_does_not_move_the_reader(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 3)
+    prepared = segment_path(tmp_path, 1)
+    assert prepared.exists() and not [r for r in disk_records(tmp_path) if r.path == prepared]
+    reader = read_journal(tmp_path)
+    assert [r.lsn for r in reader] == [1, 2, 3]
+    assert list(reader) == []  # polled again at the end: still in segment 0
+    with open_journal(tmp_path) as j:
+        fill(j, 2)  # written to segment 0, where the reader waits
+        assert j.write_offset[0] == 0
+    assert [r.lsn for r in reader] == [4, 5]
+    reader.close()
+
+
+def test_take_stops_at_a_moving_bound_and_leaves_the_rest(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 30)
+        reader = j.read(2)  # capped at 30, the accepted LSN when it was made
+        assert [r.lsn for r in reader.take(10, upto=4)] == [2, 3, 4]
+        assert reader.take(10, upto=4) == []
+        assert [r.lsn for r in reader.take(3, upto=25)] == [5, 6, 7]
+        assert next(reader).lsn == 8  # iteration reads ahead; take still continues after it
+        assert [r.lsn for r in reader.take(100, upto=12)] == [9, 10, 11, 12]
+        fill(j, 5)
+        assert [r.lsn for r in reader.take(100)] == list(range(13, 31))
+        follow = read_journal(tmp_path, 31)
+        assert [r.lsn for r in follow.take(100, upto=33)] == [31, 32, 33]
+        fill(j, 1)
+        assert [r.lsn for r in follow.take(100, upto=j.accepted_lsn)] == [34, 35, 36]
+
+
+def test_a_reader_keeps_reading_a_segment_retention_deleted(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 5)
+        reader = read_journal(tmp_path)
+        got = [r.lsn for r in reader.take(2)]
+        while j.write_offset[0] < 4:
+            fill(j, 1)
+        second = [r.lsn for r in disk_records(tmp_path) if r.path == segment_path(tmp_path, 1)]
+        assert j.release_before(second[0]) == 1
+        assert not segment_path(tmp_path, 0).exists()  # the one the reader maps
+        got += [r.lsn for r in reader.take(10**6)]
+        assert got == list(range(1, j.accepted_lsn + 1))
+        reader.close()
+
+
+def test_a_reader_behind_retention_skips_to_the_oldest_segment_left(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 5)
+        reader = read_journal(tmp_path)
+        assert [r.lsn for r in reader.take(2)] == [1, 2]
+        while j.write_offset[0] < 5:
+            fill(j, 1)
+        oldest_left = [r.lsn for r in disk_records(tmp_path) if r.path == segment_path(tmp_path, 3)]
+        assert j.release_before(oldest_left[0]) == 3
+        got = [r.lsn for r in reader.take(10**6)]
+        # what was left of segment 0 (mapped), then on from the oldest segment left, as a new
+        # reader from LSN 3 would
+        in_segment_0 = [lsn for lsn in got if lsn < oldest_left[0]]
+        assert in_segment_0 == list(range(3, len(in_segment_0) + 3))
+        assert got[len(in_segment_0) :] == list(range(oldest_left[0], j.accepted_lsn + 1))
+        assert [r.lsn for r in read_journal(tmp_path, 3)] == got[len(in_segment_0) :]
+        reader.close()
+
+
+def test_a_resumed_reader_reports_damage_and_stays_stopped(tmp_path: Path) -> None:
+    with open_journal(tmp_path, segment_bytes=1 << 20) as j:
+        fill(j, 40)
+    reader = read_journal(tmp_path)
+    assert [r.lsn for r in reader.take(10)] == list(range(1, 11))
+    path, off, _ = locate(tmp_path, 20)
+    flip_bit(path, off + REC)  # in the payload: the CRC fails
+    assert [r.lsn for r in reader.take(100)] == list(range(11, 20))
+    assert reader.damage is not None
+    assert (reader.damage.offset, reader.damage.after_lsn, reader.damage.resumes_at) == (
+        off,
+        19,
+        21,
+    )
+    assert reader.take(100) == [] and list(reader) == []
+    fresh = read_journal(tmp_path, 11)
+    assert [r.lsn for r in fresh][-1] == 19
+    assert fresh.damage == reader.damage  # the same report as a new reader's
+
+
+class _CountingSegment(Segment):
+    """A segment that counts its header walks from the segment start (``seek``)."""
+
+    seeks = 0
+
+    def seek(self, lsn: int) -> tuple[int, int]:
+        type(self).seeks += 1
+        return super().seek(lsn)
+
+
+def test_a_resumed_read_does_not_walk_the_segment_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader_module, "Segment", _CountingSegment)
+    with open_journal(tmp_path, segment_bytes=1 << 22) as j:
+        fill(j, 2000)
+        reader = read_journal(tmp_path)
+        assert len(reader.take(10**6)) == 2000
+        assert _CountingSegment.seeks == 1  # placed once
+        for _ in range(50):
+            fill(j, 20)
+            assert len(reader.take(10**6)) == 20
+        assert _CountingSegment.seeks == 1  # and never again, however full the segment grew
+        assert j.write_offset[0] == 0
+        # the old way, a new reader per poll, walks the headers every time
+        for _ in range(3):
+            fill(j, 20)
+            assert len(read_journal(tmp_path, j.accepted_lsn - 19).take(10**6)) == 20
+        assert _CountingSegment.seeks == 4
+        reader.close()
+
+
+def test_a_reader_follows_a_prepared_segment_replaced_under_its_name(tmp_path: Path) -> None:
+    with open_journal(tmp_path) as j:
+        fill(j, 3)
+    reader = read_journal(tmp_path)
+    assert [r.lsn for r in reader] == [1, 2, 3]
+    assert len(reader_mappings(tmp_path)) == 2  # segment 0 and the prepared segment 1
+    # a recorder restarted with larger segments replaces the prepared one, then rolls into it
+    with open_journal(tmp_path, segment_bytes=2 * SEG) as j:
+        while j.write_offset[0] < 2:
+            fill(j, 1)
+        last = j.accepted_lsn
+    assert [r.lsn for r in reader] == list(range(4, last + 1))
+    reader.close()

@@ -12,11 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastfeed import defaults
+from fastfeed import catchup, defaults
 from fastfeed.catchup import open_view
 from fastfeed.cli import main
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE
-from fastfeed.journal import FsyncMode, Journal, RecordKind
+from fastfeed.journal import FsyncMode, Journal, JournalReader, JournalRecord, RecordKind
 from fastfeed.journal._wal import HEADER_BYTES
 from fastfeed.journal.segments import list_segments
 from fastfeed.sim.content import StreamGenerator
@@ -182,3 +182,29 @@ def test_a_read_without_locks_notices_a_writer_that_changed_the_file(
         assert reader.changed()
     finally:
         reader.close()
+
+
+def test_a_reader_answers_as_of_its_start_while_a_recorder_outpaces_it(
+    behind: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A recorder journaling faster than a read-only command derives must not keep it chasing
+    # the tail: it answers up to the log's end when it started. Here two more records are
+    # journaled for every record the view takes.
+    data = Path(shutil.copytree(behind, tmp_path / "data"))
+    frame = StreamGenerator(1, *DEPTH).next()
+    with Journal.open(data / JOURNAL_DIR, segment_bytes=SEGMENT_BYTES) as j:
+        end = j.accepted_lsn
+
+        class Outpaced(JournalReader):
+            def take(self, limit: int, upto: int | None = None) -> list[JournalRecord]:
+                out = super().take(limit, upto)
+                if j.accepted_lsn < end + 10_000:
+                    for _ in range(2 * len(out)):
+                        j.append(RecordKind.INBOUND, 1, recv_ns(j.accepted_lsn + 1), frame)
+                return out
+
+        monkeypatch.setattr(catchup, "read_journal", Outpaced)
+        view = open_view(data, messages=False)
+        assert j.accepted_lsn > end  # the recorder did go on meanwhile
+        assert view.pending is not None and view.pending.applied_lsn == end
+        view.close()

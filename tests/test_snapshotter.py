@@ -10,7 +10,8 @@ import pytest
 
 from fastfeed import defaults
 from fastfeed.derive.pipeline import Pipeline
-from fastfeed.journal import FsyncMode, Journal, RecordKind
+from fastfeed.journal import FsyncMode, Journal, JournalReader, RecordKind, read_journal
+from fastfeed.recorder import snapshotter
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.sim.content import StreamGenerator
 from fastfeed.venues.tickdb import TickDBAdapter
@@ -174,6 +175,50 @@ def test_with_fsync_always_the_applier_derives_only_durable_records(tmp_path: Pa
         journal.sync()
         await snap.derive()
         assert pipeline.derived_lsn == 20
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        snap.close()
+        journal.close()
+
+
+def test_the_applier_keeps_one_journal_reader_across_polls_and_rollovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[int] = []
+
+    def counting_read_journal(directory: Path, from_lsn: int = 1) -> JournalReader:
+        opened.append(from_lsn)
+        return read_journal(directory, from_lsn)
+
+    monkeypatch.setattr(snapshotter, "read_journal", counting_read_journal)
+    journal = Journal.open(tmp_path / "journal", fsync=FsyncMode.NONE, segment_bytes=8192)
+    pipeline = Pipeline("sim", TickDBAdapter())
+    snap = Snapshotter(
+        journal, pipeline, tmp_path / "fastfeed.db", fsync=FsyncMode.NONE, venue="sim"
+    )
+    gen = StreamGenerator(1, "depth", "AAPL.US")
+
+    def append(n: int) -> None:
+        for _ in range(n):
+            journal.append(RecordKind.INBOUND, 1, 1_000, gen.next())
+
+    async def scenario() -> None:
+        for _ in range(30):
+            append(7)
+            await snap.derive()
+            assert pipeline.derived_lsn == journal.accepted_lsn
+        assert journal.write_offset[0] >= 3  # rolled over while the reader followed
+        assert opened == [1]
+        # fed elsewhere (start-up replay does that): the next poll starts after it
+        payload = gen.next()
+        lsn = journal.append(RecordKind.INBOUND, 1, 1_000, payload)
+        pipeline.feed(lsn, RecordKind.INBOUND, 1_000, payload)
+        append(5)
+        await snap.derive()
+        assert pipeline.derived_lsn == journal.accepted_lsn
+        assert opened == [1, lsn + 1]
 
     try:
         asyncio.run(scenario())

@@ -18,6 +18,7 @@ Three questions, three functions:
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -122,34 +123,127 @@ def _open_segment(path: Path) -> Segment | None:
         return None  # deleted by retention since it was listed
 
 
+def _written(seg: Segment) -> bool:
+    """Whether a writer has put a record (valid or not) at the start of ``seg``. The scan runs
+    only when that first record is not valid, so it stops there too: the cost does not grow
+    with the segment's fill."""
+    return seg.first_lsn() != 0 or seg.scan(HEADER_BYTES, 0)[3]
+
+
+_NO_BOUND = 2**64 - 1  # above every LSN
+# Records iteration takes at once, then yields one by one: a ``take`` per record would cost
+# more than the reading.
+_ITER_CHUNK = 256
+
+
 class JournalReader:
     """The valid records with ``from_lsn <= lsn <= upto_lsn`` (no upper bound if None), in LSN
-    order, as an iterator; once it is exhausted, ``damage`` says whether it stopped on damage
-    (None: the clean end of the log, or ``upto_lsn``).
+    order, by iteration or ``take``; resumable: where it stops it keeps its place.
 
-    Stops at the first record after ``from_lsn`` that is missing, invalid or out of sequence:
-    for a live journal that is the end written so far. Damage wholly before ``from_lsn`` does
-    not stop it (a record already applied elsewhere must not hide the ones after it).
+    It stops at the first record after ``from_lsn`` that is missing, invalid or out of
+    sequence: for a live journal that is the end written so far, and a later ``take`` or
+    iteration continues there with the records written since, without finding its place in
+    the segment again (a new reader walks the segment's record headers from its start). Once
+    it stops on damage, ``damage`` says where and it stays stopped (None: the end written so
+    far, or ``upto_lsn``). Damage wholly before ``from_lsn`` does not stop it (a record already
+    applied elsewhere must not hide the ones after it).
+
+    Its place is explicit state: the mapped segment, the offset of the next record there and
+    the last LSN before it. It moves to the next segment only once that one holds a record (a
+    prepared, empty one is not the log going on), and unmaps the one it leaves. A segment
+    retention deletes while mapped here stays readable (the mapping keeps the file).
     """
 
     def __init__(self, directory: Path, from_lsn: int = 1, upto_lsn: int | None = None) -> None:
         self._dir = Path(directory)
         self._from = from_lsn
-        self._upto = upto_lsn
+        self._upto = _NO_BOUND if upto_lsn is None else upto_lsn
         self.damage: Damage | None = None
-        self._records = self._read()
+        self._seg: Segment | None = None  # None until placed (the log may not exist yet)
+        self._offset = HEADER_BYTES
+        self._prev = 0  # the LSN before the record at _offset (0: none read yet)
+        # The segment after _seg once it exists, with its file's inode: a writer restarted
+        # with another segment size replaces a prepared segment under the same name.
+        self._next: tuple[int, Segment] | None = None
+        self._next_path = (-1, "")  # that segment's index and file name
+        self._ahead: list[JournalRecord] = []  # taken for iteration, not yielded yet, last first
+        self._closed = False
 
     def __iter__(self) -> Iterator[JournalRecord]:
-        return self._records
+        """The records as far as the log goes now (a generator: resuming one costs less than
+        calling ``__next__``); iterating again later continues after the last one yielded."""
+        ahead = self._ahead
+        while True:
+            while ahead:
+                yield ahead.pop()  # popped only as yielded: an abandoned loop loses nothing
+            ahead.extend(reversed(self.take(_ITER_CHUNK)))
+            if not ahead:
+                return
 
     def __next__(self) -> JournalRecord:
-        return next(self._records)
+        """The next record; StopIteration at the end written so far (a later call may not)."""
+        for record in self:
+            return record
+        raise StopIteration
 
-    def _read(self) -> Iterator[JournalRecord]:
-        directory, from_lsn, upto_lsn = self._dir, self._from, self._upto
+    def take(self, limit: int, upto: int | None = None) -> list[JournalRecord]:
+        """Up to ``limit`` of the next records, none past ``upto`` (nor ``upto_lsn``).
+
+        Returns fewer (maybe none) at the end written so far; a later call continues after
+        the last record returned, including any record past ``upto`` left for it.
+        """
+        bound = self._upto if upto is None else min(upto, self._upto)
+        out: list[JournalRecord] = []
+        ahead = self._ahead
+        while ahead and len(out) < limit and ahead[-1].lsn <= bound:
+            out.append(ahead.pop())
+        if ahead or len(out) >= limit or self.damage is not None or self._closed:
+            return out
+        seg = self._seg if self._seg is not None else self._place()
+        if seg is not None:
+            self._read(seg, out, limit, bound)
+        return out
+
+    def close(self) -> None:
+        """Unmap what the reader holds; it returns no more records."""
+        self._closed = True
+        self._ahead.clear()
+        if self._seg is not None:
+            self._seg.close()
+            self._seg = None
+        self._drop_next()
+
+    def _read(self, seg: Segment, out: list[JournalRecord], limit: int, bound: int) -> None:
+        """Append records to ``out`` from the reader's place in ``seg`` until ``limit``,
+        ``bound`` or the end of the log; the place moves past each record read."""
+        offset, prev, first = self._offset, self._prev, self._from
+        record, append, n = seg.record, out.append, len(out)
+        try:
+            while n < limit:
+                rec = record(offset, prev)
+                if rec is None:
+                    moved = self._end(seg, offset, prev)
+                    if moved is None:
+                        return
+                    seg, prev = moved
+                    offset, record = HEADER_BYTES, seg.record
+                    continue
+                lsn, kind, stream, flags, recv_ns, payload, after = rec
+                if lsn > bound:
+                    return  # left in place for a later call with a higher bound
+                prev, offset = lsn, after
+                if lsn >= first:
+                    append(_record((lsn, kind, stream, flags, recv_ns, payload)))
+                    n += 1
+        finally:
+            self._offset, self._prev = offset, prev
+
+    def _place(self) -> Segment | None:
+        """Map the segment holding ``from_lsn`` and find its place there (None: no log yet)."""
+        directory, from_lsn = self._dir, self._from
         segments = list_segments(directory)
-        if not segments or (upto_lsn is not None and upto_lsn < from_lsn):
-            return
+        if not segments:
+            return None
         # Skip whole segments: start at the last one whose first record is <= from_lsn.
         at = 0
         for k in range(1, len(segments)):
@@ -161,11 +255,9 @@ class JournalReader:
             if first == 0 or first > from_lsn:
                 break
             at = k
-        index = segments[at][0]
-        last_index = segments[-1][0]
         seg = _open_segment(segments[at][1])
         if seg is None:
-            return
+            return None
         offset, prev = seg.seek(from_lsn)
         if from_lsn > 1 and prev != from_lsn - 1 and seg.record(offset, prev) is None:
             # The header walk stopped on damage before from_lsn: find from_lsn past it.
@@ -173,36 +265,71 @@ class JournalReader:
             found_rec = seg.record(found, 0) if found >= 0 else None
             if found_rec is not None and found_rec[0] == from_lsn:
                 offset, prev = found, from_lsn - 1
-        try:
-            while True:
-                rec = seg.record(offset, prev)
-                if rec is None:
-                    if seg.scan(offset, prev)[3]:  # a record is there but fails its checks
-                        self.damage = _damage_at(seg, offset, prev, final=index == last_index)
-                        return
-                    if prev == 0 or offset == HEADER_BYTES:
-                        # Not even a first valid record: the log is empty (or damaged at its
-                        # start), or this segment does not continue the last. A later segment
-                        # must not be read as if it continued it.
-                        return
-                    # End of this segment's records: the log continues only in the next
-                    # segment, at prev + 1 (checked by seg.record with prev).
-                    seg.close()
-                    index += 1
-                    next_seg = _open_segment(segment_path(directory, index))
-                    if next_seg is None:
-                        return
-                    seg = next_seg
-                    offset = HEADER_BYTES
-                    continue
-                lsn, kind, stream, flags, recv_ns, payload, offset = rec
-                if upto_lsn is not None and lsn > upto_lsn:
-                    return
-                prev = lsn
-                if lsn >= from_lsn:
-                    yield _record((lsn, kind, stream, flags, recv_ns, payload))
-        finally:
+        self._seg, self._offset, self._prev = seg, offset, prev
+        return seg
+
+    def _end(self, seg: Segment, offset: int, prev: int) -> tuple[Segment, int] | None:
+        """No valid record follows ``prev`` at ``offset``: the segment (and the LSN before its
+        first record) the log goes on in, or None (damage, or the end written so far)."""
+        if seg.scan(offset, prev)[3]:  # a record is there but fails its checks
+            listed = list_segments(self._dir)
+            last = not listed or seg.index >= listed[-1][0]
+            self.damage = _damage_at(seg, offset, prev, final=last)
+            return None
+        if prev == 0:
+            # Not even a first valid record: the log is empty so far. Only a record after
+            # one read here proves a later segment continues this one.
+            return None
+        moved = self._following(seg.index, prev)
+        if moved is not None:
             seg.close()
+            self._seg = moved[0]
+        return moved
+
+    def _following(self, index: int, prev: int) -> tuple[Segment, int] | None:
+        """The segment after ``index`` if a record was written there, with the LSN before it."""
+        if self._next_path[0] != index + 1:  # a Path costs more than the stat: made once
+            self._next_path = (index + 1, str(segment_path(self._dir, index + 1)))
+        path = self._next_path[1]
+        try:
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
+            self._drop_next()
+            return self._past_retention(index)
+        if self._next is None or self._next[0] != inode:
+            self._drop_next()
+            seg = _open_segment(Path(path))
+            if seg is None:
+                return None
+            self._next = (inode, seg)
+        seg = self._next[1]
+        if not _written(seg):
+            return None
+        self._next = None
+        return seg, prev
+
+    def _past_retention(self, index: int) -> tuple[Segment, int] | None:
+        """Segment ``index + 1`` is absent. If retention deleted it (and so ``index``, read
+        here through its mapping), the log goes on in the oldest segment left, as a new
+        reader would find it: the records deleted unread are skipped. Otherwise it is not
+        prepared yet, or missing mid-log: the reader waits."""
+        if segment_path(self._dir, index).exists():
+            return None
+        for later, path in list_segments(self._dir):
+            if later > index:
+                seg = _open_segment(path)
+                if seg is None:
+                    continue
+                if _written(seg):
+                    return seg, 0
+                seg.close()
+                return None
+        return None
+
+    def _drop_next(self) -> None:
+        if self._next is not None:
+            self._next[1].close()
+            self._next = None
 
 
 def read_journal(directory: Path, from_lsn: int = 1, upto_lsn: int | None = None) -> JournalReader:

@@ -25,7 +25,7 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -40,7 +40,7 @@ from fastfeed.defaults import (
 from fastfeed.errors import DiskFull, JournalError, JournalSyncError, RecordTooLarge
 from fastfeed.histogram import Histogram
 from fastfeed.journal._wal import HEADER_BYTES, RECORD_HEADER_BYTES, Segment, WalWriter
-from fastfeed.journal.reader import JournalRecord, read_journal
+from fastfeed.journal.reader import JournalReader, read_journal
 from fastfeed.journal.recovery import RecoveryReport, recover
 from fastfeed.journal.segments import (
     create_segment,
@@ -469,8 +469,9 @@ class Journal:
             raise JournalError(f"journal {self._dir} is closed")
         return self._commit()
 
-    def read(self, from_lsn: int = 1, upto_lsn: int | None = None) -> Iterator[JournalRecord]:
-        """Records from ``from_lsn`` up to ``upto_lsn`` (default and cap: accepted_lsn)."""
+    def read(self, from_lsn: int = 1, upto_lsn: int | None = None) -> JournalReader:
+        """Records from ``from_lsn`` up to ``upto_lsn`` (default and cap: accepted_lsn, as it
+        is now: a reader that should follow the log takes with its own bound)."""
         accepted = self.accepted_lsn
         upto = accepted if upto_lsn is None else min(upto_lsn, accepted)
         return read_journal(self._dir, from_lsn, upto)

@@ -12,7 +12,6 @@ exactly what SQLite stores: duplicates dropped, epochs counted, gap changes deri
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import orjson
 
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.derive.streams import Gap
-from fastfeed.journal import JournalRecord, crc32c, read_journal
+from fastfeed.journal import JournalReader, JournalRecord, crc32c, read_journal
 from fastfeed.publish import subjects as s
 from fastfeed.publish.wire import header_block
 from fastfeed.recorder._sink import Scanner, scanner_venues
@@ -94,13 +93,10 @@ class Follower:
         self.pipeline.restore(tracker_state, {}, next_lsn - 1)
         self.skipped = 0  # records retention deleted before they were read
         self._streams: dict[tuple[str, str], _Stream] = {}
-        # One reader for as long as the log goes on: a new one finds its start by walking the
-        # segment's record headers through a fresh mapping (page faults), which cost more per
-        # record than the reading itself when done for every chunk.
-        self._reader: Iterator[JournalRecord] | None = None
-        # Read ahead, past the durable LSN then, and published once the mark passes it: a valid
-        # record only changes in a power cut, and that takes this process down as well.
-        self._held: JournalRecord | None = None
+        # One reader for as long as the follower runs: it continues where it stopped, where a
+        # new one would find its place by walking the segment's record headers through a
+        # fresh mapping (page faults), which cost more per record than the reading itself.
+        self._reader: JournalReader | None = None
 
     def poll(self, durable: int, max_records: int) -> Chunk | None:
         """Up to ``max_records`` records after the last poll and at most ``durable``."""
@@ -129,21 +125,18 @@ class Follower:
 
     def _read(self, upto: int) -> list[JournalRecord]:
         """The records from ``next_lsn`` on up to ``upto``, as far as the log goes now."""
-        out: list[JournalRecord] = []
-        record, self._held = self._held, None
-        while True:
-            if record is None:
-                if self._reader is None:
-                    self._reader = iter(read_journal(self._dir, self.next_lsn))
-                record = next(self._reader, None)
-                if record is None:
-                    self._reader = None  # at the end written so far: start anew next time
-                    return out
-            if record.lsn > upto:
-                self._held = record
-                return out
-            out.append(record)
-            record = None
+        if self._reader is None:
+            self._reader = read_journal(self._dir, self.next_lsn)
+        records = self._reader.take(upto - self.next_lsn + 1, upto)
+        if self._reader.damage is not None:
+            self.close()  # it stays stopped there: the next poll looks again, as after a repair
+        return records
+
+    def close(self) -> None:
+        """Unmap the journal reader."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _stream(self, channel: str, symbol: str) -> _Stream:
         stream = self._streams.get((channel, symbol))

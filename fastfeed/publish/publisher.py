@@ -187,6 +187,7 @@ class Publisher:
                 floor,
             )
             self.counters.rewinds += 1
+            self.follower.close()
             self.follower = Follower(self._dir, self._venue, self._prefix)
             self.acked_lsn = 0
             self._tracker = None
@@ -239,6 +240,7 @@ class Publisher:
                 await self._send_chunk(chunk, stop)
             await self._drain()
         finally:
+            self.follower.close()  # a later poll maps the journal again
             timer.cancel()
             await asyncio.gather(timer, return_exceptions=True)
             await sub.unsubscribe()

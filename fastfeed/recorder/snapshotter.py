@@ -21,15 +21,14 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Iterator
-from itertools import islice
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fastfeed import defaults
 from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.errors import StoreError
-from fastfeed.journal import FsyncMode, Journal, JournalRecord
+from fastfeed.journal import FsyncMode, Journal, JournalReader, JournalRecord, read_journal
 from fastfeed.publish.cursor import retention_floor
 from fastfeed.store import Batch, Store
 
@@ -60,7 +59,8 @@ class Snapshotter:
         self._batch_records = batch_records
         self._on_actions = on_actions
         self._wake = asyncio.Event()
-        self._reader: Iterator[JournalRecord] | None = None
+        self._reader: JournalReader | None = None
+        self._reader_at = 0  # the LSN the reader returns next
         self._fsync = fsync
         self._interval = interval_s
         self._retention = retention_bytes
@@ -108,18 +108,25 @@ class Snapshotter:
             stopping.cancel()
 
     def _next_records(self, limit: int) -> list[JournalRecord]:
-        """Up to ``limit`` journal records after the pipeline's last, from one open reader."""
+        """Up to ``limit`` journal records after the pipeline's last, from one reader kept
+        open: it continues where it stopped instead of finding its place in the segment again
+        at every call."""
         want = self._pipeline.derived_lsn + 1
-        out = list(islice(self._reader, limit)) if self._reader is not None else []
-        if not out or out[0].lsn != want or len(out) < limit:
-            # The reader reached the end written so far (or the pipeline was fed elsewhere):
-            # start again after the pipeline's last record.
-            have = len(out) if out and out[0].lsn == want else 0
-            # --fsync always promises nothing is processed before it is durable; the sink
-            # syncs a read while taking in the next, so accepted may run ahead of durable.
-            upto = self._journal.durable_lsn if self._fsync is FsyncMode.ALWAYS else None
-            self._reader = self._journal.read(want + have, upto)
-            out = out[:have] + list(islice(self._reader, limit - have))
+        if self._reader is None or self._reader_at != want:
+            # The first call, or the pipeline was fed elsewhere: start after its last record.
+            if self._reader is not None:
+                self._reader.close()
+            self._reader, self._reader_at = read_journal(self._journal.directory, want), want
+        # --fsync always promises nothing is processed before it is durable; the sink
+        # syncs a read while taking in the next, so accepted may run ahead of durable.
+        journal = self._journal
+        upto = journal.durable_lsn if self._fsync is FsyncMode.ALWAYS else journal.accepted_lsn
+        out = self._reader.take(limit, upto)
+        if out:
+            self._reader_at = out[-1].lsn + 1
+        if self._reader.damage is not None:
+            self._reader.close()  # it stays stopped there: the next call looks again
+            self._reader = None
         return out
 
     def _ingest_rate(self) -> float:
@@ -228,6 +235,8 @@ class Snapshotter:
             self.applied_lsn = batch.applied_lsn
 
     def close(self) -> None:
-        """Close the store on its thread and stop the thread."""
+        """Unmap the journal reader, close the store on its thread and stop the thread."""
+        if self._reader is not None:
+            self._reader.close()
         self.call(self.store.close)
         self._worker.shutdown(wait=True)

@@ -31,7 +31,7 @@ from fastfeed.catchup import venue_of
 from fastfeed.datadir import JOURNAL_DIR, STORE_FILE, open_data_dir
 from fastfeed.derive.pipeline import Pipeline
 from fastfeed.errors import ConfigError
-from fastfeed.journal import Damage, end_of_log, read_journal
+from fastfeed.journal import Damage, JournalReader, end_of_log, read_journal
 from fastfeed.logs import setup_logging
 from fastfeed.store import MessageRow, Store
 from fastfeed.tools.export import export_lines
@@ -63,9 +63,11 @@ def main(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     next_lsn = 1 if args.from_start else end_of_log(journal_dir).last_lsn + 1
     reported: Damage | None = None
+    reader: JournalReader | None = None  # one for as long as the log goes on
     try:
         while not stopping:
-            reader = read_journal(journal_dir, next_lsn)
+            if reader is None:
+                reader = read_journal(journal_dir, next_lsn)
             for record in reader:
                 if record.lsn != next_lsn:
                     log.warning(
@@ -88,6 +90,11 @@ def main(args: argparse.Namespace) -> int:
                         break
             _print(out, pipeline, args)
             damage = reader.damage
+            if damage is not None:
+                # A reader stays stopped at damage: the next one starts past it, or where a
+                # recorder's recovery leaves the log.
+                reader.close()
+                reader = None
             if damage is not None and damage != reported:
                 reported = damage
                 if damage.resumes_at is not None and damage.resumes_at > damage.after_lsn:
@@ -107,6 +114,9 @@ def main(args: argparse.Namespace) -> int:
         # interpreter's final flush does not fail again (Python's documented remedy).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        if reader is not None:
+            reader.close()
     return 0
 
 

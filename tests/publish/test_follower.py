@@ -1,0 +1,46 @@
+"""The publisher's journal follower: one reader for the whole run, bounded by the durable LSN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastfeed.journal import FsyncMode, Journal, JournalReader, RecordKind, read_journal
+from fastfeed.publish import follower
+from fastfeed.publish.follower import Follower
+from fastfeed.sim.content import StreamGenerator
+
+
+def test_the_follower_reads_each_durable_record_once_with_one_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[int] = []
+
+    def counting_read_journal(directory: Path, from_lsn: int = 1) -> JournalReader:
+        opened.append(from_lsn)
+        return read_journal(directory, from_lsn)
+
+    monkeypatch.setattr(follower, "read_journal", counting_read_journal)
+    gen = StreamGenerator(1, "depth", "AAPL.US")
+    with Journal.open(tmp_path, fsync=FsyncMode.NONE, segment_bytes=8192) as journal:
+
+        def append(n: int) -> None:
+            for _ in range(n):
+                journal.append(RecordKind.INBOUND, 1, 1_000, gen.next())
+
+        follow = Follower(tmp_path, "sim", "md")
+        append(10)
+        ends = []
+        for durable, most in ((4, 100), (4, 100), (10, 3), (10, 100)):
+            chunk = follow.poll(durable, most)
+            ends.append(None if chunk is None else (chunk.end_lsn, len(chunk.messages)))
+        # a record past the durable LSN waits for the next poll; none is read twice
+        assert ends == [(4, 4), None, (7, 3), (10, 3)]
+        while journal.write_offset[0] < 3:
+            append(1)
+            chunk = follow.poll(journal.accepted_lsn, 100)
+            assert chunk is not None and chunk.end_lsn == journal.accepted_lsn
+            assert len(chunk.messages) == 1
+        assert opened == [1]
+        follow.close()
