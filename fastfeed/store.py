@@ -327,9 +327,9 @@ class Store:
     def _message_params(self, rows: list[MessageRow]) -> list[Any]:
         """The rows' column values end to end, each row's names replaced by its stream id.
 
-        Slices over one flat list rather than a new tuple per row: about 20 ns a row more than
-        binding the rows as they are, where a tuple per row costs 200 (measured with 100
-        streams).
+        Slices over one flat list rather than a new tuple per row: measured over 20,000 rows of
+        1 to 1,000 streams, about 60 ns a row more than binding the rows as they are (most of
+        it hashing the names), where a tuple per row costs about 200 ns more again.
         """
         params = list(chain.from_iterable(rows))
         ids = self._stream_ids()
