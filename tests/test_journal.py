@@ -30,6 +30,7 @@ from fastfeed.errors import (
 from fastfeed.journal import (
     FsyncMode,
     Journal,
+    JournalReader,
     JournalRecord,
     RecordKind,
     max_payload,
@@ -625,6 +626,33 @@ def test_a_resumed_reader_follows_rollovers_and_unmaps_what_it_left(tmp_path: Pa
         assert reader_mappings(tmp_path)[0] == segment_path(tmp_path, 6).name
         reader.close()
         assert reader_mappings(tmp_path) == []
+
+
+def test_a_record_written_between_the_miss_and_the_rollover_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader finds no record at its place, then looks whether the next segment holds one.
+    # If the writer meanwhile filled this segment's last record and rolled over, that record
+    # must still be read, before the next segment's (not skipped, not taken for damage).
+    with open_journal(tmp_path) as j:
+        fill(j, 1)
+        reader = read_journal(tmp_path)
+        assert [r.lsn for r in reader] == [1]
+        following = JournalReader._following
+
+        def writer_runs_first(self: JournalReader, index: int, prev: int) -> object:
+            start = j.write_offset[0]
+            while j.write_offset[0] == start:
+                fill(j, 1)  # the last ones fit here; the next rolls over
+            return following(self, index, prev)
+
+        monkeypatch.setattr(JournalReader, "_following", writer_runs_first)
+        got = [r.lsn for r in reader.take(10**6)]
+        monkeypatch.undo()
+        got += [r.lsn for r in reader.take(10**6)]
+        assert reader.damage is None
+        assert got == list(range(2, j.accepted_lsn + 1))
+        reader.close()
 
 
 def test_a_prepared_empty_next_segment_does_not_move_the_reader(tmp_path: Path) -> None:

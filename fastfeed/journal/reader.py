@@ -225,6 +225,8 @@ class JournalReader:
                     moved = self._end(seg, offset, prev)
                     if moved is None:
                         return
+                    if moved[0] is seg:
+                        continue  # written here meanwhile: read on in this segment
                     seg, prev = moved
                     offset, record = HEADER_BYTES, seg.record
                     continue
@@ -270,7 +272,8 @@ class JournalReader:
 
     def _end(self, seg: Segment, offset: int, prev: int) -> tuple[Segment, int] | None:
         """No valid record follows ``prev`` at ``offset``: the segment (and the LSN before its
-        first record) the log goes on in, or None (damage, or the end written so far)."""
+        first record) the log goes on in, or None (damage, or the end written so far). ``seg``
+        itself if a record appeared at ``offset`` meanwhile."""
         if seg.scan(offset, prev)[3]:  # a record is there but fails its checks
             listed = list_segments(self._dir)
             last = not listed or seg.index >= listed[-1][0]
@@ -281,9 +284,17 @@ class JournalReader:
             # one read here proves a later segment continues this one.
             return None
         moved = self._following(seg.index, prev)
-        if moved is not None:
-            seg.close()
-            self._seg = moved[0]
+        if moved is None:
+            return None
+        if seg.record(offset, prev) is not None:
+            # The writer filled this segment's last records and rolled over between the miss
+            # above and the look at the next segment: read those first (the next one waits).
+            if self._next is None or self._next[1] is not moved[0]:
+                moved[0].close()  # found past retention, not held: found again when due
+            return seg, prev
+        self._next = None
+        seg.close()
+        self._seg = moved[0]
         return moved
 
     def _following(self, index: int, prev: int) -> tuple[Segment, int] | None:
@@ -305,8 +316,7 @@ class JournalReader:
         seg = self._next[1]
         if not _written(seg):
             return None
-        self._next = None
-        return seg, prev
+        return seg, prev  # still held as _next until the reader moves to it
 
     def _past_retention(self, index: int) -> tuple[Segment, int] | None:
         """Segment ``index + 1`` is absent. If retention deleted it (and so ``index``, read
