@@ -2,8 +2,8 @@
 
 ``python -m bench.apply`` prints JSON. ``apply``: records/s of ``Pipeline.feed_records`` with
 the C scanner (steady streams: the batch path) and without (adapter + tracker per record), and
-rows/s of ``Store.apply`` in batches of ``APPLY_BATCH_RECORDS``, over 1, 10 and 100 streams:
-per second of wall time, and per second of the applying thread's CPU (steadier on a shared
+rows/s of ``Store.apply`` in batches of ``APPLY_BATCH_RECORDS``, over 1, 10, 100 and 1,000
+streams: per second of wall time, and per second of the applying thread's CPU (steadier on a shared
 machine). ``poll``: one journal poll that finds ``POLL_NEW`` new records at the end of a
 segment already holding 0, 100k or 250k records, through a new reader per poll (the applier's
 way before) against one resumed reader: median µs and mean minor page faults per poll, and the
@@ -154,7 +154,7 @@ def main() -> None:
     require_release_build()
     polls = [poll(fill) for fill in POLL_FILLS]
     out = []
-    for streams in (1, 10, 100):
+    for streams in (1, 10, 100, 1000):
         fast, batches = derive(streams, True)
         slow, _ = derive(streams, False)
         wall, cpu = apply(batches)

@@ -11,12 +11,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fastfeed import defaults
+from fastfeed.cli import main
+from fastfeed.datadir import JOURNAL_DIR, STORE_FILE
 from fastfeed.derive.rows import Batch, BookRow, MessageRow, StreamCheckpoint
 from fastfeed.derive.streams import Gap, GapState, StreamKey
 from fastfeed.errors import StoreError
-from fastfeed.store import STORE_FORMAT_VERSION, Store
+from fastfeed.journal import FsyncMode, Journal
+from fastfeed.store import _INSERT_MESSAGES, STORE_FORMAT_VERSION, Store
 from fastfeed.tools.export import export_lines
+from tests.recording import SEGMENT_BYTES, build, catch_up
 
 AAPL = StreamKey("depth", "AAPL.US")
 
@@ -81,7 +84,7 @@ def test_a_venue_restarts_overlapping_seqs_are_kept_and_exported_epoch_by_epoch(
 
 def test_a_multi_row_insert_stays_within_sqlites_parameter_limit() -> None:
     # SQLITE_MAX_VARIABLE_NUMBER defaults to 999 in SQLite before 3.32 (sqlite.org/limits.html).
-    assert defaults.SQLITE_ROWS_PER_INSERT * len(MessageRow._fields) <= 999
+    assert _INSERT_MESSAGES.count("?") <= 999
 
 
 @pytest.mark.parametrize("count", [0, 99, 100, 101, 250])
@@ -92,6 +95,31 @@ def test_every_row_lands_once_across_insert_chunk_boundaries(store: Store, count
     store.apply(batch(count, rows))
     store.apply(batch(count, again))
     assert list(store.iter_messages()) == rows
+
+
+def test_a_stream_gets_its_id_with_its_first_messages_and_keeps_it(
+    store: Store, tmp_path: Path
+) -> None:
+    # MSFT is known by its totals first (no message yet), AAPL by its first message; a status
+    # lists a stream once its totals are in, as before stream ids.
+    msft = StreamCheckpoint("sim", "depth", "MSFT.US", None, 5, 0, 0, None)
+    store.apply(batch(1, [msg(1, 1)], streams=[msft]))
+    assert [s["symbol"] for s in store.status()["streams"]] == ["MSFT.US"]
+    store.apply(batch(3, [msg(1, 2, "MSFT.US"), msg(2, 3)]))
+    db = sqlite3.connect(tmp_path / "fastfeed.db")
+    ids = dict(db.execute("SELECT symbol, id FROM streams").fetchall())
+    stored = db.execute("SELECT stream, seq FROM messages ORDER BY lsn").fetchall()
+    db.close()
+    assert stored == [(ids["AAPL.US"], 1), (ids["MSFT.US"], 1), (ids["AAPL.US"], 2)]
+    assert list(store.iter_messages()) == [msg(1, 1), msg(2, 3), msg(1, 2, "MSFT.US")]
+
+
+def test_a_failed_batch_takes_the_stream_ids_it_assigned_with_it(store: Store) -> None:
+    unencodable = BookRow("sim", "depth", "NEW.US", 1, 1, 1, [{1}], [])  # a set: not JSON
+    with pytest.raises(TypeError):
+        store.apply(batch(1, [msg(1, 1, "NEW.US")], books=[unencodable]))
+    store.apply(batch(2, [msg(1, 1, "NEW.US"), msg(2, 2, "NEW.US")]))
+    assert [m.seq for m in store.iter_messages(symbol="NEW.US")] == [1, 2]
 
 
 def test_applied_lsn_never_goes_backwards(store: Store) -> None:
@@ -227,3 +255,46 @@ def test_a_damaged_file_says_it_can_be_rebuilt(tmp_path: Path) -> None:
         info.value.hint
         == "move fastfeed.db aside: it is rebuilt from the journal at the next start"
     )
+
+
+# A format-3 file as that fastfeed left it: the names in every messages row (no stream ids).
+FORMAT_3 = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('format_version', '3'), ('venue', 'tickdb');
+CREATE TABLE messages (
+    venue TEXT NOT NULL, channel TEXT NOT NULL, symbol TEXT NOT NULL,
+    epoch INTEGER NOT NULL, seq INTEGER, recv_ns INTEGER NOT NULL, lsn INTEGER PRIMARY KEY,
+    frame BLOB NOT NULL, binary INTEGER NOT NULL
+);
+INSERT INTO messages VALUES ('tickdb', 'depth', 'AAPL.US', 0, 1, 1, 1, x'7b7d', 0);
+"""
+
+
+def test_a_format_3_file_is_refused_untouched_and_rebuilt_from_the_journal_once_moved_aside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = build(tmp_path / "data", {("depth", "AAPL.US"): 30, ("trade", "BTC.CC"): 20})
+    assert main(["status", "--data-dir", str(data), "--format", "json"]) == 0
+    want = capsys.readouterr().out
+    db = data / STORE_FILE
+    db.unlink()
+    conn = sqlite3.connect(db)
+    conn.executescript(FORMAT_3)
+    conn.close()
+    before = db.read_bytes()
+    for readonly in (True, False):
+        with pytest.raises(StoreError, match="format version 3; this fastfeed reads 4") as err:
+            Store.open(db, readonly=readonly)
+        assert "move it aside" in (err.value.hint or "")
+    assert main(["status", "--data-dir", str(data)]) != 0
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and "format version 3" in out.err, out.err
+    assert db.read_bytes() == before  # not even the new schema's tables were added to it
+    db.rename(data / "fastfeed.db.format-3")
+    with Journal.open(
+        data / JOURNAL_DIR, segment_bytes=SEGMENT_BYTES, fsync=FsyncMode.NONE
+    ) as journal:
+        catch_up(data, journal)
+    assert main(["status", "--data-dir", str(data), "--format", "json"]) == 0
+    assert capsys.readouterr().out == want

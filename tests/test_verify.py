@@ -48,6 +48,11 @@ def records(segment: Path) -> list[tuple[int, int]]:
     return found
 
 
+# A stream's id in the messages table, by its channel (one symbol each here).
+DEPTH_ID = "(SELECT id FROM streams WHERE channel='depth')"
+TRADE_ID = "(SELECT id FROM streams WHERE channel='trade')"
+
+
 def sql(data: Path, statement: str, *params: object) -> None:
     conn = sqlite3.connect(data / "fastfeed.db")
     with conn:
@@ -102,7 +107,7 @@ def test_a_missing_segment_is_named(data: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_a_deleted_sqlite_row_is_named(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sql(data, "DELETE FROM messages WHERE channel='trade' AND seq=150")
+    sql(data, f"DELETE FROM messages WHERE stream={TRADE_ID} AND seq=150")
     code, out = verify(data, capsys)
     assert code == 1
     assert "(trade:BTC.CC seq 150): in the journal but not in SQLite messages" in out
@@ -113,7 +118,7 @@ def test_a_deleted_sqlite_row_is_named(data: Path, capsys: pytest.CaptureFixture
 def test_a_bogus_sqlite_row_is_named(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sql(
         data,
-        "INSERT INTO messages VALUES ('tickdb','depth','AAPL.US',0,301,1,?,x'7b7d',0)",
+        f"INSERT INTO messages VALUES ({DEPTH_ID},0,301,1,?,x'7b7d',0)",
         10_000,
     )
     code, out = verify(data, capsys)
@@ -122,7 +127,7 @@ def test_a_bogus_sqlite_row_is_named(data: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_an_altered_frame_is_named(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sql(data, "UPDATE messages SET frame = x'7b7d' WHERE channel='depth' AND seq=7")
+    sql(data, f"UPDATE messages SET frame = x'7b7d' WHERE stream={DEPTH_ID} AND seq=7")
     code, out = verify(data, capsys)
     assert code == 1
     assert "(depth:AAPL.US seq 7): SQLite row differs from the journal in ['frame']" in out
