@@ -8,9 +8,7 @@ by ``--one`` in a process of its own, with two measuring additions: the sink's C
 each commit's (time, durable LSN). After the run the journal is read back: per frame, send ->
 callback (its ``recv_ns``) and send -> durable (the first commit covering its LSN). The disk's
 4 KiB write + fdatasync p99 is measured in the same run, for the target ``group window + 2 x
-fsync p99``, and after each recorder run bench/mmap_floor.c does the same appends alone in C
-at the same rate, without and with a commit every group window: the floor that callback ->
-accepted sits on. The first ``WARMUP_SHARE`` of each run's frames (connect, first frames of
+fsync p99``. The first ``WARMUP_SHARE`` of each run's frames (connect, first frames of
 each stream) are left out of the journal-derived percentiles.
 """
 
@@ -32,7 +30,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench import latency, mmap_floor
+from bench import latency
 from bench.buildcheck import require_release_build
 from bench.hotpath import against_sender
 from bench.journal_load import disk_fsync
@@ -53,11 +51,8 @@ WARMUP_SHARE = 0.1
 POLL_S = 0.01  # done-condition poll: a timer on the loop, not per frame
 RUN_LIMIT_S = 120.0
 PROBE_PERIOD_S = 0.01
-FLOOR_MAX_COPIES = 400_000  # bench/mmap_floor.c's file holds this many frames
 PARTS = (
     "callback_to_accepted",
-    "floor_no_sync",
-    "floor_group_sync",
     "send_to_callback",
     "commit",
     "disk_fsync_meanwhile",
@@ -243,20 +238,13 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="fflat-") as tmp:
         fsync = disk_fsync(Path(tmp), 1000)
-        mmap_floor.build(Path(tmp))
         for _ in range(args.rounds):
             for rate in rates:
                 doc = one_rate(rate, args.seconds, Path(tmp))
-                # The same append alone in C, right after: what the kernel adds at this rate.
-                copies = min(int(rate * args.seconds), FLOOR_MAX_COPIES)
-                floor = mmap_floor.both(Path(tmp), rate, copies)
-                doc["floor_no_sync"] = floor["no_sync"]
-                doc["floor_group_sync"] = floor["group_sync"]
                 runs.setdefault(str(rate), []).append(doc)
                 print(
                     f"{rate:>8} msgs/s: callback->accepted p99"
-                    f" {doc['callback_to_accepted']['p99_us']:.2f} µs (C floor, group sync:"
-                    f" {floor['group_sync']['p99_us']:.2f} µs), send->durable p99"
+                    f" {doc['callback_to_accepted']['p99_us']:.2f} µs, send->durable p99"
                     f" {doc['send_to_durable']['p99_us']:,.0f} µs (target"
                     f" {doc['send_to_durable_target']['p99_us']:,.0f} µs)",
                     flush=True,

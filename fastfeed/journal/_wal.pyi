@@ -16,6 +16,7 @@ __all__ = [
     "WalWriter",
     "crc32c",
     "crc32c_sw",
+    "zero_fill",
 ]
 
 MAGIC: bytes
@@ -27,6 +28,7 @@ DEBUG_BUILD: bool
 
 def crc32c(data: Buffer, value: int = 0) -> int: ...
 def crc32c_sw(data: Buffer, value: int = 0) -> int: ...
+def zero_fill(fd: int, size: int) -> int: ...
 
 RecordTuple = tuple[int, int, int, int, int, bytes, int]
 

@@ -6,7 +6,7 @@ fastfeed/journal/writer.py owns segment creation, recovery decisions, the lock a
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.errno cimport errno
+from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 from posix.fcntl cimport O_CLOEXEC, O_RDONLY, O_RDWR
@@ -16,7 +16,7 @@ from posix.mman cimport (
     munmap,
 )
 from posix.stat cimport fstat, struct_stat
-from posix.unistd cimport _SC_PAGESIZE, fdatasync, sysconf
+from posix.unistd cimport _SC_PAGESIZE, fdatasync, sysconf, write
 from posix.unistd cimport close as c_close
 
 import os
@@ -34,6 +34,7 @@ __all__ = [
     "WalWriter",
     "crc32c",
     "crc32c_sw",
+    "zero_fill",
 ]
 
 ff_crc32c_init()
@@ -100,6 +101,35 @@ def crc32c_sw(data, unsigned int value=0):
         return ff_crc32c_sw(value, <const unsigned char *>view.buf, <size_t>view.len)
     finally:
         PyBuffer_Release(&view)
+
+
+# A new segment is zero-filled in 64 KiB writes: ext4 (large folios, Linux 6.16+) caches a
+# file in folios as large as the writes that filled it. Writeback write-protects a whole folio,
+# every mapped page of it, so the folio a commit ends in is mapped writable again right after
+# its sync (Segment.sync). Page-sized folios would spare that, but cost the appender a fault
+# per page (CPU per message 0.45 -> 0.75 µs); 1 MiB ones made each commit ~115 TLB-shootdown
+# IPIs to the appending CPU (docs/benchmarks.md, the hot path).
+cdef enum:
+    _ZERO_FILL = 64 * 1024
+cdef char _ZEROS[_ZERO_FILL]
+
+
+def zero_fill(int fd, uint64_t size):
+    """Write ``size`` zero bytes at ``fd``'s offset in 64 KiB writes; 0 or the errno. One C
+    loop with the GIL released: a thousand writes must not each take it back from the loop."""
+    cdef uint64_t left = size
+    cdef ssize_t n
+    cdef int rc = 0
+    with nogil:
+        while left:
+            n = write(fd, _ZEROS, _ZERO_FILL if left > _ZERO_FILL else left)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                rc = errno
+                break
+            left -= <uint64_t>n
+    return rc
 
 
 cdef class Segment:
@@ -329,6 +359,7 @@ cdef class Segment:
         self._ensure_open()
         cdef uint64_t a = start - start % <uint64_t>_PAGE
         cdef uint64_t whole = end - end % <uint64_t>_PAGE
+        cdef uint64_t folio_end = min(self.size, end - end % _ZERO_FILL + _ZERO_FILL)
         cdef int rc = 0
         if end > self.size or start > end:
             raise ValueError(f"bad sync range [{start}, {end}) in {self.path}")
@@ -340,9 +371,10 @@ cdef class Segment:
                 if msync(self.base, end, MS_SYNC) != 0:
                     rc = errno
                 elif self.writable and end > whole:
-                    # Writeback write-protected the page appends go on in: map it writable
-                    # again now, so the appender does not take that fault (WalWriter._prefault).
-                    madvise(self.base + whole, _PAGE, MADV_POPULATE_WRITE)
+                    # Writeback write-protected the folio appends go on in, pages past the
+                    # commit included: map them writable again now, so the appender does not
+                    # take those faults (WalWriter._prefault does the pages after it).
+                    madvise(self.base + whole, folio_end - whole, MADV_POPULATE_WRITE)
             elif fdatasync(self.fd) != 0:
                 rc = errno
         return rc

@@ -20,6 +20,7 @@ from fastfeed.journal._wal import (
     RECORD_HEADER_BYTES,
     SEGMENT_FORMAT_VERSION,
     Segment,
+    zero_fill,
 )
 
 __all__ = [
@@ -36,12 +37,6 @@ __all__ = [
 
 _SEGMENT_RE = re.compile(r"^seg-(\d{16})\.wal$")
 _TEMP_RE = re.compile(r"^\.seg-\d{16}\.wal\.tmp$")
-# The zero-fill's write size is the size of the page-cache folios the segment gets (ext4 with
-# large folios, Linux 6.16+), and syncing a folio write-protects every mapped page of it,
-# with a TLB-shootdown IPI each, including the pages the appender is still filling past the
-# commit: 1 MiB writes made that ~115 IPIs a group commit, 64 KiB ones at most 16
-# (docs/benchmarks.md, the hot path).
-_ZERO_CHUNK = bytes(64 * 1024)
 _HEADER = struct.Struct("<8sIIQQ32x")
 
 
@@ -136,9 +131,10 @@ def create_segment(directory: Path, index: int, size: int, min_free_bytes: int) 
         # 1. Write real zeros (not a sparse ftruncate): every block is allocated now, so a
         #    later store into the mapping cannot hit ENOSPC as a SIGBUS, and msync never has
         #    to allocate.
-        left = size
-        while left:
-            left -= os.write(fd, _ZERO_CHUNK[: min(left, len(_ZERO_CHUNK))])
+        #    In 64 KiB writes: the page cache's folio size is the write size (_wal.pyx).
+        rc = zero_fill(fd, size)
+        if rc:
+            raise OSError(rc, os.strerror(rc))
         # 2. The header, so the file identifies itself (index, size, format version).
         os.pwrite(fd, _HEADER.pack(MAGIC, SEGMENT_FORMAT_VERSION, HEADER_BYTES, index, size), 0)
         # 3. fsync before the rename: the name must never point at unwritten blocks.
