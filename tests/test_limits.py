@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import picows
 import pytest
 
 from fastfeed import defaults
+from fastfeed.journal import FsyncMode, Journal, read_journal
 from fastfeed.recorder.backoff import Backoff
 from fastfeed.recorder.connection import Connection
+from fastfeed.recorder.feed import Feed
+from fastfeed.venues.tickdb import TickDBAdapter
 
 __all__: list[str] = []
 
@@ -233,3 +237,81 @@ async def _run_against_oversized_frames() -> tuple[_Reports, list[str]]:
         server.close()
         await server.wait_closed()
     return reports, backoff.calls[: PROMPT + 1]
+
+
+PONG = b'{"cmd":"pong"}'
+
+
+class _OverTheLimit(picows.WSListener):
+    """A venue that sends a frame, one over the client's limit and one more; when the client's
+    close (1009) comes, one more again. The read that brings that one also brings the rest of
+    the refused frame, inside the delay picows leaves before it disconnects."""
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        transport.send(picows.WSMsgType.TEXT, PONG)
+        transport.send(picows.WSMsgType.TEXT, b"x" * OVERSIZE)
+        transport.send(picows.WSMsgType.TEXT, PONG)
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.msg_type == picows.WSMsgType.CLOSE:
+            transport.send(picows.WSMsgType.TEXT, PONG)
+            transport.disconnect()
+
+
+class _OneConnection(_Reports):
+    """Notes what the connection reports until its first connection has ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[Exception] = []  # what the feed would stop the recorder with
+
+    def on_disconnected(self, reason: str) -> None:
+        super().on_disconnected(reason)
+        self.enough.set()
+
+
+@pytest.mark.parametrize("listener", ["sink", "python"])
+def test_nothing_from_a_frame_over_the_limit_on_is_taken(tmp_path: Path, listener: str) -> None:
+    # picows refuses the frame from its header (close 1009) but, once the rest of it and more
+    # have come before it disconnects, hands them over all the same. The connection ended at
+    # that frame: taken, the frame would be recorded although refused (and its seq counted as
+    # skipped), and the frames after it would carry the stream past the refused seq, so the
+    # next connection's resume would no longer meet it and its stream would not be found.
+    with Journal.open(tmp_path / "journal", fsync=FsyncMode.NONE) as journal:
+        reports = asyncio.run(_run_against_a_frame_over_the_limit(journal, listener == "sink"))
+    told = [what for what, _ in reports.calls if what != "frame"]
+    assert told == ["connected", "oversized", "disconnected"]
+    if listener == "sink":
+        frames = [record.payload for record in read_journal(tmp_path / "journal")]
+    else:
+        frames = [payload for what, payload in reports.calls if what == "frame"]
+    assert frames == [PONG]
+
+
+async def _run_against_a_frame_over_the_limit(journal: Journal, sink: bool) -> _OneConnection:
+    server = await picows.ws_create_server(lambda request: _OverTheLimit(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reports = _OneConnection()
+    feed = Feed(
+        journal,
+        TickDBAdapter(),
+        FsyncMode.NONE,
+        fail=reports.errors.append,
+        wake_applier=lambda: None,
+        stop_reading=lambda: None,
+    )
+    url = f"ws://127.0.0.1:{port}/"
+    connection = Connection(
+        url, url, reports, max_frame_bytes=OVERSIZE - 1, listener=feed.listener if sink else None
+    )
+    task = asyncio.create_task(connection.run())
+    try:
+        async with asyncio.timeout(60):
+            await reports.enough.wait()
+    finally:
+        connection.stop()
+        await task
+        server.close()
+        await server.wait_closed()
+    assert reports.errors == []
+    return reports

@@ -8,6 +8,7 @@ import orjson
 
 from fastfeed.derive.pipeline import Actions, Pipeline
 from fastfeed.derive.streams import StreamKey
+from fastfeed.journal import RecordKind
 from fastfeed.recorder.connection import Connection
 from fastfeed.recorder.feed import Feed
 from fastfeed.recorder.oversize import Found, GiveUp, OversizeSearch, Phase
@@ -161,3 +162,92 @@ def test_a_sighup_while_subscribes_wait_on_a_verdict_sends_the_new_set_once_afte
     session.on_actions(Actions())
     asked = [(cmd["cmd"], cmd["data"]["symbols"]) for cmd in conn.sent]
     assert asked == [("subscribe", ["A.US", "C.US"])]
+
+
+class _Resumed:
+    """Every stream known at a resume point; everything journaled is derived at once."""
+
+    def __init__(self, feed: _Feed, points: dict[str, int]) -> None:
+        self._feed = feed
+        self.points = points
+
+    @property
+    def derived_lsn(self) -> int:
+        return len(self._feed.records)
+
+    def resume_point(self, key: StreamKey) -> int | None:
+        return self.points.get(key.symbol)
+
+    def stream_stats(self, key: StreamKey) -> None:
+        return None  # no ack: a stream passes its resume point only by receiving it
+
+
+def test_a_frame_met_past_the_resume_point_is_found_not_given_up() -> None:
+    # Every connection but a recorder's first resumes its streams. A stream that received its
+    # resume point and went on may well hold the frame that then ended the connection (its
+    # next seq): it is a suspect there, as a stream subscribed live is, not cleared of it.
+    feed = _Feed()
+    pipeline = _Resumed(feed, {"A.US": 10, "B.US": 20})
+    session = Session(
+        TickDBAdapter(),
+        cast(Feed, feed),
+        cast(Pipeline, pipeline),
+        {"depth": ["A.US", "B.US"]},
+        lambda error: None,
+    )
+    session.started = True
+    conn = _Connection()
+    session.connection = cast(Connection, conn)
+
+    def connect() -> dict[str, int]:
+        """A connection comes up: the resume points its subscribe asks for."""
+        conn.sent = []
+        session.on_connected(cast(Connection, conn))
+        return {s: r for cmd in conn.sent for s, r in cmd["data"]["resume"].items()}
+
+    def ended_on_the_frame(reached: dict[str, int]) -> None:
+        """The streams reached these points, then the frame over the limit came."""
+        pipeline.points = reached
+        session.on_oversized(20_000_000)
+        session.on_disconnected("close 1009")
+
+    assert connect() == {"A.US": 10, "B.US": 20}
+    ended_on_the_frame({"A.US": 15, "B.US": 25})  # both went past where they resumed
+    assert connect() == {"A.US": 15, "B.US": 25}  # a retry, both suspects
+    ended_on_the_frame({"A.US": 15, "B.US": 31})  # A stuck where the frame was
+    assert connect() == {"A.US": 16, "B.US": 31}  # found: A skips seq 15
+    markers = [orjson.loads(p) for kind, p in feed.records if kind == RecordKind.GAP]
+    assert markers == [
+        {"event": "oversized", "size": 20_000_000, "channel": "depth", "symbol": "A.US", "seq": 15}
+    ]
+
+
+def test_no_batch_is_released_while_a_frame_over_the_limit_awaits_its_verdict() -> None:
+    feed = _Feed()
+    symbols = ["A.US", "B.US", "C.US", "D.US"]
+    pipeline = _Resumed(feed, {s: 10 * (i + 1) for i, s in enumerate(symbols)})
+    session = Session(
+        TickDBAdapter(),
+        cast(Feed, feed),
+        cast(Pipeline, pipeline),
+        {"depth": symbols},
+        lambda error: None,
+    )
+    session.started = True
+    conn = _Connection()
+    session.connection = cast(Connection, conn)
+    for _ in range(2):  # the first hit, then the retry: no stream passed where it resumed
+        session.on_connected(cast(Connection, conn))
+        session.on_oversized(None)
+        session.on_disconnected("close 1009")
+    conn.sent = []
+    session.on_connected(cast(Connection, conn))  # a probe of half the suspects
+    assert [cmd["data"]["symbols"] for cmd in conn.sent] == [["A.US", "B.US"]]
+    # The probe's batch goes past where it resumed, but its connection has just ended on a
+    # frame over the limit (it is still up until picows reports the disconnect): the next
+    # half waits for that frame's verdict rather than being asked on a closing connection.
+    conn.sent = []
+    pipeline.points |= {"A.US": 11, "B.US": 21}
+    session.on_oversized(None)
+    session.on_actions(Actions())
+    assert conn.sent == []

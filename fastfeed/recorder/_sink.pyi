@@ -58,5 +58,6 @@ class FrameSink(picows.WSListener):
         control: SinkControl,
         slot: int,
         always: Journal | None,
+        max_frame: int = ...,
     ) -> None: ...
     def end_of_read(self) -> None: ...

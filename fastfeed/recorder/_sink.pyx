@@ -24,6 +24,7 @@ from fastfeed.journal._wal cimport WalWriter
 
 from functools import partial
 
+from fastfeed.defaults import MAX_FRAME_BYTES
 from fastfeed.errors import JournalError
 
 __all__ = ["AcceptTimes", "FrameSink", "Scanner", "StreamTable", "scanner_venues"]
@@ -280,7 +281,8 @@ cdef class FrameSink(WSListener):
     adapter reads as that stream's sequenced message (tests/venues/test_scan_tickdb.py). ``control`` (the Connection) gets ``ws_connected(transport)``
     and ``ws_other_frame(transport, frame)`` for control frames and fragmented messages, and
     ``data(payload, binary)`` for every data frame while ``divert`` is set: Python journals
-    those itself (a rotation's overlap, where it chooses each frame's flags).
+    those itself (a rotation's overlap, where it chooses each frame's flags). A frame over
+    ``max_frame`` (picows' limit) ends the connection: neither it nor anything after it is taken.
     """
 
     cdef WalWriter _journal
@@ -289,6 +291,7 @@ cdef class FrameSink(WSListener):
     cdef object _control
     cdef object _always
     cdef int _slot
+    cdef int64_t _max_frame  # picows' frame limit; -1 once a frame over it came: none is taken
     cdef bint _appended
     cdef uint64_t _last_lsn
     cdef int64_t _read_ns  # receive time of the socket read being handled; 0 between reads
@@ -300,8 +303,9 @@ cdef class FrameSink(WSListener):
     cdef public AcceptTimes timing  # None unless a benchmark times the sink
 
     def __init__(self, WalWriter journal, Scanner scanner, StreamTable table, handler, control,
-                 int slot, always):
+                 int slot, always, int64_t max_frame=MAX_FRAME_BYTES):
         self._journal = journal
+        self._max_frame = max_frame
         self._scanner = scanner
         self.table = table
         self._handler = handler
@@ -319,7 +323,14 @@ cdef class FrameSink(WSListener):
         cdef uint64_t lsn
         cdef int64_t recv_ns, started
         cdef bint binary
-        if not (frame.fin and (t == WSMsgType.TEXT or t == WSMsgType.BINARY)):
+        if frame.payload_size > self._max_frame:
+            # picows refuses a frame over its limit from the header (close 1009), yet if the
+            # rest of it and more arrive before it disconnects (10 ms later: picows 2.3.1,
+            # WSProtocol._get_next_frame) it hands them all over. The connection ended at this
+            # frame: it and what follows are the next connection's to resume (-1: every later
+            # frame is over the limit too, so this one comparison per frame is the whole guard).
+            self._max_frame = -1
+        elif not (frame.fin and (t == WSMsgType.TEXT or t == WSMsgType.BINARY)):
             self._control.ws_other_frame(transport, frame)
         elif self.divert:
             self.frames += 1

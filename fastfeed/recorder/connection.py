@@ -50,6 +50,7 @@ class _Listener(picows.WSListener):
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._max_frame = connection.max_frame_bytes  # -1 once a frame over it came
         self.frames = 0
         self.steady = 0  # this listener knows no streams: it never counts a connection productive
 
@@ -58,7 +59,13 @@ class _Listener(picows.WSListener):
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         msg_type = frame.msg_type
-        if frame.fin and (msg_type == picows.WSMsgType.TEXT or msg_type == picows.WSMsgType.BINARY):
+        if frame.payload_size > self._max_frame:
+            # picows hands over a frame it refused if the rest of it came before it
+            # disconnected, and what followed: none of it is taken (the sink does the same).
+            self._max_frame = -1
+        elif frame.fin and (
+            msg_type == picows.WSMsgType.TEXT or msg_type == picows.WSMsgType.BINARY
+        ):
             self.frames += 1
             # get_payload_as_bytes copies: picows reuses the frame's memory after this callback.
             self._connection.data(frame.get_payload_as_bytes(), msg_type == picows.WSMsgType.BINARY)
@@ -121,6 +128,11 @@ class Connection:
         self._oversized_run = 0  # connections in a row that ended on a frame over the limit
         self.reconnects = 0
         self.connected = False
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """picows' frame limit: a frame over it ends the connection, and is not taken."""
+        return self._max_frame
 
     # -- used by the handler ------------------------------------------------------------------
     def send(self, payload: bytes) -> bool:

@@ -87,6 +87,7 @@ class Feed:
             connection,
             CONNECTION_SLOT,
             self._journal if self._fsync is FsyncMode.ALWAYS else None,
+            connection.max_frame_bytes,
         )
         if self._sink is not None:
             self._earlier_frames += self._sink.frames
@@ -106,6 +107,7 @@ class Feed:
             connection,
             slot,
             self._journal if self._fsync is FsyncMode.ALWAYS else None,
+            connection.max_frame_bytes,
         )
         self.release(slot)
         self._link_sinks[slot] = sink

@@ -1,11 +1,14 @@
 """Which stream holds the frame over the size limit that keeps ending the connection.
 
-picows refuses a frame over ``MAX_FRAME_BYTES`` from its header (close 1009), before any byte
-of it is read, so the stream and seq it held are unknown. On a venue that resumes by seq the
-frame is the first one of its stream that the reconnect asks for again (its resume point: the
-stream got everything before it), so without a skip every later connection ends on it. The
-search narrows the suspects by elimination; a stream *passed* its resume point R on a
-connection when seq R arrived there (or the venue's ack said it has nothing at R yet)::
+picows refuses a frame over ``MAX_FRAME_BYTES`` from its header (close 1009), and the recorder
+takes nothing of it or after it (fastfeed/recorder/_sink.pyx), so the stream and seq it held
+are unknown. On a venue that resumes by seq the frame is the first one of its stream that the
+reconnect asks for again (its resume point: the stream got everything before it), so without a
+skip every later connection ends on it. The search narrows the suspects by elimination; a
+stream *passed* its resume point R on a connection when seq R arrived there (or the venue's ack
+said it has nothing at R yet). The session names each stream of the connection the frame ended
+at the seq it would be if it were that stream's: R, or for a stream subscribed live or gone
+past R, the next seq it lacks (a frame is met mid-stream as often as at a resume point)::
 
     IDLE  --1009, suspects----------------> RETRY   suspects: streams that did not pass R
     IDLE  --1009, none--------------------> IDLE    GiveUp (not a resumed frame: not resent)

@@ -114,8 +114,15 @@ class Session:
             self._unsubscribed = None
             self._judge_oversized()
             self._subscribe_all(waiting)
-        elif self._oversize.phase is not Phase.IDLE and conn is not None and conn.connected:
-            # A stream SIGHUP took away cannot pass any more: it holds the search up no longer.
+        elif (
+            self._oversize.phase is not Phase.IDLE
+            and not self._oversized
+            and conn is not None
+            and conn.connected
+        ):
+            # Not while a connection's end on a frame over the limit awaits its verdict: a
+            # batch released then would be subscribed before it, and judged as asked on the
+            # connection that ended. A stream SIGHUP took away holds the search up no longer.
             verdict, released = self._oversize.progress(
                 lambda key, seq: (
                     key.symbol not in self.subscriptions.get(key.channel, ())
@@ -192,21 +199,23 @@ class Session:
 
     def _judge_oversized(self) -> None:
         """The last connection ended on a frame over the limit: judged at the next connect,
-        when the applier has derived what came before it. A stream subscribed live held it
-        if anything: its resume point now is the seq in question."""
+        when the applier has derived what came before it. A stream subscribed live, or that
+        went past the seq it resumed at, held it if anything: its resume point now is the seq
+        in question (on a resumed connection a frame is met mid-stream as often as not)."""
         self._oversized = False
         points: dict[StreamKey, int] = {}
-        live: set[StreamKey] = set()
+        onward: set[StreamKey] = set()
         for key, (seq, _) in self._asked.items():
-            if seq is None:
-                seq = self._pipeline.resume_point(key)
-                live.add(key)
+            now = self._pipeline.resume_point(key)
+            if seq is None or (now is not None and now > seq):
+                seq = now
+                onward.add(key)
             if seq is not None:
                 points[key] = seq
         verdict = self._oversize.oversized(
             self._oversized_size,
             points,
-            lambda key, seq: key not in live and self._passed(key, seq),
+            lambda key, seq: key not in onward and self._passed(key, seq),
         )
         if verdict is not None:
             self._skip_frame(verdict)
