@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 from fastfeed.catchup import replay_into
 from fastfeed.datadir import STORE_FILE, prepare_data_dir
 from fastfeed.derive.pipeline import Pipeline
-from fastfeed.journal import FsyncMode, Journal, RecordKind
+from fastfeed.journal import FsyncMode, Journal, JournalReader, RecordKind, read_journal
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.sim.content import StreamGenerator
 from fastfeed.venues.tickdb import TickDBAdapter
@@ -73,3 +76,15 @@ def catch_up(data: Path, journal: Journal) -> int:
         return replay_into(journal, pipeline, snapshotter)
     finally:
         snapshotter.close()
+
+
+def count_readers(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> list[int]:
+    """Make ``module.read_journal`` note the LSN each reader it opens starts at; that list."""
+    opened: list[int] = []
+
+    def counting(directory: Path, from_lsn: int = 1) -> JournalReader:
+        opened.append(from_lsn)
+        return read_journal(directory, from_lsn)
+
+    monkeypatch.setattr(module, "read_journal", counting)
+    return opened

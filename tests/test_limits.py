@@ -146,16 +146,21 @@ async def _read_a_flood() -> int:
     port = server.sockets[0].getsockname()[1]
     counter = _Counter()
     connection = Connection(f"ws://127.0.0.1:{port}/", f"ws://127.0.0.1:{port}/", counter)
+    await _run_until(counter.done, connection, server)
+    return counter.most_in_a_turn
+
+
+async def _run_until(done: asyncio.Event, connection: Connection, server: asyncio.Server) -> None:
+    """Run ``connection`` until ``done`` is set (60 s at most); then stop it and ``server``."""
     task = asyncio.create_task(connection.run())
     try:
         async with asyncio.timeout(60):
-            await counter.done.wait()
+            await done.wait()
     finally:
         connection.stop()
         await task
         server.close()
         await server.wait_closed()
-    return counter.most_in_a_turn
 
 
 class _Oversized(picows.WSListener):
@@ -304,14 +309,6 @@ async def _run_against_a_frame_over_the_limit(journal: Journal, sink: bool) -> _
     connection = Connection(
         url, url, reports, max_frame_bytes=OVERSIZE - 1, listener=feed.listener if sink else None
     )
-    task = asyncio.create_task(connection.run())
-    try:
-        async with asyncio.timeout(60):
-            await reports.enough.wait()
-    finally:
-        connection.stop()
-        await task
-        server.close()
-        await server.wait_closed()
+    await _run_until(reports.enough, connection, server)
     assert reports.errors == []
     return reports

@@ -10,11 +10,12 @@ import pytest
 
 from fastfeed import defaults
 from fastfeed.derive.pipeline import Pipeline
-from fastfeed.journal import FsyncMode, Journal, JournalReader, RecordKind, read_journal
+from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.recorder import snapshotter
 from fastfeed.recorder.snapshotter import Snapshotter
 from fastfeed.sim.content import StreamGenerator
 from fastfeed.venues.tickdb import TickDBAdapter
+from tests.recording import count_readers
 
 
 def test_a_flush_started_while_another_waits_for_durability_commits_after_it(
@@ -186,13 +187,7 @@ def test_with_fsync_always_the_applier_derives_only_durable_records(tmp_path: Pa
 def test_the_applier_keeps_one_journal_reader_across_polls_and_rollovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened: list[int] = []
-
-    def counting_read_journal(directory: Path, from_lsn: int = 1) -> JournalReader:
-        opened.append(from_lsn)
-        return read_journal(directory, from_lsn)
-
-    monkeypatch.setattr(snapshotter, "read_journal", counting_read_journal)
+    opened = count_readers(monkeypatch, snapshotter)
     journal = Journal.open(tmp_path / "journal", fsync=FsyncMode.NONE, segment_bytes=8192)
     pipeline = Pipeline("sim", TickDBAdapter())
     snap = Snapshotter(

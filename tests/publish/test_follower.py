@@ -6,22 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from fastfeed.journal import FsyncMode, Journal, JournalReader, RecordKind, read_journal
+from fastfeed.journal import FsyncMode, Journal, RecordKind
 from fastfeed.publish import follower
 from fastfeed.publish.follower import Follower
 from fastfeed.sim.content import StreamGenerator
+from tests.recording import count_readers
 
 
 def test_the_follower_reads_each_durable_record_once_with_one_reader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened: list[int] = []
-
-    def counting_read_journal(directory: Path, from_lsn: int = 1) -> JournalReader:
-        opened.append(from_lsn)
-        return read_journal(directory, from_lsn)
-
-    monkeypatch.setattr(follower, "read_journal", counting_read_journal)
+    opened = count_readers(monkeypatch, follower)
     gen = StreamGenerator(1, "depth", "AAPL.US")
     with Journal.open(tmp_path, fsync=FsyncMode.NONE, segment_bytes=8192) as journal:
 
