@@ -102,7 +102,7 @@ class Follower:
         """Up to ``max_records`` records after the last poll and at most ``durable``."""
         if durable < self.next_lsn:
             return None
-        records = self._read(min(durable, self.next_lsn + max_records - 1))
+        records = self._read(max_records, durable)
         if not records:
             return None
         first, last = records[0].lsn, records[-1].lsn
@@ -123,11 +123,13 @@ class Follower:
         out.extend(self._gap(gap, last) for gap in batch.gaps)
         return Chunk(batch.applied_lsn, out, batch.tracker_state)
 
-    def _read(self, upto: int) -> list[JournalRecord]:
-        """The records from ``next_lsn`` on up to ``upto``, as far as the log goes now."""
+    def _read(self, limit: int, upto: int) -> list[JournalRecord]:
+        """Up to ``limit`` records from ``next_lsn`` on, none past ``upto``, as far as the log
+        goes now. Bounded by count, not by ``next_lsn + limit``: where retention deleted the
+        records from ``next_lsn`` on, the oldest left may lie past any such LSN bound."""
         if self._reader is None:
             self._reader = read_journal(self._dir, self.next_lsn)
-        records = self._reader.take(upto - self.next_lsn + 1, upto)
+        records = self._reader.take(limit, upto)
         if self._reader.damage is not None:
             self.close()  # it stays stopped there: the next poll looks again, as after a repair
         return records

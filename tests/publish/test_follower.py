@@ -39,3 +39,20 @@ def test_the_follower_reads_each_durable_record_once_with_one_reader(
             assert len(chunk.messages) == 1
         assert opened == [1]
         follow.close()
+
+
+def test_a_follower_behind_retention_goes_on_from_the_oldest_record_left(tmp_path: Path) -> None:
+    # Retention deleted more records than one poll may take: the follower must still go on
+    # from the oldest record left (counting the rest as skipped), not wait for ever.
+    gen = StreamGenerator(1, "depth", "AAPL.US")
+    with Journal.open(tmp_path, fsync=FsyncMode.NONE, segment_bytes=4096) as journal:
+        for _ in range(600):
+            journal.append(RecordKind.INBOUND, 1, 1_000, gen.next())
+        journal.sync()
+        journal.release_before(500)
+        follow = Follower(tmp_path, "sim", "md")
+        chunk = follow.poll(journal.accepted_lsn, 50)
+        assert chunk is not None
+        assert follow.skipped > 50
+        assert follow.next_lsn == follow.skipped + 51
+        follow.close()
