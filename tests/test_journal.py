@@ -453,6 +453,15 @@ def test_a_live_feed_never_wakes_the_commit_thread(
         assert wakes == 0
 
 
+def test_a_zero_group_window_still_commits(tmp_path: Path) -> None:
+    async def main() -> None:
+        with open_journal(tmp_path, group_commit_ms=0.0) as j:
+            fill(j, 3)
+            await asyncio.wait_for(j.wait_durable(3), timeout=10)
+
+    asyncio.run(main())
+
+
 def test_group_commit_sync_failure_fails_waiters(tmp_path: Path) -> None:
     hook = Hook(fail_at=1)
 

@@ -370,7 +370,7 @@ cdef class Segment:
             if end > a:
                 if msync(self.base, end, MS_SYNC) != 0:
                     rc = errno
-                elif self.writable and end > whole:
+                elif self.writable and folio_end > whole:
                     # Writeback write-protected the folio appends go on in, pages past the
                     # commit included: map them writable again now, so the appender does not
                     # take those faults (WalWriter._prefault does the pages after it).
@@ -460,30 +460,31 @@ cdef class WalWriter:
         self._size = 0
         self._off = 0
 
-    def _prefault(self, uint64_t ahead):
-        """Map writable, off the appending thread, the page appends are in and ``ahead`` bytes past it.
+    def _prefault(self, uint64_t ahead, uint64_t most):
+        """Map writable, off the appending thread, the pages up to ``ahead`` bytes past the
+        append position, at most ``most`` bytes of them a call.
 
-        Commit thread, after a sync: writeback has just write-protected the page the next
-        append goes to, and every page past it is unmapped, so the appender would take a write
-        fault (the file system's page_mkwrite, tens of µs on ext4) about once per commit and
-        once per page. Faulting them in here moves that cost off the event loop; pages already
-        faulted in are not asked for again. Advice only: nothing depends on it having worked.
+        Commit thread, after a commit: every page past the append position is unmapped until
+        first touched, and the appender would take a write fault (the file system's
+        page_mkwrite) on each. Faulting them in here moves that cost off the event loop; pages
+        already faulted in are not asked for again (Segment.sync remaps the folio a commit
+        ended in). ``most`` bounds the time the caller holds its lock. Advice only: nothing
+        depends on it having worked.
         """
         cdef Segment seg = self._seg
         if seg is None or self._base == NULL:
             return
         cdef unsigned char *base = self._base
-        cdef uint64_t here = self._off - self._off % <uint64_t>_PAGE
-        cdef uint64_t end = min(self._size, self._off + ahead)
-        cdef uint64_t fresh = max(here + <uint64_t>_PAGE, self._prefaulted)
+        cdef uint64_t start = max(self._off - self._off % <uint64_t>_PAGE, self._prefaulted)
+        cdef uint64_t end = min(self._size, self._off + ahead, start + most)
         end = end - end % <uint64_t>_PAGE
+        if end <= start:
+            return
         with nogil:
             # The segment stays mapped meanwhile: the caller holds the commit lock, under
             # which alone a segment rolled away from is unmapped.
-            madvise(base + here, _PAGE, MADV_POPULATE_WRITE)
-            if end > fresh:
-                madvise(base + fresh, end - fresh, MADV_POPULATE_WRITE)
-        if self._seg is seg and end > self._prefaulted:
+            madvise(base + start, end - start, MADV_POPULATE_WRITE)
+        if self._seg is seg:
             self._prefaulted = end
 
     def _take_unsynced(self):

@@ -66,6 +66,9 @@ _NEVER = 2**64 - 1  # wake threshold meaning "do not wake the commit thread"
 # How far past the append position the commit thread faults pages in after a sync: more than
 # one group window of appends at the transport's rate (about 1.4 MB per 2 ms here).
 PREFAULT_BYTES = 2 << 20
+# ... but at most this much a commit: the commit lock is held meanwhile (64 pages: ~1-2 ms at
+# worst here, 512 took up to 30 ms after a rollover), and the appender faults in what is left.
+PREFAULT_STEP_BYTES = 256 << 10
 # GROUP: how long the commit thread keeps polling once a period after the last append before
 # it sleeps until an append wakes it (see Journal._run).
 IDLE_AFTER_S = 0.2
@@ -217,7 +220,7 @@ class Journal:
         # call (Event.set, a futex wake) on the appending thread, 2-10 µs inside the frame
         # sink. Only after IDLE_AFTER_S of silence does it sleep until woken.
         empty = 0
-        idle_after = max(1, round(IDLE_AFTER_S / self._period_s))
+        idle_after = max(1, round(IDLE_AFTER_S / self._period_s)) if self._period_s > 0 else 1
         while not self._stopping:
             if self._mode is not FsyncMode.GROUP:
                 self._event.wait()
@@ -265,7 +268,7 @@ class Journal:
         """After a commit published: fault in the pages the next appends go to, so the event
         loop does not (``WalWriter._prefault``)."""
         with self._commit_lock:
-            self._w._prefault(PREFAULT_BYTES)
+            self._w._prefault(PREFAULT_BYTES, PREFAULT_STEP_BYTES)
 
     def _set_failure(self, exc: JournalError) -> None:
         """Make ``exc`` the answer to every later append, sync and wait_durable."""
