@@ -205,7 +205,8 @@ class Store:
                 f"{path} has format version {row[0] if row else 'none'}; this fastfeed reads"
                 f" {STORE_FORMAT_VERSION}",
                 hint="use the fastfeed version that wrote it, or move it aside to rebuild it"
-                " from the journal",
+                " from the journal (what retention deleted from the journal stays only in the"
+                " file moved aside)",
             )
         return cls(conn, path, venue, immutable)
 
