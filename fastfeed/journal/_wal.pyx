@@ -70,9 +70,16 @@ cdef enum:
 
 cdef long _PAGE = sysconf(_SC_PAGESIZE)
 
-cdef extern from "<sys/mman.h>":
+cdef extern from *:
     # Linux 5.14+ (madvise(2)); an older kernel answers EINVAL and the appender faults pages
-    # in itself, as before.
+    # in itself, as before. C libraries older than glibc 2.35 do not name it: the kernel's
+    # value (include/uapi/asm-generic/mman-common.h) keeps the build working there.
+    """
+    #include <sys/mman.h>
+    #ifndef MADV_POPULATE_WRITE
+    #define MADV_POPULATE_WRITE 23
+    #endif
+    """
     const int MADV_POPULATE_WRITE
 
 if sizeof(RecordHeader) != _RECORD or sizeof(SegmentHeader) != _HEADER:
